@@ -1,0 +1,43 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Everything else is installed here.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench up-services down-services clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/leadflow demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy leadflow ingest_api sensors assets pipelines
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not services"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy leadflow ingest_api sensors assets pipelines
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+up-services: $(STAMP)
+	$(BIN)/leadflow services up
+
+down-services: $(STAMP)
+	$(BIN)/leadflow services down
+
+clean:
+	-$(BIN)/leadflow services down
+	rm -rf $(VENV) .leadflow dbt_project/target dbt_project/logs .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,47 @@
+"""Bland AI post-call webhooks, signed with ``X-Webhook-Signature`` (HMAC-SHA256 of the raw body)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from ingest_api.auth import configured_secret, require_hmac
+from ingest_api.calls import split_transcript, turns_to_messages
+from ingest_api.intake import MalformedPayload, Parsed, accept, iso_to_utc, require
+from ingest_api.tenancy import broker_for_path
+from leadflow.brokers import Broker
+from leadflow.events import Contact
+from leadflow.phones import to_e164
+
+router = APIRouter(tags=["bland"])
+
+SIGNATURE_HEADER = "X-Webhook-Signature"
+
+
+def parse_call(broker: Broker, body: dict[str, Any]) -> Parsed:
+    call_id = str(require(body, "call_id", "body"))
+    started = iso_to_utc(body.get("started_at") or body.get("created_at"))
+    if started is None:
+        raise MalformedPayload("body.created_at is missing")
+    # Inbound calls: the lead is `from`; outbound calls we placed: the lead is `to`.
+    lead_number = body.get("from") if body.get("inbound") else body.get("to")
+    contact = Contact(channel_user_id=lead_number or call_id, phone_e164=to_e164(lead_number, broker.country),
+                      display_name=(body.get("variables") or {}).get("name"))
+    transcripts = body.get("transcripts")
+    if isinstance(transcripts, list) and transcripts:
+        turns = [(str(t.get("user", "")), str(t.get("text") or ""),
+                  iso_to_utc(t.get("created_at")) or started) for t in transcripts]
+    elif isinstance(body.get("concatenated_transcript"), str):
+        turns = split_transcript(body["concatenated_transcript"], started)
+    else:
+        raise MalformedPayload("call has neither transcripts nor concatenated_transcript")
+    return Parsed(turns_to_messages(broker, "bland", call_id, contact, turns, body))
+
+
+@router.post("/webhooks/{broker}/bland")
+async def bland_webhook(request: Request, broker: Broker = Depends(broker_for_path)) -> dict[str, Any]:
+    body = await request.body()
+    require_hmac(request.headers.get(SIGNATURE_HEADER), configured_secret(broker, "bland_webhook_secret"), body,
+                 SIGNATURE_HEADER)
+    return await accept(request, broker, "bland", body, parse_call)

@@ -1,0 +1,46 @@
+"""Which broker (tenant) a webhook is for: the ``{broker}`` slug in the path.
+
+Brokers are cached in memory and reloaded when an unknown slug arrives (at most once per
+``reload_interval_s``), so a webhook costs no database round trip and a newly registered
+broker is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fastapi import HTTPException, Request
+
+from leadflow.brokers import Broker, list_brokers
+
+
+class BrokerDirectory:
+    def __init__(self, database_url: str, reload_interval_s: float = 5.0) -> None:
+        self._url = database_url
+        self._interval = reload_interval_s
+        self._by_slug: dict[str, Broker] = {}
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def reload(self) -> None:
+        brokers = list_brokers(self._url)
+        with self._lock:
+            self._by_slug = {b.slug: b for b in brokers}
+            self._loaded_at = time.monotonic()
+
+    def get(self, slug: str) -> Broker | None:
+        broker = self._by_slug.get(slug)
+        if broker is None and time.monotonic() - self._loaded_at > self._interval:
+            self.reload()
+            broker = self._by_slug.get(slug)
+        return broker
+
+
+def broker_for_path(request: Request, broker: str) -> Broker:
+    """FastAPI dependency: the broker named in the path, or 404 (nothing is produced)."""
+    directory: BrokerDirectory = request.app.state.brokers
+    found = directory.get(broker)
+    if found is None:
+        raise HTTPException(status_code=404, detail=f"unknown broker {broker!r}")
+    return found

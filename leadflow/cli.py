@@ -1,0 +1,183 @@
+"""The `leadflow` command: services, schema, brokers, the ingest API, landing and the demo.
+
+The outer shell of the project: it resolves configuration, then calls into the domain code,
+the ingest API or the Dagster definitions (imported lazily, so `leadflow services status`
+stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from leadflow.config import ConfigurationError, export_environment
+
+
+def _services(args: argparse.Namespace) -> int:
+    from leadflow.services import manager
+
+    if args.action == "up":
+        manager.up()
+        print(f"state: {manager.state_dir()}  (stop with `leadflow services down`)")
+    elif args.action == "down":
+        manager.down()
+    else:
+        for name, line in manager.status().items():
+            print(f"{name}: {line}")
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from leadflow.db.migrate import downgrade, upgrade
+
+    settings = export_environment()
+    if args.action == "upgrade":
+        upgrade(settings.database_url, args.revision or "head")
+    else:
+        downgrade(settings.database_url, args.revision or "-1")
+    print(f"schema {args.action}d")
+    return 0
+
+
+def _brokers(args: argparse.Namespace) -> int:
+    from leadflow.brokers import SECRET_KINDS, add_broker, list_brokers
+
+    settings = export_environment()
+    if args.action == "add":
+        overrides = dict(item.split("=", 1) for item in args.secret_env or [])
+        broker = add_broker(settings.database_url, args.slug, name=args.name, country=args.country,
+                            timezone=args.timezone, secret_env=overrides)
+        print(f"broker {broker.slug} (id {broker.broker_id}) registered; channel secrets are read from:")
+        for channel, kinds in SECRET_KINDS.items():
+            for kind in kinds:
+                state = "set" if broker.secret(kind) else "not set"
+                print(f"  {channel:9s} {kind:22s} ${broker.secret_env_name(kind)} ({state})")
+    else:
+        for broker in list_brokers(settings.database_url):
+            print(f"{broker.broker_id}\t{broker.slug}\t{broker.country}\t{broker.timezone}\t{broker.name}")
+    return 0
+
+
+def _ingest_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ingest_api.app import create_app
+
+    settings = export_environment()
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
+                access_log=args.access_log)
+    return 0
+
+
+def _land(args: argparse.Namespace) -> int:
+    from leadflow.landing import land
+
+    settings = export_environment()
+    result = land(settings.database_url, settings.kafka_bootstrap_servers, settings.topics,
+                  max_records_per_batch=args.batch_size, max_batches=args.max_batches)
+    print(f"read {result.records_read} records in {result.batches} batches ({result.seconds:.2f}s): "
+          f"{result.messages_landed} messages, {result.statuses_landed} statuses, "
+          f"{result.dead_letters_landed} dead letters landed; {result.duplicates_absorbed} duplicates absorbed")
+    return 0
+
+
+def _tick(args: argparse.Namespace) -> int:
+    from leadflow.services.manager import dagster_home
+
+    export_environment()
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import defs
+    from pipelines.inprocess import drain, tick
+
+    instance = DagsterInstance.get()
+    outcomes = drain(defs, instance) if args.drain else [tick(defs, instance)]
+    for outcome in outcomes:
+        print(f"runs: {outcome.run_keys} failed: {outcome.failed} skip: {outcome.skip_reason}")
+    return 1 if any(o.failed for o in outcomes) else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from leadflow.demo.run import run_demo
+    from leadflow.services import manager
+
+    manager.up()
+    settings = export_environment()
+    result = run_demo(settings, contacts_per_broker=args.contacts, seed=args.seed)
+    print()
+    print(f"{'broker':26s} {'channel':18s} {'messages':>9s} {'contacts':>9s}")
+    for broker, channel, messages, contacts in result["rows"]:
+        print(f"{broker:26s} {channel:18s} {messages:9d} {'' if contacts is None else contacts:>9}")
+    print("\nexplore: dagster dev -w workspace.yaml   ·   stop services: leadflow services down")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="leadflow", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("services", help="start, stop or inspect the embedded PostgreSQL and Kafka")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=_services)
+
+    p = sub.add_parser("db", help="migrate the schema (Alembic)")
+    p.add_argument("action", choices=["upgrade", "downgrade"])
+    p.add_argument("--revision")
+    p.set_defaults(func=_db)
+
+    p = sub.add_parser("brokers", help="register and list brokers (tenants)")
+    brokers = p.add_subparsers(dest="action", required=True)
+    add = brokers.add_parser("add", help="register a broker or update it")
+    add.add_argument("slug")
+    add.add_argument("--name", required=True)
+    add.add_argument("--country", required=True, help="ISO 3166 code: CL, MX, AR, ES, US …")
+    add.add_argument("--timezone", required=True, help="IANA name, e.g. America/Santiago")
+    add.add_argument("--secret-env", action="append", metavar="KIND=VAR",
+                     help="read secret KIND (e.g. telegram_secret_token) from $VAR instead of the default name")
+    brokers.add_parser("list")
+    p.set_defaults(func=_brokers)
+
+    p = sub.add_parser("ingest-api", help="serve the channel webhooks")
+    p.add_argument("--host", default=os.environ.get("LEADFLOW_INGEST_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("LEADFLOW_INGEST_PORT", "8000")))
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(func=_ingest_api)
+
+    p = sub.add_parser("land", help="land what waits in Kafka into PostgreSQL, outside Dagster")
+    p.add_argument("--batch-size", type=int, default=5000)
+    p.add_argument("--max-batches", type=int)
+    p.set_defaults(func=_land)
+
+    p = sub.add_parser("tick", help="evaluate the landing sensor once and run what it requests")
+    p.add_argument("--drain", action="store_true", help="tick until nothing is left to land")
+    p.set_defaults(func=_tick)
+
+    p = sub.add_parser("demo", help="run the backbone end to end on a generated stream")
+    p.add_argument("--contacts", type=int, default=300, help="contacts per demo broker")
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # kafka-python logs routine reconnects and slow-poll notices at WARNING/ERROR.
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigurationError as exc:
+        print(f"leadflow: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

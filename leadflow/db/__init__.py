@@ -1,0 +1,1 @@
+"""PostgreSQL access: connections, the schema's migrations, and the tenant (broker) registry."""

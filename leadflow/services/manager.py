@@ -1,0 +1,134 @@
+"""`leadflow services up|down|status`: start what is not configured, remember where it listens.
+
+A service given by environment variable is only checked, never started. Otherwise the embedded
+one is started (or found running) and its address saved in ``$LEADFLOW_HOME/services.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from leadflow.config import ConfigurationError, export_environment, read_state, state_dir, state_file
+from leadflow.db.connection import connect
+from leadflow.db.migrate import upgrade
+from leadflow.kafka import ensure_topics, ping
+from leadflow.services import kafka as embedded_kafka
+from leadflow.services import postgres as embedded_postgres
+from leadflow.services.ports import free_port, pid_alive, wait_for_port
+
+DAGSTER_YAML = """\
+# Written by `leadflow services up`: Dagster's run, event and schedule storage on PostgreSQL.
+storage:
+  postgres:
+    postgres_url:
+      env: LEADFLOW_DAGSTER_DATABASE_URL
+telemetry:
+  enabled: false
+"""
+
+
+def _write_state(state: dict[str, Any]) -> None:
+    state_dir().mkdir(parents=True, exist_ok=True)
+    tmp = state_file().with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    tmp.replace(state_file())
+
+
+def _postgres_answers(url: str) -> bool:
+    try:
+        connect(url).close()
+        return True
+    except ConfigurationError:
+        return False
+
+
+def _port_of(env: str) -> int:
+    raw = os.environ.get(env)
+    return int(raw) if raw else free_port()
+
+
+def dagster_home() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or state_dir() / "dagster").resolve()
+
+
+def up(log: Any = print) -> dict[str, Any]:
+    """Bring both services to a usable state, migrate the schema, create the topics."""
+    state = read_state()
+    if os.environ.get("LEADFLOW_DATABASE_URL"):
+        connect(os.environ["LEADFLOW_DATABASE_URL"]).close()
+        log(f"postgres: configured by LEADFLOW_DATABASE_URL ({_safe(os.environ['LEADFLOW_DATABASE_URL'])})")
+    elif state.get("database_url") and _postgres_answers(state["database_url"]):
+        log(f"postgres: embedded, already running at {state['database_url']}")
+    else:
+        data_dir = state_dir() / "postgres"
+        state["database_url"] = embedded_postgres.start(data_dir, _port_of("LEADFLOW_EMBEDDED_PG_PORT"))
+        state["postgres_data_dir"] = str(data_dir)
+        log(f"postgres: embedded, started at {state['database_url']}")
+    if os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"):
+        ping(os.environ["LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"])
+        log(f"kafka: configured by LEADFLOW_KAFKA_BOOTSTRAP_SERVERS ({os.environ['LEADFLOW_KAFKA_BOOTSTRAP_SERVERS']})")
+    elif state.get("kafka_bootstrap_servers") and pid_alive(state.get("kafka_pid")):
+        log(f"kafka: embedded, already running at {state['kafka_bootstrap_servers']}")
+    else:
+        port = _port_of("LEADFLOW_EMBEDDED_KAFKA_PORT")
+        address, cluster, pid = embedded_kafka.start(state_dir(), port)
+        state.update(kafka_bootstrap_servers=address, kafka_cluster_id=cluster, kafka_pid=pid)
+        log(f"kafka: embedded, started at {address} (cluster {cluster})")
+    _write_state(state)
+    settings = export_environment()
+    upgrade(settings.database_url)
+    ensure_topics(settings.kafka_bootstrap_servers, settings.topics.all(), settings.kafka_partitions)
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return state
+
+
+def down(log: Any = print) -> None:
+    state = read_state()
+    if state.get("kafka_pid") and pid_alive(state["kafka_pid"]):
+        os.kill(state["kafka_pid"], signal.SIGTERM)
+        log(f"kafka: embedded broker (pid {state['kafka_pid']}) stopped; its memory-only log is gone")
+    if state.get("postgres_data_dir"):
+        embedded_postgres.stop(Path(state["postgres_data_dir"]))
+        log("postgres: embedded server stopped (data kept in the state directory)")
+    for key in ("database_url", "kafka_bootstrap_servers", "kafka_cluster_id", "kafka_pid"):
+        state.pop(key, None)
+    _write_state(state)
+
+
+def status() -> dict[str, str]:
+    state = read_state()
+    report: dict[str, str] = {}
+    db_url = os.environ.get("LEADFLOW_DATABASE_URL") or state.get("database_url")
+    if db_url:
+        origin = "configured" if os.environ.get("LEADFLOW_DATABASE_URL") else "embedded"
+        report["postgres"] = f"{origin} {_safe(db_url)}: {'up' if _postgres_answers(db_url) else 'DOWN'}"
+    else:
+        report["postgres"] = "not started (run `leadflow services up`)"
+    bootstrap = os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS") or state.get("kafka_bootstrap_servers")
+    if bootstrap:
+        origin = "configured" if os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS") else "embedded"
+        host, _, port = bootstrap.split(",")[0].rpartition(":")
+        alive = wait_for_port(host, int(port), timeout=1)
+        report["kafka"] = f"{origin} {bootstrap}: {'up' if alive else 'DOWN'}"
+    else:
+        report["kafka"] = "not started (run `leadflow services up`)"
+    return report
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for logs."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+    return url

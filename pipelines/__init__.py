@@ -1,0 +1,1 @@
+"""Dagster definitions assembled in one place (definitions.py), with jobs and resources."""
