@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy leadflow ingest_api sensors assets pipelines
+	$(BIN)/mypy leadflow ingest_api sensors assets pipelines tests
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)
@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy leadflow ingest_api sensors assets pipelines
+	$(BIN)/mypy leadflow ingest_api sensors assets pipelines tests
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -21,15 +21,19 @@ from leadflow.kafka import ensure_topics, make_producer, ping
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, broker_reload_interval_s: float = 5.0,
+               ack_timeout_s: float = 10.0) -> FastAPI:
+    """The ingest API. Settings are resolved at start-up when not given (``leadflow ingest-api``)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resolved = settings or load_settings()
         ensure_topics(resolved.kafka_bootstrap_servers, resolved.topics.all(), resolved.kafka_partitions)
         app.state.settings = resolved
-        app.state.brokers = BrokerDirectory(resolved.database_url)
+        app.state.brokers = BrokerDirectory(resolved.database_url, reload_interval_s=broker_reload_interval_s)
         app.state.brokers.reload()
-        app.state.publisher = Publisher(make_producer(resolved.kafka_bootstrap_servers), resolved.topics)
+        app.state.publisher = Publisher(make_producer(resolved.kafka_bootstrap_servers), resolved.topics,
+                                        ack_timeout_s=ack_timeout_s)
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ from kafka.errors import KafkaError
 
 from leadflow.config import Topics
 from leadflow.events import DeadLetter, Event
+
+log = logging.getLogger(__name__)
 
 
 class PublishError(RuntimeError):
@@ -80,5 +83,14 @@ class Publisher:
                          json.dumps(letter.model_dump(mode="json")).encode())
 
     def close(self) -> None:
-        self._producer.flush(timeout=10)
-        self._producer.close(timeout=10)
+        # Anything still unacknowledged here was answered 503, so the provider retries it: a failed
+        # flush loses nothing, and a late delivery of it is absorbed by the landing's unique keys.
+        try:
+            self._producer.close(timeout=self._ack_timeout_s)
+        except KafkaError as exc:
+            log.warning("producer flush at shutdown failed: %s", exc)
+            # kafka-python's close() raises before it stops its I/O thread when the flush times out;
+            # finish the job the way close() itself does after a timed-out join.
+            sender = getattr(self._producer, "_sender", None)
+            if sender is not None and sender.is_alive():
+                sender.force_close()

@@ -17,9 +17,15 @@ def to_e164(raw: str | None, default_country: str | None = None) -> str | None:
     digits = "".join(ch for ch in text if ch.isdigit())
     if not digits:
         return None
+    if digits.startswith("00"):
+        digits = digits[2:]
+    if digits.startswith("521") and len(digits) == 13:
+        # Mexico dropped the mobile "1" in 2019, but WhatsApp wa_ids and many people still write it.
+        digits = "52" + digits[3:]
+        text = "+" + digits
     candidates: list[tuple[str, str | None]] = []
     if text.startswith("+") or text.startswith("00"):
-        candidates.append(("+" + digits.removeprefix("00") if text.startswith("00") else "+" + digits, None))
+        candidates.append(("+" + digits, None))
     else:
         if default_country:
             candidates.append((text, default_country.upper()))

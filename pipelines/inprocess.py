@@ -13,7 +13,6 @@ from dagster import DagsterInstance, Definitions, RunRequest, SensorResult, buil
 
 from sensors.kafka_landing import kafka_landing_sensor
 
-
 # In-process runs print Dagster's step-by-step DEBUG log by default; warnings are what an operator needs here.
 QUIET: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

@@ -20,15 +20,7 @@ from leadflow.services import kafka as embedded_kafka
 from leadflow.services import postgres as embedded_postgres
 from leadflow.services.ports import free_port, pid_alive, wait_for_port
 
-DAGSTER_YAML = """\
-# Written by `leadflow services up`: Dagster's run, event and schedule storage on PostgreSQL.
-storage:
-  postgres:
-    postgres_url:
-      env: LEADFLOW_DAGSTER_DATABASE_URL
-telemetry:
-  enabled: false
-"""
+DAGSTER_YAML = Path(__file__).with_name("dagster.yaml")
 
 
 def _write_state(state: dict[str, Any]) -> None:
@@ -85,7 +77,7 @@ def up(log: Any = print) -> dict[str, Any]:
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+        (home / "dagster.yaml").write_text(DAGSTER_YAML.read_text())
     os.environ["DAGSTER_HOME"] = str(home)
     return state
 

