@@ -1,7 +1,8 @@
 """Produce events to Kafka and wait for the acknowledgement without blocking the event loop.
 
-kafka-python is synchronous; its futures are completed by the producer's I/O thread. We bridge
-each to an asyncio future so hundreds of concurrent requests share one producer and its batches.
+librdkafka reports deliveries through callbacks run inside ``Producer.poll``; a small thread
+polls continuously and hands each result to the event loop, so hundreds of concurrent
+requests share one producer and its batches.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import asyncio
 import base64
 import json
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from confluent_kafka import KafkaException, Producer
 
 from leadflow.config import Topics
 from leadflow.events import DeadLetter, Event
@@ -31,42 +32,52 @@ def encode_event(event: Event) -> bytes:
 
 
 class Publisher:
-    def __init__(self, producer: KafkaProducer, topics: Topics, ack_timeout_s: float = 10.0) -> None:
+    def __init__(self, producer: Producer, topics: Topics, ack_timeout_s: float = 10.0) -> None:
         self._producer = producer
         self._topics = topics
         self._ack_timeout_s = ack_timeout_s
+        self._running = True
+        self._poller = threading.Thread(target=self._poll_deliveries, name="kafka-deliveries", daemon=True)
+        self._poller.start()
+
+    def _poll_deliveries(self) -> None:
+        while self._running:
+            self._producer.poll(0.05)
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> None:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
+        done: asyncio.Future[None] = loop.create_future()
 
-        def _resolve(metadata: Any) -> None:
-            if not done.done():
-                done.set_result(metadata)
+        def settle(err: Any) -> None:
+            if done.done():
+                return
+            if err is None:
+                done.set_result(None)
+            else:
+                done.set_exception(PublishError(f"Kafka did not acknowledge the record: {err}"))
 
-        def _reject(exc: BaseException) -> None:
-            if not done.done():
-                done.set_exception(exc)
-
-        def _ok(metadata: Any) -> None:
-            loop.call_soon_threadsafe(_resolve, metadata)
-
-        def _fail(exc: BaseException) -> None:
-            loop.call_soon_threadsafe(_reject, exc)
+        def delivered(err: Any, _msg: Any) -> None:  # runs on the poller thread
+            loop.call_soon_threadsafe(settle, err)
 
         try:
-            future = self._producer.send(topic, key=key, value=value)
-        except KafkaError as exc:
+            async with asyncio.timeout(self._ack_timeout_s):
+                while True:
+                    try:
+                        self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                        break
+                    except BufferError:
+                        await asyncio.sleep(0.005)  # local queue full: wait for deliveries to drain it
+                await done
+        except TimeoutError as exc:
+            raise PublishError(f"Kafka did not acknowledge the record within {self._ack_timeout_s}s") from exc
+        except KafkaException as exc:
             raise PublishError(f"Kafka refused the record: {exc}") from exc
-        future.add_callback(_ok)
-        future.add_errback(_fail)
-        try:
-            await asyncio.wait_for(done, timeout=self._ack_timeout_s)
-        except (KafkaError, TimeoutError) as exc:
-            raise PublishError(f"Kafka did not acknowledge the record: {exc!r}") from exc
 
     async def publish(self, events: Sequence[Event]) -> None:
         """Produce all events and return once every one of them is acknowledged."""
+        if len(events) == 1:
+            await self._send(self._topics.messages, events[0].kafka_key(), encode_event(events[0]))
+            return
         await asyncio.gather(*(self._send(self._topics.messages, e.kafka_key(), encode_event(e)) for e in events))
 
     async def dead_letter(self, *, broker_id: int, broker_slug: str, channel: str, reason: str,
@@ -83,14 +94,10 @@ class Publisher:
                          json.dumps(letter.model_dump(mode="json")).encode())
 
     def close(self) -> None:
-        # Anything still unacknowledged here was answered 503, so the provider retries it: a failed
-        # flush loses nothing, and a late delivery of it is absorbed by the landing's unique keys.
-        try:
-            self._producer.close(timeout=self._ack_timeout_s)
-        except KafkaError as exc:
-            log.warning("producer flush at shutdown failed: %s", exc)
-            # kafka-python's close() raises before it stops its I/O thread when the flush times out;
-            # finish the job the way close() itself does after a timed-out join.
-            sender = getattr(self._producer, "_sender", None)
-            if sender is not None and sender.is_alive():
-                sender.force_close()
+        # Anything still unacknowledged here was answered 503, so the provider retries it: a flush
+        # that times out loses nothing, and a late delivery is absorbed by the landing's unique keys.
+        remaining = self._producer.flush(self._ack_timeout_s)
+        if remaining:
+            log.warning("%s records still unacknowledged at shutdown (their webhooks were answered 503)", remaining)
+        self._running = False
+        self._poller.join(timeout=2)

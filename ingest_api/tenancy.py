@@ -7,6 +7,7 @@ broker is picked up without a restart.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -29,18 +30,21 @@ class BrokerDirectory:
             self._by_slug = {b.slug: b for b in brokers}
             self._loaded_at = time.monotonic()
 
-    def get(self, slug: str) -> Broker | None:
+    async def get(self, slug: str) -> Broker | None:
         broker = self._by_slug.get(slug)
         if broker is None and time.monotonic() - self._loaded_at > self._interval:
-            self.reload()
+            await asyncio.to_thread(self.reload)
             broker = self._by_slug.get(slug)
         return broker
 
 
-def broker_for_path(request: Request, broker: str) -> Broker:
-    """FastAPI dependency: the broker named in the path, or 404 (nothing is produced)."""
+async def broker_for_path(request: Request, broker: str) -> Broker:
+    """FastAPI dependency: the broker named in the path, or 404 (nothing is produced).
+
+    Async on purpose: a sync dependency costs a thread-pool hop on every webhook.
+    """
     directory: BrokerDirectory = request.app.state.brokers
-    found = directory.get(broker)
+    found = await directory.get(broker)
     if found is None:
         raise HTTPException(status_code=404, detail=f"unknown broker {broker!r}")
     return found

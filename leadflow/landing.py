@@ -5,51 +5,81 @@ Positions live in ``leadflow.kafka_offsets`` (never in consumer-group commits). 
 1. lock this reader's offset rows (``SELECT ... FOR UPDATE``), so two landings never interleave;
 2. read from those offsets until the batch is full or a poll comes back empty (the embedded
    broker reports wrong end offsets, so they are never trusted);
-3. COPY the decoded rows into temporary tables and insert them with ``ON CONFLICT DO NOTHING``
-   on the provider's id, which also absorbs webhooks the provider delivered twice;
+3. drop events whose provider id already landed (one indexed lookup per batch; this also absorbs
+   webhooks the provider delivered twice) and COPY the rest straight into their tables; the
+   unique constraints stay the last guard, and the offset locks mean no other writer races us;
 4. store the offset after the last record read per partition, and commit.
 
 A crash anywhere before the commit leaves both rows and offsets as they were; the next run
 re-reads the same records. A crash after it finds the new offsets. Either way each record
 lands once.
+
+Nothing is skipped: a record that is not a valid event becomes a dead letter of the broker its
+key names. Python checks each record cheaply (fast path); when PostgreSQL still rejects a batch,
+the batch is redone with full pydantic validation record by record (slow path).
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import io
 import json
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+import psycopg2
 import psycopg2.extensions
-from kafka import KafkaConsumer, TopicPartition
-from kafka.consumer.fetcher import ConsumerRecord
+from confluent_kafka import Consumer
+from pydantic import TypeAdapter, ValidationError
 
 from leadflow.config import Topics
 from leadflow.db.connection import connect
-from leadflow.kafka import cluster_id, make_consumer, partitions_of
+from leadflow.events import ChannelMessage, DeliveryStatus
+from leadflow.kafka import Record, assign_from, cluster_id, consume, make_consumer, partitions_of
 
 log = logging.getLogger(__name__)
 
 READER = "landing"
 SUPPORTED_SCHEMA_VERSIONS = {1}
 
-_MESSAGE_COLUMNS = (
-    "broker_id", "event_id", "channel", "provider_message_id", "conversation_id", "contact_channel_id",
-    "contact_phone", "contact_name", "contact_email", "direction", "message_type", "body", "sent_at",
-    "received_at", "schema_version", "payload", "kafka_topic", "kafka_partition", "kafka_offset",
-)
-_STATUS_COLUMNS = (
-    "broker_id", "event_id", "channel", "provider_message_id", "status", "recipient_id", "recipient_phone",
-    "status_at", "error", "received_at", "payload", "kafka_topic", "kafka_partition", "kafka_offset",
-)
+# Keys the SQL below reads without a default: their absence sends a record to the dead letters.
+_REQUIRED = {
+    "message": ("broker_id", "event_id", "channel", "provider_message_id", "contact", "direction", "message_type",
+                "sent_at", "received_at"),
+    "status": ("broker_id", "event_id", "channel", "provider_message_id", "status", "recipient", "status_at",
+               "received_at"),
+}
+_EVENT = TypeAdapter(ChannelMessage | DeliveryStatus)
+
 _DEAD_LETTER_COLUMNS = (
     "broker_id", "channel", "reason", "content_type", "body", "received_at", "kafka_cluster_id",
     "kafka_topic", "kafka_partition", "kafka_offset",
 )
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]  # the idempotence key: a row whose key already landed is a duplicate
+
+
+_MESSAGES = _Table("raw_messages", (
+    "broker_id", "event_id", "channel", "provider_message_id", "conversation_id", "contact_channel_id",
+    "contact_phone", "contact_name", "contact_email", "direction", "message_type", "body", "sent_at",
+    "received_at", "schema_version", "payload", "kafka_topic", "kafka_partition", "kafka_offset",
+), ("broker_id", "channel", "provider_message_id"))
+_STATUSES = _Table("delivery_statuses", (
+    "broker_id", "event_id", "channel", "provider_message_id", "status", "recipient_id", "recipient_phone",
+    "status_at", "error", "received_at", "payload", "kafka_topic", "kafka_partition", "kafka_offset",
+), ("broker_id", "channel", "provider_message_id", "status"))
 
 
 class LandingConflict(RuntimeError):
@@ -57,7 +87,7 @@ class LandingConflict(RuntimeError):
 
 
 class UnlandableRecord(RuntimeError):
-    """A record that names no broker: it cannot be kept as any tenant's dead letter, so landing stops on it."""
+    """A record that names no known broker: it cannot be kept as any tenant's dead letter, so landing stops."""
 
 
 @dataclass
@@ -84,110 +114,173 @@ def _copy_text(value: Any) -> str:
     """One field in COPY text format: \\N for NULL, backslash escapes for the separators."""
     if value is None:
         return "\\N"
-    text = str(value)
-    if "\x00" in text:
-        # PostgreSQL text cannot hold NUL; providers occasionally send it in free text.
-        text = text.replace("\x00", "")
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    text = value if isinstance(value, str) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text or "\x00" in text:
+        text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def _row(values: tuple[Any, ...]) -> str:
+    return "\t".join([_copy_text(v) for v in values]) + "\n"
 
 
 def _json_text(value: Any) -> str:
     # jsonb rejects the \u0000 escape for the same reason text rejects NUL.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).replace("\\u0000", "")
-
-
-def _row(values: Iterable[Any]) -> str:
-    return "\t".join(_copy_text(v) for v in values) + "\n"
+    text = orjson.dumps(value if value is not None else {}).decode()
+    return text.replace("\\u0000", "") if "\\u0000" in text else text
 
 
 def _broker_from_key(key: bytes | None) -> int | None:
-    if not key:
-        return None
-    head = key.split(b":", 1)[0]
+    head = (key or b"").split(b":", 1)[0]
     return int(head) if head.isdigit() else None
+
+
+def _iso_ms(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(max(epoch_ms, 0) / 1000, UTC).isoformat()
+
+
+# Fields that can carry free text (names, ids, message bodies, JSON) are escaped; the rest are
+# numbers, timestamps and enums of our own schema. A foreign record that breaks that assumption
+# breaks the COPY, and the slow path then validates every record with pydantic.
+def _message_row(e: dict[str, Any], r: Record) -> str:
+    c = e["contact"]
+    t = _copy_text
+    return (f"{e['broker_id']}\t{t(e['event_id'])}\t{e['channel']}\t{t(e['provider_message_id'])}\t"
+            f"{t(e.get('conversation_id'))}\t{t(c.get('channel_user_id'))}\t{t(c.get('phone_e164'))}\t"
+            f"{t(c.get('display_name'))}\t{t(c.get('email'))}\t{e['direction']}\t{t(e['message_type'])}\t"
+            f"{t(e.get('text'))}\t{e['sent_at']}\t{e['received_at']}\t{e['schema_version']}\t"
+            f"{t(_json_text(e.get('raw')))}\t{r.topic}\t{r.partition}\t{r.offset}\n")
+
+
+def _status_row(e: dict[str, Any], r: Record) -> str:
+    c = e["recipient"]
+    t = _copy_text
+    return (f"{e['broker_id']}\t{t(e['event_id'])}\t{e['channel']}\t{t(e['provider_message_id'])}\t"
+            f"{e['status']}\t{t(c.get('channel_user_id'))}\t{t(c.get('phone_e164'))}\t{e['status_at']}\t"
+            f"{t(e.get('error'))}\t{e['received_at']}\t{t(_json_text(e.get('raw')))}\t"
+            f"{r.topic}\t{r.partition}\t{r.offset}\n")
+
+
+_ROW_BUILDERS = {"message": _message_row, "status": _status_row}
 
 
 @dataclass
 class DecodedBatch:
-    messages: io.StringIO = field(default_factory=io.StringIO)
-    statuses: io.StringIO = field(default_factory=io.StringIO)
-    dead_letters: io.StringIO = field(default_factory=io.StringIO)
+    """COPY-ready rows of one batch, keyed for deduplication, and what went where."""
+
+    rows: dict[str, dict[tuple[Any, ...], str]] = field(default_factory=lambda: {"message": {}, "status": {}})
+    event_records: list[Record] = field(default_factory=list)
+    dead_letters: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: {"message": 0, "status": 0, "dead": 0, "undecodable": 0})
+    # Prepared by `prepare()` off the writing thread: COPY payloads and lookup keys per event type.
+    payloads: dict[str, bytes] = field(default_factory=dict)
+    lookup_keys: dict[str, str] = field(default_factory=dict)
 
+    def prepare(self) -> DecodedBatch:
+        """Build what the writer sends (COPY bytes, the keys as one JSON document), so it only does I/O."""
+        for event_type, rows in self.rows.items():
+            self.payloads[event_type] = "".join(rows.values()).encode()
+            self.lookup_keys[event_type] = orjson.dumps([list(key) for key in rows]).decode()
+        return self
 
-def decode_into(batch: DecodedBatch, record: ConsumerRecord, topics: Topics, cluster: str) -> None:
-    """Turn one Kafka record into a COPY line of the table it belongs to."""
-    where = (record.topic, record.partition, record.offset)
-    if record.topic == topics.dead_letters:
-        letter = json.loads(record.value)
-        batch.dead_letters.write(_row((
-            letter["broker_id"], letter["channel"], letter["reason"], letter.get("content_type"),
-            "\\x" + _b64_to_hex(letter["body_b64"]), letter["received_at"], cluster, *where,
-        )))
-        batch.counts["dead"] += 1
-        return
-    try:
-        event = json.loads(record.value)
-        if event.get("schema_version") not in SUPPORTED_SCHEMA_VERSIONS:
-            raise ValueError(f"schema_version {event.get('schema_version')!r} is not supported by this landing")
-        if event["event_type"] == "message":
-            contact = event["contact"]
-            batch.messages.write(_row((
-                event["broker_id"], event["event_id"], event["channel"], event["provider_message_id"],
-                event.get("conversation_id"), contact.get("channel_user_id"), contact.get("phone_e164"),
-                contact.get("display_name"), contact.get("email"), event["direction"], event["message_type"],
-                event.get("text"), event["sent_at"], event["received_at"], event["schema_version"],
-                _json_text(event.get("raw") or {}), *where,
-            )))
-            batch.counts["message"] += 1
-        elif event["event_type"] == "status":
-            recipient = event["recipient"]
-            batch.statuses.write(_row((
-                event["broker_id"], event["event_id"], event["channel"], event["provider_message_id"],
-                event["status"], recipient.get("channel_user_id"), recipient.get("phone_e164"), event["status_at"],
-                event.get("error"), event["received_at"], _json_text(event.get("raw") or {}), *where,
-            )))
-            batch.counts["status"] += 1
-        else:
-            raise ValueError(f"event_type {event['event_type']!r} is unknown")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        # Kept, never skipped: the record becomes a dead letter of the broker named in its key.
+    def add_event(self, record: Record, event_type: str, event: dict[str, Any]) -> None:
+        key: tuple[Any, ...] = (event["broker_id"], event["channel"], event["provider_message_id"])
+        if event_type == "status":
+            key += (event["status"],)
+        # Within a batch the first copy of a key wins, as it would across batches.
+        if key not in self.rows[event_type]:
+            self.rows[event_type][key] = _ROW_BUILDERS[event_type](event, record)
+        self.event_records.append(record)
+        self.counts[event_type] += 1
+
+    def add_undecodable(self, record: Record, reason: str, cluster: str) -> None:
+        """Kept, never skipped: the record becomes a dead letter of the broker named in its key."""
         broker_id = _broker_from_key(record.key)
         if broker_id is None:
             raise UnlandableRecord(
-                f"record {record.topic}[{record.partition}]@{record.offset} cannot be decoded ({exc}) and its key "
-                f"names no broker; only the ingest API should produce to {record.topic}"
-            ) from exc
-        batch.dead_letters.write(_row((
-            broker_id, "unknown", f"undecodable record: {exc.__class__.__name__}: {exc}", "application/json",
-            "\\x" + (record.value or b"").hex(), _iso_ms(record.timestamp), cluster, *where,
-        )))
-        batch.counts["undecodable"] += 1
+                f"record {record.topic}[{record.partition}]@{record.offset} cannot be decoded ({reason}) and its key "
+                f"names no broker; only the ingest API should produce to {record.topic}")
+        self.dead_letters.append(_row((
+            broker_id, "unknown", f"undecodable record: {reason}", "application/json",
+            "\\x" + (record.value or b"").hex(), _iso_ms(record.timestamp_ms), cluster,
+            record.topic, record.partition, record.offset)))
+        self.counts["undecodable"] += 1
 
 
-def _b64_to_hex(data: str) -> str:
-    import base64
+def triage(record: Record) -> tuple[str, dict[str, Any]] | str:
+    """(event type, event) for a record that looks like a valid event, else the reason it is not.
 
-    return base64.b64decode(data).hex()
+    Cheap on purpose (the fast path): a parse and a look at the keys; PostgreSQL checks the types.
+    """
+    try:
+        event = orjson.loads(record.value or b"")
+    except orjson.JSONDecodeError as exc:
+        return f"invalid JSON: {exc}"
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    if event.get("schema_version") not in SUPPORTED_SCHEMA_VERSIONS:
+        return f"schema_version {event.get('schema_version')!r} is not supported by this landing"
+    event_type = event.get("event_type")
+    if not isinstance(event_type, str) or event_type not in _REQUIRED:
+        return f"event_type {event_type!r} is unknown"
+    missing = [k for k in _REQUIRED[event_type] if k not in event]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if not isinstance(event["contact" if event_type == "message" else "recipient"], dict):
+        return "contact is not an object"
+    return event_type, event
 
 
-def _iso_ms(epoch_ms: int) -> str:
-    from datetime import UTC, datetime
+def decode_into(batch: DecodedBatch, record: Record, topics: Topics, cluster: str) -> None:
+    """Put one Kafka record into the rows of the table it belongs to."""
+    if record.topic == topics.dead_letters:
+        letter = json.loads(record.value or b"")
+        batch.dead_letters.append(_row((
+            letter["broker_id"], letter["channel"], letter["reason"], letter.get("content_type"),
+            "\\x" + base64.b64decode(letter["body_b64"]).hex(), letter["received_at"], cluster,
+            record.topic, record.partition, record.offset)))
+        batch.counts["dead"] += 1
+        return
+    verdict = triage(record)
+    if isinstance(verdict, str):
+        batch.add_undecodable(record, verdict, cluster)
+    else:
+        batch.add_event(record, *verdict)
 
-    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat()
+
+def revalidate(batch: DecodedBatch, known_brokers: set[int], cluster: str) -> DecodedBatch:
+    """The slow path: every event record fully validated; what fails becomes a dead letter."""
+    checked = DecodedBatch(dead_letters=list(batch.dead_letters))
+    checked.counts.update(dead=batch.counts["dead"], undecodable=batch.counts["undecodable"])
+    for record in batch.event_records:
+        try:
+            event = _EVENT.validate_json(record.value or b"")
+        except ValidationError as exc:
+            checked.add_undecodable(record, f"invalid event: {exc.errors()[0]['msg']}", cluster)
+            continue
+        if event.broker_id not in known_brokers:
+            raise UnlandableRecord(f"record {record.topic}[{record.partition}]@{record.offset} names broker "
+                                   f"{event.broker_id}, which is not registered")
+        checked.add_event(record, event.event_type, event.model_dump(mode="json"))
+    return checked
 
 
 # --- storage ----------------------------------------------------------------------------------
 
-def _lock_offsets(cur: psycopg2.extensions.cursor, cluster: str,
-                  tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+# (topic, partition)
+Partition = tuple[str, int]
+_COPY_CHUNK = 4 * 1024 * 1024
+
+
+def _lock_offsets(cur: psycopg2.extensions.cursor, cluster: str, tps: list[Partition]) -> dict[Partition, int]:
     cur.execute(
         """
         INSERT INTO leadflow.kafka_offsets (consumer, cluster_id, topic, partition, next_offset)
         SELECT %s, %s, t, p, 0 FROM unnest(%s::text[], %s::int[]) AS u(t, p)
         ON CONFLICT DO NOTHING
         """,
-        (READER, cluster, [tp.topic for tp in tps], [tp.partition for tp in tps]),
+        (READER, cluster, [t for t, _ in tps], [p for _, p in tps]),
     )
     cur.execute(
         """
@@ -196,76 +289,170 @@ def _lock_offsets(cur: psycopg2.extensions.cursor, cluster: str,
         ORDER BY topic, partition
         FOR UPDATE
         """,
-        (READER, cluster, sorted({tp.topic for tp in tps})),
+        (READER, cluster, sorted({t for t, _ in tps})),
     )
-    return {TopicPartition(t, p): int(o) for t, p, o in cur.fetchall()}
+    return {(t, p): int(o) for t, p, o in cur.fetchall()}
 
 
-def _copy_and_insert(cur: psycopg2.extensions.cursor, table: str, columns: tuple[str, ...], data: io.StringIO,
-                     conflict: str) -> int:
-    if not data.tell():
+def _copy_new_rows(cur: psycopg2.extensions.cursor, table: _Table, batch: DecodedBatch, event_type: str) -> int:
+    """COPY the rows whose key has not landed yet; returns how many were written."""
+    rows = batch.rows[event_type]
+    if not rows:
         return 0
-    data.seek(0)
-    staging = f"landing_{table}"
-    cols = ", ".join(columns)
-    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} AS SELECT {cols} FROM leadflow.{table} WITH NO DATA")
-    cur.execute(f"TRUNCATE {staging}")
-    cur.copy_expert(f"COPY {staging} ({cols}) FROM STDIN", data)
-    cur.execute(f"INSERT INTO leadflow.{table} ({cols}) SELECT {cols} FROM {staging} ORDER BY kafka_partition, "
-                f"kafka_offset ON CONFLICT {conflict} DO NOTHING")
+    types = ["bigint"] + ["text"] * (len(table.key) - 1)
+    names = ", ".join(f"k{i}" for i in range(len(table.key)))
+    elements = ", ".join(f"(k.j->>{i})::{t}" for i, t in enumerate(types))
+    match = " AND ".join(f"t.{col} = k.k{i}" for i, col in enumerate(table.key))
+    # LATERAL ... LIMIT 1 makes this one index probe per key; a plain join lets the planner hash the
+    # whole table, which grows with every row ever landed.
+    cur.execute(f"SELECT {names} FROM (SELECT {elements} FROM jsonb_array_elements(%s::jsonb) AS k(j)) AS k({names}) "
+                f"CROSS JOIN LATERAL (SELECT 1 FROM leadflow.{table.name} t WHERE {match} LIMIT 1) AS landed",
+                (batch.lookup_keys[event_type],))
+    landed = cur.fetchall()
+    payload = batch.payloads[event_type]
+    if landed:
+        rows = dict(rows)
+        for existing in landed:
+            rows.pop(tuple(existing), None)
+        payload = "".join(rows.values()).encode()
+    if rows:
+        # Large chunks: each chunk needs the GIL, which the read-ahead thread may hold for a switch interval.
+        cur.copy_expert(f"COPY leadflow.{table.name} ({', '.join(table.columns)}) FROM STDIN", io.BytesIO(payload),
+                        size=_COPY_CHUNK)
+    return len(rows)
+
+
+def _write_events(cur: psycopg2.extensions.cursor, batch: DecodedBatch) -> tuple[int, int]:
+    """(messages, statuses) written; raises psycopg2.Error when PostgreSQL rejects the batch."""
+    return _copy_new_rows(cur, _MESSAGES, batch, "message"), _copy_new_rows(cur, _STATUSES, batch, "status")
+
+
+def _insert_dead_letters(cur: psycopg2.extensions.cursor, batch: DecodedBatch) -> int:
+    if not batch.dead_letters:
+        return 0
+    cols = ", ".join(_DEAD_LETTER_COLUMNS)
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS landing_dead_letters AS SELECT {cols} FROM leadflow.dead_letters "
+                "WITH NO DATA")
+    cur.execute("TRUNCATE landing_dead_letters")
+    cur.copy_expert(f"COPY landing_dead_letters ({cols}) FROM STDIN", io.StringIO("".join(batch.dead_letters)))
+    cur.execute(f"INSERT INTO leadflow.dead_letters ({cols}) SELECT {cols} FROM landing_dead_letters "
+                "ORDER BY kafka_partition, kafka_offset ON CONFLICT ON CONSTRAINT dead_letters_record_key DO NOTHING")
     return int(cur.rowcount)
 
 
-def _read_batch(consumer: KafkaConsumer, max_records: int, poll_timeout_ms: int) -> list[ConsumerRecord]:
-    records: list[ConsumerRecord] = []
+def _write_batch(cur: psycopg2.extensions.cursor, batch: DecodedBatch, cluster: str) -> tuple[DecodedBatch, int, int]:
+    cur.execute("SAVEPOINT fast_path")
+    try:
+        messages, statuses = _write_events(cur, batch)
+    except psycopg2.Error as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT fast_path")
+        log.warning("batch rejected by PostgreSQL (%s); validating its records one by one",
+                    str(exc).strip().splitlines()[0])
+        cur.execute("SELECT broker_id FROM leadflow.brokers")
+        batch = revalidate(batch, {int(row[0]) for row in cur.fetchall()}, cluster).prepare()
+        messages, statuses = _write_events(cur, batch)
+    return batch, messages, statuses
+
+
+def _read_batch(consumer: Consumer, max_records: int, poll_timeout_ms: int) -> list[Record]:
+    records: list[Record] = []
     while len(records) < max_records:
-        polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=max_records - len(records))
+        polled = consume(consumer, max_records - len(records), poll_timeout_ms / 1000)
         if not polled:
             break
-        for part in polled.values():
-            records.extend(part)
+        records.extend(polled)
     return records
 
 
-def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_batch: int = 5000,
-         max_batches: int | None = None, poll_timeout_ms: int = 1000) -> LandingResult:
+def _topic_partitions(consumer: Consumer, topics: Topics) -> list[Partition]:
+    return [(topic, p) for topic in (topics.messages, topics.dead_letters) for p in partitions_of(consumer, topic)]
+
+
+@dataclass
+class _ReadBatch:
+    records: int
+    batch: DecodedBatch
+    ends: dict[Partition, int]  # offset after the last record read, per partition touched
+
+
+class _ReadAhead:
+    """Reads and decodes the next batch on its own thread while the current one is written.
+
+    Python decoding and PostgreSQL's work then overlap instead of adding up. Nothing it reads
+    counts until the main thread has checked, under the offset locks, that the batch starts
+    where the stored offsets say.
+    """
+
+    _DONE = object()
+
+    def __init__(self, consumer: Consumer, topics: Topics, cluster: str, max_records: int, poll_timeout_ms: int):
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._args = (consumer, topics, cluster, max_records, poll_timeout_ms)
+        self._thread = threading.Thread(target=self._run, name="landing-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        consumer, topics, cluster, max_records, poll_timeout_ms = self._args
+        try:
+            while not self._stop.is_set():
+                records = _read_batch(consumer, max_records, poll_timeout_ms)
+                if not records:
+                    self._queue.put(self._DONE)
+                    return
+                batch = DecodedBatch()
+                ends: dict[Partition, int] = {}
+                for record in records:
+                    decode_into(batch, record, topics, cluster)
+                    tp = (record.topic, record.partition)
+                    ends[tp] = max(ends.get(tp, 0), record.offset + 1)
+                self._queue.put(_ReadBatch(len(records), batch.prepare(), ends))
+        except BaseException as exc:  # handed to the main thread, which raises it
+            self._queue.put(exc)
+
+    def next(self) -> _ReadBatch | None:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return None if item is self._DONE else item
+
+    def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            self._queue.get_nowait()  # unblock a pending put
+        self._thread.join(timeout=30)
+
+
+def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_batch: int = 10000,
+         max_batches: int | None = None, poll_timeout_ms: int = 500) -> LandingResult:
     """Land everything readable now; returns what was read and written. Safe to run concurrently."""
     started = time.perf_counter()
     total = LandingResult()
     consumer = make_consumer(bootstrap)
     conn = connect(database_url)
+    reader: _ReadAhead | None = None
     try:
         cluster = cluster_id(consumer)
-        tps = partitions_of(consumer, topics.messages) + partitions_of(consumer, topics.dead_letters)
+        tps = _topic_partitions(consumer, topics)
         if not tps:
             log.warning("no partitions for %s yet; nothing to land", topics.all())
             return total
-        consumer.assign(tps)
-        positions: dict[TopicPartition, int] | None = None
+        positions: dict[Partition, int] | None = None
         while max_batches is None or total.batches < max_batches:
             with conn, conn.cursor() as cur:
                 stored = _lock_offsets(cur, cluster, tps)
-                if positions is None:
-                    for tp in tps:
-                        consumer.seek(tp, stored[tp])
+                if reader is None:
+                    assign_from(consumer, stored)
+                    reader = _ReadAhead(consumer, topics, cluster, max_records_per_batch, poll_timeout_ms)
                 elif stored != positions:
                     raise LandingConflict("offsets moved under this landing; another landing run is active")
-                records = _read_batch(consumer, max_records_per_batch, poll_timeout_ms)
-                if not records:
+                read = reader.next()
+                if read is None:
                     positions = stored
                     break
-                batch = DecodedBatch()
-                next_offsets = dict(stored)
-                for record in records:
-                    decode_into(batch, record, topics, cluster)
-                    tp = TopicPartition(record.topic, record.partition)
-                    next_offsets[tp] = max(next_offsets[tp], record.offset + 1)
-                landed_messages = _copy_and_insert(cur, "raw_messages", _MESSAGE_COLUMNS, batch.messages,
-                                                   "ON CONSTRAINT raw_messages_provider_key")
-                landed_statuses = _copy_and_insert(cur, "delivery_statuses", _STATUS_COLUMNS, batch.statuses,
-                                                   "ON CONSTRAINT delivery_statuses_key")
-                landed_dead = _copy_and_insert(cur, "dead_letters", _DEAD_LETTER_COLUMNS, batch.dead_letters,
-                                               "ON CONSTRAINT dead_letters_record_key")
+                next_offsets = {**stored, **read.ends}
+                batch, landed_messages, landed_statuses = _write_batch(cur, read.batch, cluster)
+                landed_dead = _insert_dead_letters(cur, batch)
                 moved = [tp for tp in tps if next_offsets[tp] != stored[tp]]
                 cur.execute(
                     """
@@ -273,12 +460,12 @@ def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_b
                     FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS v(topic, partition, next_offset)
                     WHERE o.consumer = %s AND o.cluster_id = %s AND o.topic = v.topic AND o.partition = v.partition
                     """,
-                    ([tp.topic for tp in moved], [tp.partition for tp in moved],
-                     [next_offsets[tp] for tp in moved], READER, cluster),
+                    ([t for t, _ in moved], [p for _, p in moved], [next_offsets[tp] for tp in moved], READER,
+                     cluster),
                 )
                 positions = next_offsets
                 batch_result = LandingResult(
-                    records_read=len(records),
+                    records_read=read.records,
                     messages_landed=landed_messages,
                     statuses_landed=landed_statuses,
                     dead_letters_landed=landed_dead,
@@ -289,8 +476,10 @@ def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_b
             # Committed: the batch and its offsets are now one durable fact.
             total.add(batch_result)
             total.batches += 1
-        total.next_offsets = {f"{tp.topic}[{tp.partition}]": off for tp, off in (positions or {}).items()}
+        total.next_offsets = {f"{t}[{p}]": off for (t, p), off in (positions or {}).items()}
     finally:
+        if reader is not None:
+            reader.close()
         conn.close()
         consumer.close()
     total.seconds = time.perf_counter() - started
@@ -312,13 +501,11 @@ def probe(database_url: str, bootstrap: str, topics: Topics, poll_timeout_ms: in
     ``fingerprint`` is the same while no landing commits and changes after each commit, so run
     keys derived from it repeat for a duplicate request and change once progress is made.
     """
-    import hashlib
-
     consumer = make_consumer(bootstrap)
     conn = connect(database_url)
     try:
         cluster = cluster_id(consumer)
-        tps = partitions_of(consumer, topics.messages) + partitions_of(consumer, topics.dead_letters)
+        tps = _topic_partitions(consumer, topics)
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT topic, partition, next_offset FROM leadflow.kafka_offsets "
@@ -327,15 +514,12 @@ def probe(database_url: str, bootstrap: str, topics: Topics, poll_timeout_ms: in
             )
             rows = cur.fetchall()
         conn.rollback()
-        stored = {TopicPartition(t, p): int(o) for t, p, o in rows}
+        stored = {(t, p): int(o) for t, p, o in rows}
         fingerprint = hashlib.sha256(f"{cluster}|{rows}".encode()).hexdigest()[:16]
         if not tps:
             return Probe(0, fingerprint)
-        consumer.assign(tps)
-        for tp in tps:
-            consumer.seek(tp, stored.get(tp, 0))
-        polled = consumer.poll(timeout_ms=poll_timeout_ms, max_records=100)
-        return Probe(sum(len(v) for v in polled.values()), fingerprint)
+        assign_from(consumer, {tp: stored.get(tp, 0) for tp in tps})
+        return Probe(len(consume(consumer, 100, poll_timeout_ms / 1000)), fingerprint)
     finally:
         conn.close()
         consumer.close()

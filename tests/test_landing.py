@@ -6,6 +6,7 @@ and checks that the landed set equals the produced set with no duplicates.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from leadflow.brokers import Broker
 from leadflow.config import Settings, Topics
 from leadflow.db.connection import connect
 from leadflow.events import ChannelMessage, Contact
-from leadflow.kafka import make_producer
+from leadflow.kafka import make_producer, produce_all
 from leadflow.landing import land
 from tests.conftest import BrokerFactory
 
@@ -26,7 +27,7 @@ from tests.conftest import BrokerFactory
 def produce_messages(settings: Settings, topics: Topics, broker: Broker, count: int,
                      duplicate_every: int = 0) -> set[str]:
     """Produce ``count`` distinct messages (plus redeliveries); returns their provider ids."""
-    producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=20)
+    items: list[tuple[bytes, bytes]] = []
     ids: set[str] = set()
     start = datetime(2026, 11, 1, tzinfo=UTC)
     for i in range(count):
@@ -37,11 +38,9 @@ def produce_messages(settings: Settings, topics: Topics, broker: Broker, count: 
             sent_at=start + timedelta(seconds=i), raw={"i": i, "nul": "a\x00b"},
         )
         copies = 2 if duplicate_every and i % duplicate_every == 0 else 1
-        for _ in range(copies):
-            producer.send(topics.messages, key=event.kafka_key(), value=event.model_dump_json().encode())
+        items += [(event.kafka_key(), event.model_dump_json().encode())] * copies
         ids.add(event.provider_message_id)
-    producer.flush()
-    producer.close()
+    produce_all(make_producer(settings.kafka_bootstrap_servers, linger_ms=20), topics.messages, items)
     return ids
 
 
@@ -127,12 +126,9 @@ def test_text_with_tabs_newlines_backslashes_and_nul_survives_the_copy(
 def test_undecodable_record_becomes_a_dead_letter_of_the_broker_in_its_key(
         settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
     broker = make_broker()
-    producer = make_producer(settings.kafka_bootstrap_servers)
-    producer.send(fresh_topics.messages, key=f"{broker.broker_id}:telegram:1".encode(), value=b"{not json")
-    producer.send(fresh_topics.messages, key=f"{broker.broker_id}:telegram:1".encode(),
-                  value=b'{"schema_version": 99, "event_type": "message"}')
-    producer.flush()
-    producer.close()
+    key = f"{broker.broker_id}:telegram:1".encode()
+    produce_all(make_producer(settings.kafka_bootstrap_servers), fresh_topics.messages,
+                [(key, b"{not json"), (key, b'{"schema_version": 99, "event_type": "message"}')])
     result = land(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics)
     assert result.undecodable_records == 2
     conn = connect(settings.database_url)
@@ -177,3 +173,25 @@ def test_offsets_of_another_cluster_are_not_applied(settings: Settings, fresh_to
     conn.close()
     produce_messages(settings, fresh_topics, broker, 20)
     assert land(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics).messages_landed == 20
+
+
+def test_record_with_wrong_types_is_dead_lettered_and_its_batch_still_lands(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    """The cheap check passes it, PostgreSQL rejects the batch, full validation isolates the bad record."""
+    broker = make_broker()
+    good = produce_messages(settings, fresh_topics, broker, 5)
+    bad = ChannelMessage.build(broker_id=broker.broker_id, broker_slug=broker.slug, channel="telegram",
+                               provider_message_id="bad-1", contact=Contact(channel_user_id="1"),
+                               sent_at=datetime(2026, 11, 1, tzinfo=UTC)).model_dump(mode="json")
+    bad["sent_at"] = "the day after tomorrow"
+    produce_all(make_producer(settings.kafka_bootstrap_servers), fresh_topics.messages,
+                [(f"{broker.broker_id}:telegram:1".encode(), json.dumps(bad).encode())])
+    result = land(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics)
+    assert (result.messages_landed, result.undecodable_records) == (5, 1)
+    assert set(landed(settings, broker)) == good
+    conn = connect(settings.database_url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT reason FROM leadflow.dead_letters WHERE broker_id = %s", (broker.broker_id,))
+        [(reason,)] = cur.fetchall()
+    conn.close()
+    assert reason.startswith("undecodable record: invalid event")

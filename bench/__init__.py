@@ -1,0 +1,1 @@
+"""Benchmarks: each prints a baseline measured in the same run and the ratio against it."""

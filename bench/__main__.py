@@ -1,0 +1,191 @@
+"""`make bench`: throughput of the backbone, each figure against a baseline measured in the same run.
+
+- ingest: signed Telegram webhooks/s and p50/p99 latency through the real ingest API (verify,
+  parse, produce, wait for the Kafka ack) vs a bare FastAPI endpoint served the same way;
+- landing: rows/s of the exactly-once landing vs the raw rate of reading the same topic and of
+  COPYing the same rows into PostgreSQL.
+
+Embedded services are started in a temporary state directory and stopped afterwards. All
+traffic stays on 127.0.0.1. Sizes: LEADFLOW_BENCH_WEBHOOKS (default 4000), LEADFLOW_BENCH_ROWS
+(default 100000).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    from leadflow.services.ports import wait_for_port
+
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if not wait_for_port("127.0.0.1", port, timeout=60):
+        proc.kill()
+        raise RuntimeError(f"{cmd} did not listen: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return proc
+
+
+def bench_ingest(database_url: str, total: int) -> None:
+    from bench.loadgen import run_load
+    from leadflow.brokers import SECRET_KINDS, add_broker
+    from leadflow.demo.webhooks import signed
+    from leadflow.services.ports import free_port
+    from tests.payloads import telegram_text
+
+    broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
+                        timezone="America/Santiago")
+    for kinds in SECRET_KINDS.values():
+        for kind in kinds:
+            os.environ[broker.secret_env_name(kind)] = secrets.token_urlsafe(16)
+    env = dict(os.environ)
+    api_port, bare_port = free_port(), free_port()
+    api = _start([sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app", "--port", str(api_port),
+                  "--log-level", "warning", "--no-access-log"], env, api_port)
+    bare = _start([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port),
+                   "--log-level", "warning", "--no-access-log"], env, bare_port)
+    offset = [0]
+
+    def request(i: int) -> tuple[str, dict[str, str], bytes]:
+        return signed("telegram", broker, telegram_text(update_id=offset[0] + i))
+
+    try:
+        results = {}
+        for name, port in (("bare FastAPI endpoint (baseline)", bare_port), ("ingest API (telegram)", api_port)):
+            offset[0] += 1_000_000
+            run_load(f"http://127.0.0.1:{port}", request, 300, 16)  # warm-up: connections, producer metadata
+            offset[0] += 1_000_000
+            results[name] = run_load(f"http://127.0.0.1:{port}", request, total, 32)
+    finally:
+        api.terminate()
+        bare.terminate()
+        api.wait(timeout=30)
+        bare.wait(timeout=30)
+    base = results["bare FastAPI endpoint (baseline)"]
+    print(f"\n== ingest: {total} signed webhooks, 32 concurrent connections, server in its own process")
+    print(f"{'target':36s} {'webhooks/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'codes':>14s}")
+    for name, r in results.items():
+        print(f"{name:36s} {r.rate:11.0f} {r.p50_ms:8.1f} {r.p99_ms:8.1f} {r.status_codes!s:>14s}")
+    api_result = results["ingest API (telegram)"]
+    print(f"ratio ingest/bare: {api_result.rate / base.rate:.2f}  (target >= 0.50); "
+          f"ingest p99 {api_result.p99_ms:.1f} ms (target < 50 ms)")
+
+
+def bench_landing(database_url: str, bootstrap: str, rows: int) -> None:
+    from leadflow.brokers import add_broker
+    from leadflow.config import Topics
+    from leadflow.db.connection import connect
+    from leadflow.events import ChannelMessage, Contact
+    from leadflow.kafka import (
+        assign_from,
+        consume,
+        ensure_topics,
+        make_consumer,
+        make_producer,
+        partitions_of,
+        produce_all,
+    )
+    from leadflow.landing import land
+
+    topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
+    ensure_topics(bootstrap, topics.all(), 6)
+    broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
+                        timezone="America/Santiago")
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    items = []
+    for i in range(rows):
+        event = ChannelMessage.build(
+            broker_id=broker.broker_id, broker_slug=broker.slug, channel="whatsapp", provider_message_id=f"m{i}",
+            conversation_id=f"569{i % 5000:08d}", contact=Contact(channel_user_id=f"569{i % 5000:08d}",
+                                                                   phone_e164=f"+569{i % 5000:08d}"),
+            text="Hola, busco depto 2d2b en Ñuñoa, presupuesto 5.200 UF, tengo crédito preaprobado",
+            sent_at=start + timedelta(seconds=i), raw={"from": f"569{i % 5000:08d}", "id": f"m{i}", "type": "text"})
+        items.append((event.kafka_key(), event.model_dump_json().encode()))
+    produce_all(make_producer(bootstrap, linger_ms=20), topics.messages, items)
+
+    # Baseline 1: read the topic, nothing else.
+    consumer = make_consumer(bootstrap)
+    assign_from(consumer, {(topics.messages, p): 0 for p in partitions_of(consumer, topics.messages)})
+    records = []
+    started = time.perf_counter()
+    while True:
+        polled = consume(consumer, 5000, 1.0)
+        if not polled:
+            break
+        records.extend(polled)
+    read_s = time.perf_counter() - started - 1.0  # the final empty poll waits its full timeout (1 s)
+    consumer.close()
+
+    result = land(database_url, bootstrap, topics)
+    land_s = result.seconds - 0.5  # its final empty poll waits the landing poll timeout (0.5 s)
+    assert result.messages_landed == rows, result
+
+    # Baseline 2: COPY the same rows (exported from what landed, untimed) into a table of the same shape:
+    # once bare, once with raw_messages' own keys and indexes (what writing these rows there costs).
+    cols = ("broker_id, event_id, channel, provider_message_id, conversation_id, contact_channel_id, contact_phone, "
+            "contact_name, contact_email, direction, message_type, body, sent_at, received_at, schema_version, "
+            "payload, kafka_topic, kafka_partition, kafka_offset")
+    conn = connect(database_url)
+    copy_s = {}
+    with conn, conn.cursor() as cur:
+        data = io.StringIO()
+        cur.copy_expert(f"COPY (SELECT {cols} FROM leadflow.raw_messages WHERE broker_id = {broker.broker_id}) "
+                        "TO STDOUT", data)
+        for name, ddl in (("bare", f"CREATE TABLE bench_copy AS SELECT {cols} FROM leadflow.raw_messages "
+                                   "WITH NO DATA"),
+                          ("indexed", "CREATE TABLE bench_copy (LIKE leadflow.raw_messages INCLUDING ALL)")):
+            cur.execute(ddl)
+            data.seek(0)
+            started = time.perf_counter()
+            cur.copy_expert(f"COPY bench_copy ({cols}) FROM STDIN", data)
+            copy_s[name] = time.perf_counter() - started
+            cur.execute("DROP TABLE bench_copy")
+    conn.close()
+
+    rates = {"read topic (baseline)": len(records) / read_s,
+             "COPY into bare table (reference)": rows / copy_s["bare"],
+             "COPY into raw_messages' shape (baseline)": rows / copy_s["indexed"],
+             "landing (exactly once)": result.messages_landed / land_s}
+    print(f"\n== landing: {rows} messages, 6 partitions")
+    for name, rate in rates.items():
+        print(f"{name:42s} {rate:11.0f} rows/s")
+    slower = min(rates["read topic (baseline)"], rates["COPY into raw_messages' shape (baseline)"])
+    print(f"ratio landing/slower baseline: {rates['landing (exactly once)'] / slower:.2f}  (target >= 0.50)")
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    home = Path(tempfile.mkdtemp(prefix="leadflow-bench-"))
+    os.environ["LEADFLOW_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    for name in ("LEADFLOW_DATABASE_URL", "LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"):
+        os.environ.pop(name, None)
+    import logging
+
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    from leadflow.config import export_environment
+    from leadflow.services import manager
+
+    manager.up(log=lambda _line: None)
+    try:
+        settings = export_environment()
+        webhooks = int(os.environ.get("LEADFLOW_BENCH_WEBHOOKS", "4000"))
+        rows = int(os.environ.get("LEADFLOW_BENCH_ROWS", "100000"))
+        bench_ingest(settings.database_url, webhooks)
+        bench_landing(settings.database_url, settings.kafka_bootstrap_servers, rows)
+    finally:
+        manager.down(log=lambda _line: None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""A bounded HTTP/1.1 load generator on raw asyncio streams (loopback only).
+
+httpx spends more CPU per request than the endpoints it measures, and on a two-core machine
+that inflates every latency; this client only writes a request and reads the response
+(Content-Length framing, keep-alive), so the server is what gets measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    status_codes: dict[int, int]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+
+def _encode(host: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+def run_load(base_url: str, make_request: Callable[[int], tuple[str, dict[str, str], bytes]], total: int,
+             concurrency: int) -> LoadResult:
+    """Send ``total`` POSTs over ``concurrency`` keep-alive connections; requests are built before timing."""
+    prefix = "http://127.0.0.1:"
+    assert base_url.startswith(prefix), "load is only ever sent to loopback"
+    port = int(base_url[len(prefix):])
+    payloads = [_encode(f"127.0.0.1:{port}", *make_request(i)) for i in range(total)]
+
+    async def main() -> LoadResult:
+        latencies: list[float] = []
+        codes: dict[int, int] = {}
+        queue = iter(payloads)
+
+        async def worker() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                for payload in queue:
+                    started = time.perf_counter()
+                    writer.write(payload)
+                    status = await _read_response(reader)
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    codes[status] = codes.get(status, 0) + 1
+            finally:
+                writer.close()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+        latencies.sort()
+        return LoadResult(total, seconds, latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1],
+                          codes)
+
+    return asyncio.run(main())
