@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from ingest_api.auth import configured_secret, require_hmac
 from ingest_api.calls import split_transcript, turns_to_messages
@@ -40,8 +41,9 @@ def parse_call(broker: Broker, body: dict[str, Any]) -> Parsed:
 
 
 @router.post("/webhooks/{broker}/bland")
-async def bland_webhook(request: Request, broker: Broker = Depends(broker_for_path)) -> dict[str, Any]:
+async def bland_webhook(request: Request, broker: str) -> JSONResponse:
+    tenant = await broker_for_path(request, broker)
     body = await request.body()
-    require_hmac(request.headers.get(SIGNATURE_HEADER), configured_secret(broker, "bland_webhook_secret"), body,
+    require_hmac(request.headers.get(SIGNATURE_HEADER), configured_secret(tenant, "bland_webhook_secret"), body,
                  SIGNATURE_HEADER)
-    return await accept(request, broker, "bland", body, parse_call)
+    return await accept(request, tenant, "bland", body, parse_call)

@@ -11,7 +11,8 @@ import hashlib
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from ingest_api.auth import bearer, configured_secret, require_equal
 from ingest_api.intake import MalformedPayload, Parsed, accept, iso_to_utc
@@ -52,7 +53,8 @@ def parse_submission(broker: Broker, body: dict[str, Any]) -> Parsed:
 
 
 @router.post("/webhooks/{broker}/form")
-async def form_webhook(request: Request, broker: Broker = Depends(broker_for_path)) -> dict[str, Any]:
-    require_equal(bearer(request.headers.get("authorization")), configured_secret(broker, "form_api_key"),
+async def form_webhook(request: Request, broker: str) -> JSONResponse:
+    tenant = await broker_for_path(request, broker)
+    require_equal(bearer(request.headers.get("authorization")), configured_secret(tenant, "form_api_key"),
                   "bearer token")
-    return await accept(request, broker, "form", await request.body(), parse_submission)
+    return await accept(request, tenant, "form", await request.body(), parse_submission)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ingest_api.publisher import Publisher, PublishError
@@ -66,7 +67,7 @@ def require(mapping: Any, key: str, where: str) -> Any:
     return mapping[key]
 
 
-async def accept(request: Request, broker: Broker, channel: str, body: bytes, parse: Parser) -> dict[str, Any]:
+async def accept(request: Request, broker: Broker, channel: str, body: bytes, parse: Parser) -> JSONResponse:
     publisher: Publisher = request.app.state.publisher
     try:
         payload = json.loads(body)
@@ -90,4 +91,4 @@ async def accept(request: Request, broker: Broker, channel: str, body: bytes, pa
         except PublishError as exc:
             log.error("events for %s/%s not acknowledged: %s", broker.slug, channel, exc)
             raise HTTPException(status_code=503, detail="could not store the events; retry later") from exc
-    return {"accepted": len(parsed.events), "ignored": parsed.ignored}
+    return JSONResponse({"accepted": len(parsed.events), "ignored": parsed.ignored})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from ingest_api.auth import configured_secret, require_equal
 from ingest_api.intake import MalformedPayload, Parsed, accept, epoch_to_utc, require
@@ -57,7 +58,8 @@ def parse_update(broker: Broker, update: dict[str, Any]) -> Parsed:
 
 
 @router.post("/webhooks/{broker}/telegram")
-async def telegram_webhook(request: Request, broker: Broker = Depends(broker_for_path)) -> dict[str, Any]:
-    require_equal(request.headers.get(SECRET_HEADER), configured_secret(broker, "telegram_secret_token"),
+async def telegram_webhook(request: Request, broker: str) -> JSONResponse:
+    tenant = await broker_for_path(request, broker)
+    require_equal(request.headers.get(SECRET_HEADER), configured_secret(tenant, "telegram_secret_token"),
                   SECRET_HEADER)
-    return await accept(request, broker, "telegram", await request.body(), parse_update)
+    return await accept(request, tenant, "telegram", await request.body(), parse_update)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from ingest_api.auth import bearer, configured_secret, require_equal, require_hmac
 from ingest_api.calls import split_transcript, turns_to_messages
@@ -49,9 +50,10 @@ def parse_server_message(broker: Broker, body: dict[str, Any]) -> Parsed:
 
 
 @router.post("/webhooks/{broker}/vapi")
-async def vapi_webhook(request: Request, broker: Broker = Depends(broker_for_path)) -> dict[str, Any]:
+async def vapi_webhook(request: Request, broker: str) -> JSONResponse:
+    tenant = await broker_for_path(request, broker)
     body = await request.body()
-    secret = configured_secret(broker, "vapi_secret")
+    secret = configured_secret(tenant, "vapi_secret")
     signature = request.headers.get("x-vapi-signature")
     if signature:
         require_hmac(signature, secret, body, "X-Vapi-Signature")
@@ -60,4 +62,4 @@ async def vapi_webhook(request: Request, broker: Broker = Depends(broker_for_pat
         if token is None:
             raise HTTPException(status_code=401, detail="missing bearer token or X-Vapi-Signature")
         require_equal(token, secret, "bearer token")
-    return await accept(request, broker, "vapi", body, parse_server_message)
+    return await accept(request, tenant, "vapi", body, parse_server_message)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ingest_api.auth import configured_secret, require_equal, require_hmac
 from ingest_api.intake import MalformedPayload, Parsed, accept, epoch_to_utc, require
@@ -106,8 +106,9 @@ async def whatsapp_verify(
 
 
 @router.post("/webhooks/{broker}/whatsapp")
-async def whatsapp_webhook(request: Request, broker: Broker = Depends(broker_for_path)) -> dict[str, Any]:
+async def whatsapp_webhook(request: Request, broker: str) -> JSONResponse:
+    tenant = await broker_for_path(request, broker)
     body = await request.body()
-    require_hmac(request.headers.get(SIGNATURE_HEADER), configured_secret(broker, "whatsapp_app_secret"), body,
+    require_hmac(request.headers.get(SIGNATURE_HEADER), configured_secret(tenant, "whatsapp_app_secret"), body,
                  SIGNATURE_HEADER)
-    return await accept(request, broker, "whatsapp", body, parse_notification)
+    return await accept(request, tenant, "whatsapp", body, parse_notification)
