@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from leadflow.config import ConfigurationError, export_environment
 
@@ -101,6 +102,18 @@ def _tick(args: argparse.Namespace) -> int:
     return 1 if any(o.failed for o in outcomes) else 0
 
 
+def _dagster(args: argparse.Namespace) -> int:
+    """Run the Dagster CLI with the resolved environment (it reads its instance storage before our code)."""
+    from leadflow.services.manager import dagster_home
+
+    export_environment()
+    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
+    executable = Path(sys.executable).with_name("dagster")
+    command = [str(executable) if executable.exists() else "dagster", *args.dagster_args]
+    os.execvp(command[0], command)
+    return 0  # not reached: exec replaces this process
+
+
 def _demo(args: argparse.Namespace) -> int:
     from leadflow.demo.run import run_demo
     from leadflow.services import manager
@@ -156,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tick", help="evaluate the landing sensor once and run what it requests")
     p.add_argument("--drain", action="store_true", help="tick until nothing is left to land")
     p.set_defaults(func=_tick)
+
+    p = sub.add_parser("dagster", help="the Dagster CLI with Leadflow's environment, e.g. `leadflow dagster dev "
+                                       "-w workspace.yaml`")
+    p.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_dagster)
 
     p = sub.add_parser("demo", help="run the backbone end to end on a generated stream")
     p.add_argument("--contacts", type=int, default=300, help="contacts per demo broker")
