@@ -6,7 +6,7 @@ or `dagster-daemon run` evaluate the same sensor on their own schedule in produc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import DagsterInstance, Definitions, RunRequest, SensorResult, build_sensor_context
@@ -22,6 +22,7 @@ class TickOutcome:
     run_keys: list[str]
     failed: list[str]
     skip_reason: str | None
+    landed: dict[str, int] = field(default_factory=dict)  # summed landing metadata of the runs
 
 
 def tick(defs: Definitions, instance: DagsterInstance) -> TickOutcome:
@@ -40,6 +41,10 @@ def tick(defs: Definitions, instance: DagsterInstance) -> TickOutcome:
         run = job.execute_in_process(instance=instance, tags={**request.tags, "dagster/run_key": key},
                                      run_config=QUIET, raise_on_error=False)
         (outcome.run_keys if run.success else outcome.failed).append(key)
+        for materialization in run.asset_materializations_for_node("landed_messages") if run.success else []:
+            for name in ("messages_landed", "statuses_landed", "dead_letters_landed", "duplicates_absorbed"):
+                value = materialization.metadata[name].value
+                outcome.landed[name] = outcome.landed.get(name, 0) + int(value if isinstance(value, int) else 0)
     return outcome
 
 

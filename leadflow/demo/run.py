@@ -126,8 +126,13 @@ def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) 
     outcomes = drain(defs, instance)
     runs = [k for o in outcomes for k in o.run_keys]
     failed = [k for o in outcomes for k in o.failed]
+    landed: Counter[str] = Counter()
+    for outcome in outcomes:
+        landed.update(outcome.landed)
     print(f"sensor ticks: {len(outcomes)}, landing runs: {len(runs)} succeeded, {len(failed)} failed "
-          f"({time.perf_counter() - started:.1f}s)")
+          f"({time.perf_counter() - started:.1f}s): {landed['messages_landed']} new messages, "
+          f"{landed['statuses_landed']} statuses, {landed['dead_letters_landed']} dead letters, "
+          f"{landed['duplicates_absorbed']} duplicates absorbed")
     if failed:
         raise RuntimeError(f"landing runs failed: {failed}; see the Dagster run logs (dagster dev -w workspace.yaml)")
 
