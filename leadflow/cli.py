@@ -114,6 +114,27 @@ def _dagster(args: argparse.Namespace) -> int:
     return 0  # not reached: exec replaces this process
 
 
+def _qualify(args: argparse.Namespace) -> int:
+    import orjson
+
+    from leadflow.qualification.contract import qualify_lines
+
+    errors: list[str] = []
+    source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
+    sink = sys.stdout.buffer if args.output is None else open(args.output, "wb")  # noqa: SIM115
+    try:
+        for row in qualify_lines(source, country=args.country, errors=errors):
+            sink.write(orjson.dumps(row) + b"\n")
+    finally:
+        if source is not sys.stdin.buffer:
+            source.close()
+        if sink is not sys.stdout.buffer:
+            sink.close()
+    for error in errors:
+        print(f"leadflow qualify: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from leadflow.demo.run import run_demo
     from leadflow.services import manager
@@ -174,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
                                        "-w workspace.yaml`")
     p.add_argument("dagster_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_dagster)
+
+    p = sub.add_parser("qualify", help="qualify and score conversations from a JSONL file (offline rules)")
+    p.add_argument("--input", required=True, help="JSONL file of {id, messages: [{role, text}]}, or - for stdin")
+    p.add_argument("--output", help="write JSON lines here instead of stdout")
+    p.add_argument("--provider", choices=["rules"], default="rules",
+                   help="qualifier: the offline rules (LLM providers are not available yet)")
+    p.add_argument("--country", help="the broker's country (CL, MX, AR, ES, US): phone numbers, places, pesos")
+    p.set_defaults(func=_qualify)
 
     p = sub.add_parser("demo", help="run the backbone end to end on a generated stream")
     p.add_argument("--contacts", type=int, default=300, help="contacts per demo broker")

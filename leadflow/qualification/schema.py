@@ -1,0 +1,53 @@
+"""The qualification of a lead: one versioned schema, whoever fills it (rules or an LLM).
+
+Amounts are plain numbers in the stated currency ("5.200 UF" → 5200 with currency UF). A field
+stays None when the conversation does not state it: nothing is guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+QUALIFICATION_VERSION = 1
+
+Operation = Literal["buy", "rent", "sell", "invest"]
+PropertyType = Literal["apartment", "house", "land", "office", "commercial"]
+Currency = Literal["UF", "CLP", "USD", "MXN", "ARS", "EUR"]
+BudgetPeriod = Literal["total", "month"]
+Financing = Literal["cash", "mortgage_preapproved", "mortgage_needed", "subsidy"]
+DicomStatus = Literal["clean", "dirty", "has_debt", "unknown"]
+
+
+class Qualification(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = QUALIFICATION_VERSION
+    name: str | None = None
+    phone: str | None = Field(default=None, description="E.164")
+    email: str | None = None
+    operation: Operation | None = None
+    property_type: PropertyType | None = None
+    bedrooms_min: int | None = Field(default=None, ge=0, le=20)
+    budget_min: float | None = Field(default=None, ge=0)
+    budget_max: float | None = Field(default=None, ge=0)
+    budget_currency: Currency | None = None
+    budget_period: BudgetPeriod | None = None
+    locations: list[str] = Field(default_factory=list, description="lowercase place names")
+    timeline_months: int | None = Field(default=None, ge=0, le=120)
+    financing: Financing | None = None
+    down_payment: float | None = Field(default=None, ge=0)
+    monthly_income: float | None = Field(default=None, ge=0)
+    dicom_status: DicomStatus | None = None
+    arrears_amount: float | None = Field(default=None, ge=0)
+    opted_out: bool = False
+    summary: str | None = None
+
+
+# The `leadflow qualify` output contract: these keys, in this order (plus score and temperature).
+CONTRACT_KEYS = (
+    "id", "name", "phone", "email", "operation", "property_type", "bedrooms_min", "budget_min", "budget_max",
+    "budget_currency", "budget_period", "locations", "timeline_months", "financing", "down_payment",
+    "monthly_income", "dicom_status", "arrears_amount", "opted_out", "summary", "score", "temperature",
+)
