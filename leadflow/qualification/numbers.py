@@ -32,11 +32,18 @@ _WORD_VALUES = {**_UNITS_ES, **_UNITS_EN}
 _JOINERS = {"y", "and", "-"}
 
 
+_FOLD = str.maketrans("áéíóúüàèìòùâêîôûäëïöçÁÉÍÓÚÜÀÈÌÒÙÂÊÎÔÛÄËÏÖÇ", "aeiouuaeiouaeiouaeiocaeiouuaeiouaeiouaeioc")
+
+
 def fold(text: str) -> str:
     """Lowercase without accents (ñ kept), for matching: "Ñuñoa DEPTO" → "ñuñoa depto"."""
+    folded = text.lower().translate(_FOLD)
+    if folded.isascii() or all(ord(ch) < 0x300 or ch == "ñ" for ch in folded if not ch.isascii()):
+        return folded if "\u0303" not in folded else folded.replace("n\u0303", "ñ")
+    # Rare: combining marks (decomposed input); strip them the slow way, keeping ñ.
     out: list[str] = []
-    for ch in unicodedata.normalize("NFD", text.lower()):
-        if unicodedata.category(ch) == "Mn" and out and out[-1] == "n" and ch == "\u0303":
+    for ch in unicodedata.normalize("NFD", folded):
+        if ch == "\u0303" and out and out[-1] == "n":
             out[-1] = "ñ"
         elif unicodedata.category(ch) != "Mn":
             out.append(ch)

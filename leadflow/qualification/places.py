@@ -58,29 +58,22 @@ PLACES: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 @cache
-def _patterns(country: str | None) -> list[tuple[re.Pattern[str], str]]:
-    """(pattern on folded text, canonical name), longest names first so "las condes" beats "condes"."""
+def _matcher(country: str | None) -> tuple[re.Pattern[str], dict[str, str]]:
+    """One alternation over every name (longest first, so "las condes" beats "condes") and its canonical form."""
     markets = [country.upper()] if country and country.upper() in PLACES else list(PLACES)
     entries: dict[str, str] = {}
     for market in markets:
         for canonical, aliases in PLACES[market].items():
             for name in (canonical, *aliases):
                 if len(name) <= 2 and market != (country or "").upper():
-                    continue  # "la", "df" only in their own market
+                    continue  # "df" only in its own market
                 entries.setdefault(fold(name), canonical)
-    ordered = sorted(entries.items(), key=lambda kv: -len(kv[0]))
-    return [(re.compile(rf"(?<![a-zñ]){re.escape(name)}(?![a-zñ])"), canonical) for name, canonical in ordered]
+    names = sorted(entries, key=len, reverse=True)
+    pattern = re.compile(r"(?<![a-zñ])(?:" + "|".join(re.escape(n) for n in names) + r")(?![a-zñ])")
+    return pattern, entries
 
 
 def find_places(folded: str, country: str | None) -> list[tuple[int, str]]:
     """(position, canonical name) of every place named in already-folded text, without overlaps."""
-    taken: list[tuple[int, int]] = []
-    found: list[tuple[int, str]] = []
-    for pattern, canonical in _patterns(country):
-        for match in pattern.finditer(folded):
-            start, end = match.span()
-            if any(start < e and s < end for s, e in taken):
-                continue
-            taken.append((start, end))
-            found.append((start, canonical))
-    return sorted(found)
+    pattern, canonical = _matcher(country)
+    return [(m.start(), canonical[m.group(0)]) for m in pattern.finditer(folded)]
