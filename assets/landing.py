@@ -51,7 +51,7 @@ def landed_messages(context: AssetExecutionContext, config: LandingConfig, postg
     })
 
 
-def _scalar(url: str, sql: str) -> int:
+def scalar(url: str, sql: str) -> int:
     conn = connect(url)
     try:
         with conn.cursor() as cur:
@@ -64,7 +64,7 @@ def _scalar(url: str, sql: str) -> int:
 
 @asset_check(asset=landed_messages, description="Every landed row carries its broker.")
 def landed_rows_have_a_broker(postgres: PostgresResource) -> AssetCheckResult:
-    missing = _scalar(postgres.url, """
+    missing = scalar(postgres.url, """
         SELECT (SELECT count(*) FROM leadflow.raw_messages WHERE broker_id IS NULL)
              + (SELECT count(*) FROM leadflow.delivery_statuses WHERE broker_id IS NULL)
              + (SELECT count(*) FROM leadflow.dead_letters WHERE broker_id IS NULL)""")
@@ -73,7 +73,7 @@ def landed_rows_have_a_broker(postgres: PostgresResource) -> AssetCheckResult:
 
 @asset_check(asset=landed_messages, description="No provider message id landed twice for a broker and channel.")
 def no_duplicate_provider_message_ids(postgres: PostgresResource) -> AssetCheckResult:
-    duplicates = _scalar(postgres.url, """
+    duplicates = scalar(postgres.url, """
         SELECT count(*) FROM (
             SELECT 1 FROM leadflow.raw_messages GROUP BY broker_id, channel, provider_message_id HAVING count(*) > 1
         ) d""")

@@ -1,0 +1,62 @@
+"""Leads, their qualifications and scores: incremental assets over the landed messages."""
+
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from assets.landing import landed_messages, scalar
+from leadflow.leads.store import qualify_changed_leads, resolve_new_messages, score_qualified_leads
+from pipelines.resources import PostgresResource
+
+
+@asset(group_name="leads", kinds={"postgres", "polars"}, deps=[landed_messages],
+       description="One lead per broker and person across channels (identity resolution), with the link table "
+                   "that explains each merge.")
+def leads(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+    result = resolve_new_messages(postgres.url)
+    context.log.info("assigned %s messages: %s new leads, %s merges", result.messages, result.new_leads,
+                     result.merges)
+    return MaterializeResult(metadata={"messages_assigned": result.messages, "new_leads": result.new_leads,
+                                       "merges": result.merges, "leads_touched": result.touched_leads})
+
+
+@asset(group_name="leads", kinds={"postgres"}, deps=[leads],
+       description="Each changed lead's conversation qualified by the offline rules qualifier (schema v1); "
+                   "unchanged conversations are skipped by hash.")
+def lead_qualifications(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+    result = qualify_changed_leads(postgres.url)
+    return MaterializeResult(metadata={"candidates": result.candidates, "qualified": result.qualified,
+                                       "unchanged_skipped": result.unchanged,
+                                       "by_operation": MetadataValue.json(result.by_operation)})
+
+
+@asset(group_name="leads", kinds={"postgres"}, deps=[lead_qualifications],
+       description="Score 0–100, temperature and the breakdown of points for every newly qualified lead.")
+def lead_scores(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+    result = score_qualified_leads(postgres.url)
+    return MaterializeResult(metadata={"scored": result.scored,
+                                       "by_temperature": MetadataValue.json(result.by_temperature),
+                                       "score_histogram": MetadataValue.json(dict(sorted(result.histogram.items())))})
+
+
+@asset_check(asset=leads, description="A lead, its identities and its messages all belong to one broker.")
+def leads_never_cross_brokers(postgres: PostgresResource) -> AssetCheckResult:
+    crossed = scalar(postgres.url, """
+        SELECT (SELECT count(*) FROM leadflow.message_leads ml JOIN leadflow.leads l USING (lead_id)
+                JOIN leadflow.raw_messages m USING (message_id)
+                WHERE ml.broker_id <> l.broker_id OR m.broker_id <> l.broker_id)
+             + (SELECT count(*) FROM leadflow.lead_identities i JOIN leadflow.leads l USING (lead_id)
+                WHERE i.broker_id <> l.broker_id)""")
+    return AssetCheckResult(passed=crossed == 0, metadata={"rows_crossing_brokers": crossed})
+
+
+@asset_check(asset=lead_scores, description="Every score is within 0–100 and its temperature is known.")
+def scores_in_range(postgres: PostgresResource) -> AssetCheckResult:
+    bad = scalar(postgres.url, "SELECT count(*) FROM leadflow.lead_scores WHERE score NOT BETWEEN 0 AND 100 "
+                               "OR temperature NOT IN ('cold', 'warm', 'hot')")
+    return AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})

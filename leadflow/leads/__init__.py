@@ -1,0 +1,1 @@
+"""Leads: identity resolution across channels and conversation assembly. Pure polars functions."""

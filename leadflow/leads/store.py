@@ -1,0 +1,272 @@
+"""Leads in PostgreSQL: resolve new messages to leads, then qualify and score the leads that changed.
+
+Each step runs in one transaction under an advisory lock, so steps never interleave with
+themselves, and each is incremental:
+
+- ``resolve_new_messages`` reads only messages not yet assigned to a lead;
+- ``qualify_changed_leads`` reads only leads changed since their last qualification, and skips
+  those whose conversation hash did not change (nothing is qualified twice);
+- ``score_qualified_leads`` rescoring leads whose qualification is newer than their score.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+import psycopg2.extensions
+
+from leadflow.db.connection import transaction
+from leadflow.leads.conversations import assemble, median_reply_minutes
+from leadflow.leads.identity import LINK_SCHEMA, resolve
+from leadflow.qualification.rules import Turn, qualify
+from leadflow.qualification.schema import QUALIFICATION_VERSION, Qualification
+from leadflow.qualification.scoring import Engagement, ScoringConfig, score
+
+_LOCK_LEADS = 7_240_001  # pg_advisory_xact_lock keys: one per step
+_LOCK_QUALIFY = 7_240_002
+_LOCK_SCORE = 7_240_003
+
+
+def _frame(cur: psycopg2.extensions.cursor, sql: str, params: tuple[Any, ...] = (),
+           schema: dict[str, Any] | None = None) -> pl.DataFrame:
+    cur.execute(sql, params)
+    names = [d[0] for d in cur.description or []]
+    rows = cur.fetchall()
+    if schema is not None:
+        return pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+
+def _pg_array(values: list[str] | None) -> str:
+    items = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values or []]
+    return "{" + ",".join(items) + "}"
+
+
+def _copy_rows(cur: psycopg2.extensions.cursor, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+    """COPY rows (CSV, so text needs no escaping of its own) into a table."""
+    if not rows:
+        return
+    import csv
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow(["\\N" if v is None else v for v in row])
+    buffer.seek(0)
+    cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+
+
+# --- identity -----------------------------------------------------------------------------------
+
+@dataclass
+class ResolveResult:
+    messages: int = 0
+    new_leads: int = 0
+    merges: int = 0
+    touched_leads: int = 0
+
+
+def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult:
+    """Assign messages without a lead to leads (creating and merging leads as identities say)."""
+    result = ResolveResult()
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_LEADS,))
+        messages = _frame(cur, """
+            SELECT m.broker_id, m.message_id, m.channel, m.contact_channel_id, m.contact_phone, m.contact_email
+            FROM leadflow.raw_messages m LEFT JOIN leadflow.message_leads ml USING (message_id)
+            WHERE ml.message_id IS NULL ORDER BY m.message_id LIMIT %s""", (max_messages,),
+            schema={"broker_id": pl.Int64, "message_id": pl.Int64, "channel": pl.String,
+                    "contact_channel_id": pl.String, "contact_phone": pl.String, "contact_email": pl.String})
+        if messages.is_empty():
+            return result
+        brokers = messages["broker_id"].unique().to_list()
+        links = _frame(cur, """
+            SELECT broker_id, identity_kind, identity_value, lead_id, reason FROM leadflow.lead_identities
+            WHERE broker_id = ANY(%s)""", (brokers,), schema=LINK_SCHEMA)
+        cur.execute("SELECT last_value, is_called FROM leadflow.lead_id_seq")
+        last_value, is_called = cur.fetchone() or (1, False)
+        first_new = int(last_value) + 1 if is_called else int(last_value)
+        resolution = resolve(messages, links, first_new)
+        if resolution.next_lead_id > first_new:
+            cur.execute("SELECT setval('leadflow.lead_id_seq', %s)", (resolution.next_lead_id - 1,))
+
+        new_links = resolution.links.join(links.select("broker_id", "identity_kind", "identity_value"),
+                                          on=["broker_id", "identity_kind", "identity_value"], how="anti")
+        new_lead_ids = sorted(set(new_links["lead_id"].to_list()) - set(links["lead_id"].to_list()))
+        broker_of = dict(new_links.select("lead_id", "broker_id").unique().iter_rows())
+        _copy_rows(cur, "leadflow.leads", ["lead_id", "broker_id"], [(i, broker_of[i]) for i in new_lead_ids])
+        _copy_rows(cur, "leadflow.lead_identities", list(LINK_SCHEMA),
+                   list(new_links.select(list(LINK_SCHEMA)).iter_rows()))
+        for broker_id, merged, into, reason in resolution.merges.iter_rows():
+            cur.execute("INSERT INTO leadflow.lead_merges (broker_id, merged_lead_id, into_lead_id, reason) "
+                        "VALUES (%s, %s, %s, %s)", (broker_id, merged, into, reason))
+            cur.execute("UPDATE leadflow.lead_identities SET lead_id = %s WHERE lead_id = %s", (into, merged))
+            cur.execute("UPDATE leadflow.message_leads SET lead_id = %s WHERE lead_id = %s", (into, merged))
+            # The merged lead's own qualification and score no longer describe anyone; the kept lead is redone.
+            cur.execute("DELETE FROM leadflow.lead_scores WHERE lead_id = %s", (merged,))
+            cur.execute("DELETE FROM leadflow.lead_qualifications WHERE lead_id = %s", (merged,))
+            cur.execute("UPDATE leadflow.leads SET merged_into = %s, message_count = 0, changed_at = now() "
+                        "WHERE lead_id = %s", (into, merged))
+        _copy_rows(cur, "leadflow.message_leads", ["message_id", "broker_id", "lead_id"],
+                   list(resolution.message_leads.select("message_id", "broker_id", "lead_id").iter_rows()))
+        touched = sorted(set(resolution.message_leads["lead_id"].to_list())
+                         | set(resolution.merges["into_lead_id"].to_list()))
+        cur.execute("""
+            UPDATE leadflow.leads l SET
+                display_name = a.display_name, phone_e164 = a.phone, email = a.email, channels = a.channels,
+                message_count = a.message_count, first_message_at = a.first_at, last_message_at = a.last_at,
+                changed_at = now()
+            FROM (
+                SELECT ml.lead_id,
+                       (array_agg(m.contact_name ORDER BY m.sent_at DESC)
+                            FILTER (WHERE m.contact_name IS NOT NULL))[1] AS display_name,
+                       (array_agg(m.contact_phone ORDER BY m.sent_at DESC)
+                            FILTER (WHERE m.contact_phone IS NOT NULL))[1] AS phone,
+                       (array_agg(m.contact_email ORDER BY m.sent_at DESC)
+                            FILTER (WHERE m.contact_email IS NOT NULL))[1] AS email,
+                       array_agg(DISTINCT m.channel ORDER BY m.channel) AS channels,
+                       count(*) AS message_count, min(m.sent_at) AS first_at, max(m.sent_at) AS last_at
+                FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
+                WHERE ml.lead_id = ANY(%s)
+                GROUP BY ml.lead_id
+            ) a
+            WHERE l.lead_id = a.lead_id""", (touched,))
+        result = ResolveResult(messages.height, len(new_lead_ids), resolution.merges.height, len(touched))
+    return result
+
+
+# --- qualification ------------------------------------------------------------------------------
+
+@dataclass
+class QualifyResult:
+    candidates: int = 0
+    qualified: int = 0
+    unchanged: int = 0
+    by_operation: dict[str, int] = field(default_factory=dict)
+
+
+_QUALIFICATION_COLUMNS = [
+    "lead_id", "broker_id", "qualifier", "schema_version", "conversation_hash", "name", "phone", "email", "operation",
+    "property_type", "bedrooms_min", "budget_min", "budget_max", "budget_currency", "budget_period", "locations",
+    "timeline_months", "financing", "down_payment", "monthly_income", "dicom_status", "arrears_amount", "opted_out",
+    "summary", "qualified_at",
+]
+
+
+def _conversations(cur: psycopg2.extensions.cursor, lead_filter: str, params: tuple[Any, ...]) -> pl.DataFrame:
+    messages = _frame(cur, f"""
+        SELECT ml.broker_id, ml.lead_id, m.message_id, m.channel, m.direction, m.body, m.sent_at
+        FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
+        WHERE ml.lead_id IN ({lead_filter})""", params,
+        schema={"broker_id": pl.Int64, "lead_id": pl.Int64, "message_id": pl.Int64, "channel": pl.String,
+                "direction": pl.String, "body": pl.String, "sent_at": pl.Datetime("us", "UTC")})
+    return assemble(messages) if not messages.is_empty() else messages
+
+
+def _db_now(cur: psycopg2.extensions.cursor) -> datetime:
+    # The database's clock, the one that stamps leads.changed_at: comparing the two stays exact.
+    cur.execute("SELECT now()")
+    row = cur.fetchone()
+    assert row is not None
+    moment: datetime = row[0]
+    return moment
+
+
+def qualify_changed_leads(url: str) -> QualifyResult:
+    """Qualify (rules) every lead whose conversation changed since it was last qualified."""
+    result = QualifyResult()
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_QUALIFY,))
+        now = _db_now(cur)
+        changed = """SELECT l.lead_id FROM leadflow.leads l LEFT JOIN leadflow.lead_qualifications q USING (lead_id)
+                     WHERE l.merged_into IS NULL AND (q.lead_id IS NULL OR l.changed_at > q.qualified_at)"""
+        conversations = _conversations(cur, changed, ())
+        if conversations.is_empty():
+            return result
+        cur.execute("SELECT broker_id, country FROM leadflow.brokers")
+        country = dict(cur.fetchall())
+        cur.execute("SELECT lead_id, conversation_hash FROM leadflow.lead_qualifications WHERE lead_id = ANY(%s)",
+                    (conversations["lead_id"].to_list(),))
+        known_hash = dict(cur.fetchall())
+        rows = []
+        for lead_id, broker_id, turns, digest in conversations.select(
+                "lead_id", "broker_id", "turns", "conversation_hash").iter_rows():
+            result.candidates += 1
+            if known_hash.get(lead_id) == digest:
+                result.unchanged += 1
+                cur.execute("UPDATE leadflow.lead_qualifications SET qualified_at = %s WHERE lead_id = %s",
+                            (now, lead_id))
+                continue
+            q = qualify([Turn(t["role"], t["text"] or "") for t in turns], country.get(broker_id))
+            result.qualified += 1
+            if q.operation:
+                result.by_operation[q.operation] = result.by_operation.get(q.operation, 0) + 1
+            rows.append(_qualification_row(lead_id, broker_id, digest, q, now))
+        cur.execute("DELETE FROM leadflow.lead_qualifications WHERE lead_id = ANY(%s)", ([r[0] for r in rows],))
+        _copy_rows(cur, "leadflow.lead_qualifications", _QUALIFICATION_COLUMNS, rows)
+    return result
+
+
+def _qualification_row(lead_id: int, broker_id: int, digest: str, q: Qualification, now: datetime) -> tuple[Any, ...]:
+    d = q.model_dump()
+    return (lead_id, broker_id, "rules", QUALIFICATION_VERSION, digest, d["name"], d["phone"], d["email"],
+            d["operation"], d["property_type"], d["bedrooms_min"], d["budget_min"], d["budget_max"],
+            d["budget_currency"], d["budget_period"], _pg_array(d["locations"]), d["timeline_months"], d["financing"],
+            d["down_payment"], d["monthly_income"], d["dicom_status"], d["arrears_amount"], d["opted_out"],
+            d["summary"], now)
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+@dataclass
+class ScoreResult:
+    scored: int = 0
+    by_temperature: dict[str, int] = field(default_factory=dict)
+    histogram: dict[str, int] = field(default_factory=dict)  # score decile → leads
+
+
+def score_qualified_leads(url: str, as_of: datetime | None = None,
+                          config: ScoringConfig | None = None) -> ScoreResult:
+    """Score every lead whose qualification is newer than its score; inactivity is measured at ``as_of``."""
+    result = ScoreResult()
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_SCORE,))
+        now = _db_now(cur)
+        as_of = as_of or now
+        pending = """SELECT q.lead_id FROM leadflow.lead_qualifications q
+                     LEFT JOIN leadflow.lead_scores s USING (lead_id)
+                     WHERE s.lead_id IS NULL OR q.qualified_at > s.scored_at"""
+        cur.execute(f"SELECT q.* FROM leadflow.lead_qualifications q WHERE q.lead_id IN ({pending})")
+        names = [d[0] for d in cur.description or []]
+        qualifications = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        if not qualifications:
+            return result
+        conversations = {row["lead_id"]: row for row in _conversations(cur, pending, ()).iter_rows(named=True)}
+        rows = []
+        for record in qualifications:
+            q = Qualification.model_validate({k: v for k, v in record.items()
+                                              if k in Qualification.model_fields and k != "version"})
+            conversation = conversations.get(record["lead_id"], {})
+            turns = conversation.get("turns") or []
+            last = conversation.get("last_message_at")
+            engagement = Engagement(
+                lead_messages=int(conversation.get("lead_messages") or 0),
+                median_reply_minutes=median_reply_minutes(turns),
+                days_since_last_message=(as_of - last).total_seconds() / 86400 if last else None,
+            )
+            s = score(q, engagement, config)
+            result.scored += 1
+            result.by_temperature[s.temperature] = result.by_temperature.get(s.temperature, 0) + 1
+            decile = f"{min(s.score // 10 * 10, 90)}-{min(s.score // 10 * 10, 90) + 9}"
+            result.histogram[decile] = result.histogram.get(decile, 0) + 1
+            rows.append((record["lead_id"], record["broker_id"], s.score, s.temperature, json.dumps(s.breakdown),
+                         s.financing_ready, _pg_array(list(s.reasons)), now))
+        cur.execute("DELETE FROM leadflow.lead_scores WHERE lead_id = ANY(%s)", ([r[0] for r in rows],))
+        _copy_rows(cur, "leadflow.lead_scores", ["lead_id", "broker_id", "score", "temperature", "breakdown",
+                                                 "financing_ready", "reasons", "scored_at"], rows)
+    return result

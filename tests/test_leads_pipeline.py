@@ -1,0 +1,119 @@
+"""Landed messages → leads → qualifications → scores, as Dagster assets on the real database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from dagster import materialize
+
+from leadflow.brokers import Broker
+from leadflow.config import Settings, Topics
+from leadflow.db.connection import connect
+from leadflow.events import ChannelMessage, Contact
+from leadflow.kafka import make_producer, produce_all
+from pipelines.resources import KafkaResource, PostgresResource
+from tests.conftest import BrokerFactory
+
+T0 = datetime(2026, 11, 2, 12, tzinfo=UTC)
+
+
+def send(settings: Settings, topics: Topics, broker: Broker, *messages: tuple[str, str, Contact, str, int]) -> None:
+    items = []
+    for channel, provider_id, contact, text, minute in messages:
+        event = ChannelMessage.build(broker_id=broker.broker_id, broker_slug=broker.slug, channel=channel,  # type: ignore[arg-type]
+                                     provider_message_id=provider_id, contact=contact, text=text,
+                                     sent_at=T0 + timedelta(minutes=minute))
+        items.append((event.kafka_key(), event.model_dump_json().encode()))
+    produce_all(make_producer(settings.kafka_bootstrap_servers), topics.messages, items)
+
+
+def run(settings: Settings, topics: Topics) -> dict[str, dict[str, Any]]:
+    from assets.landing import landed_messages
+    from assets.leads import lead_qualifications, lead_scores, leads, leads_never_cross_brokers, scores_in_range
+
+    result = materialize([landed_messages, leads, lead_qualifications, lead_scores, leads_never_cross_brokers,
+                          scores_in_range], resources={
+        "postgres": PostgresResource(url=settings.database_url),
+        "kafka": KafkaResource(bootstrap_servers=settings.kafka_bootstrap_servers, topic_prefix=topics.prefix)})
+    assert result.success
+    assert all(check.passed for check in result.get_asset_check_evaluations())
+    return {node: {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
+            for node in ("leads", "lead_qualifications", "lead_scores")}
+
+
+def rows(settings: Settings, sql: str, *params: object) -> list[tuple[Any, ...]]:
+    conn = connect(settings.database_url)
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        found = cur.fetchall()
+    conn.close()
+    return found
+
+
+WA = Contact(channel_user_id="56987654321", phone_e164="+56987654321", display_name="Camila Rojas")
+CALL = Contact(channel_user_id="+56987654321", phone_e164="+56987654321")
+TG = Contact(channel_user_id="4242", display_name="Tomás")
+
+
+def test_channels_merge_into_leads_that_are_qualified_and_scored_incrementally(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    send(settings, fresh_topics, broker,
+         ("whatsapp", "wamid.1", WA, "Hola, busco depto 2d2b en Ñuñoa", 0),
+         ("vapi", "call-1:1", CALL, "hasta 5.200 UF, tengo crédito preaprobado, me cambio en 2 meses", 60),
+         ("telegram", "9001", TG, "quiero arrendar en Providencia hasta 600 lucas", 5))
+    run(settings, fresh_topics)
+    assert rows(settings, "SELECT count(*) FROM leadflow.leads WHERE broker_id = %s AND merged_into IS NULL",
+                broker.broker_id) == [(2,)]
+
+    [camila] = rows(settings, """SELECT q.operation, q.budget_max, q.budget_currency, q.locations, q.financing,
+                                        s.temperature, l.channels, l.display_name
+                                 FROM leadflow.leads l JOIN leadflow.lead_qualifications q USING (lead_id)
+                                 JOIN leadflow.lead_scores s USING (lead_id)
+                                 WHERE l.broker_id = %s AND l.phone_e164 = '+56987654321'""", broker.broker_id)
+    assert camila == ("buy", 5200, "UF", ["ñuñoa"], "mortgage_preapproved", "hot", ["vapi", "whatsapp"],
+                      "Camila Rojas")
+
+    # Nothing new: nothing is qualified or scored again.
+    again = run(settings, fresh_topics)
+    assert (again["leads"]["messages_assigned"], again["lead_qualifications"]["qualified"],
+            again["lead_scores"]["scored"]) == (0, 0, 0)
+
+    # One lead writes again: only that lead is re-qualified, and the latest statement wins.
+    send(settings, fresh_topics, broker, ("telegram", "9002", TG, "mejor compro, hasta 4.000 UF", 90))
+    third = run(settings, fresh_topics)
+    assert third["lead_qualifications"]["qualified"] == 1 and third["lead_scores"]["scored"] == 1
+    [tomas] = rows(settings, """SELECT q.operation, q.budget_max, q.budget_currency FROM leadflow.leads l
+                                JOIN leadflow.lead_qualifications q USING (lead_id)
+                                WHERE l.broker_id = %s AND l.display_name = 'Tomás'""", broker.broker_id)
+    assert tomas == ("buy", 4000, "UF")
+
+
+def test_the_same_person_at_two_brokers_is_two_leads_with_their_own_data(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    first, second = make_broker(), make_broker()
+    send(settings, fresh_topics, first, ("whatsapp", "wamid.a", WA, "busco casa en La Reina", 0))
+    send(settings, fresh_topics, second, ("whatsapp", "wamid.a", WA, "busco arriendo en Macul", 0))
+    run(settings, fresh_topics)
+    found = rows(settings, """SELECT l.broker_id, q.locations FROM leadflow.leads l
+                              JOIN leadflow.lead_qualifications q USING (lead_id)
+                              WHERE l.broker_id IN (%s, %s) ORDER BY l.broker_id""",
+                 first.broker_id, second.broker_id)
+    assert found == [(first.broker_id, ["la reina"]), (second.broker_id, ["macul"])]
+
+
+def test_a_telegram_lead_who_shares_their_phone_merges_into_their_whatsapp_lead(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.m1", WA, "hola", 0),
+         ("telegram", "7001", TG, "hola por telegram", 1))
+    run(settings, fresh_topics)
+    shared = Contact(channel_user_id="4242", phone_e164="+56987654321", display_name="Tomás")
+    send(settings, fresh_topics, broker, ("telegram", "7002", shared, "te comparto mi contacto", 2))
+    result = run(settings, fresh_topics)
+    assert result["leads"]["merges"] == 1
+    [(reason,)] = rows(settings, "SELECT reason FROM leadflow.lead_merges WHERE broker_id = %s", broker.broker_id)
+    assert "telegram 4242" in reason
+    assert rows(settings, "SELECT count(DISTINCT lead_id) FROM leadflow.message_leads WHERE broker_id = %s",
+                broker.broker_id) == [(1,)]
