@@ -99,6 +99,32 @@ def summary(url: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+def lead_summary(url: str) -> list[tuple[Any, ...]]:
+    """Per broker: leads after identity resolution, by temperature, and the qualified share."""
+    conn = connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                """
+                SELECT b.slug, count(*) AS leads,
+                       count(*) FILTER (WHERE s.temperature = 'hot') AS hot,
+                       count(*) FILTER (WHERE s.temperature = 'warm') AS warm,
+                       count(*) FILTER (WHERE s.temperature = 'cold') AS cold,
+                       count(*) FILTER (WHERE q.operation IS NOT NULL) AS with_operation,
+                       count(*) FILTER (WHERE q.budget_max IS NOT NULL OR q.budget_min IS NOT NULL) AS with_budget,
+                       round(avg(s.score), 1) AS avg_score
+                FROM leadflow.leads l JOIN leadflow.brokers b USING (broker_id)
+                LEFT JOIN leadflow.lead_qualifications q USING (lead_id)
+                LEFT JOIN leadflow.lead_scores s USING (lead_id)
+                WHERE l.merged_into IS NULL
+                GROUP BY b.slug ORDER BY b.slug
+                """
+            )
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
 def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) -> dict[str, Any]:
     from dagster import DagsterInstance
 
@@ -142,5 +168,5 @@ def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) 
     print(f"dbt build: {'ok' if analytics.success else 'FAILED'} ({time.perf_counter() - started:.1f}s)")
     if not analytics.success:
         raise RuntimeError("dbt build failed; see the run's logs in the Dagster UI")
-    return {"codes": codes, "rows": summary(settings.database_url)}
+    return {"codes": codes, "rows": summary(settings.database_url), "leads": lead_summary(settings.database_url)}
 
