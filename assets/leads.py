@@ -10,7 +10,8 @@ from dagster import (
 )
 
 from assets.landing import landed_messages, scalar
-from leadflow.leads.store import qualify_changed_leads, resolve_new_messages, score_qualified_leads
+from leadflow.leads.stages import DEFAULT_PIPELINE, LOST
+from leadflow.leads.store import qualify_changed_leads, resolve_new_messages, score_qualified_leads, update_stages
 from pipelines.resources import PostgresResource
 
 
@@ -60,3 +61,23 @@ def scores_in_range(postgres: PostgresResource) -> AssetCheckResult:
     bad = scalar(postgres.url, "SELECT count(*) FROM leadflow.lead_scores WHERE score NOT BETWEEN 0 AND 100 "
                                "OR temperature NOT IN ('cold', 'warm', 'hot')")
     return AssetCheckResult(passed=bad == 0, metadata={"out_of_range": bad})
+
+
+@asset(group_name="leads", kinds={"postgres"}, deps=[lead_scores],
+       description="Each lead's sales-pipeline stage, advanced automatically (never backwards) with every "
+                   "transition in leadflow.stage_events; leads idle past their stage's limit are flagged stalled.")
+def lead_stages(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+    result = update_stages(postgres.url)
+    return MaterializeResult(metadata={"evaluated": result.evaluated, "transitions": result.transitions,
+                                       "entered": MetadataValue.json(result.entered), "stalled": result.stalled})
+
+
+@asset_check(asset=lead_stages, description="No automatic transition moved a lead backwards in its pipeline.")
+def no_stage_regression(postgres: PostgresResource) -> AssetCheckResult:
+    order = ", ".join(f"('{s.code}', {i})" for i, s in enumerate(DEFAULT_PIPELINE.stages))
+    regressions = scalar(postgres.url, f"""
+        WITH positions(stage, position) AS (VALUES {order}, ('{LOST}', 1000))
+        SELECT count(*) FROM leadflow.stage_events e
+        JOIN positions f ON f.stage = e.from_stage JOIN positions t ON t.stage = e.to_stage
+        WHERE e.automatic AND t.position < f.position""")
+    return AssetCheckResult(passed=regressions == 0, metadata={"regressions": regressions})

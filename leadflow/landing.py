@@ -48,6 +48,7 @@ from leadflow.kafka import Record, assign_from, cluster_id, consume, make_consum
 log = logging.getLogger(__name__)
 
 READER = "landing"
+FIRST_POLL_TIMEOUT_MS = 3000
 SUPPORTED_SCHEMA_VERSIONS = {1}
 
 # Keys the SQL below reads without a default: their absence sends a record to the dead letters.
@@ -394,9 +395,13 @@ class _ReadAhead:
 
     def _run(self) -> None:
         consumer, topics, cluster, max_records, poll_timeout_ms = self._args
+        # The first fetch after assign() includes connecting and metadata: an empty answer that early is
+        # warm-up, not the end of the stream.
+        timeout_ms = max(poll_timeout_ms, FIRST_POLL_TIMEOUT_MS)
         try:
             while not self._stop.is_set():
-                records = _read_batch(consumer, max_records, poll_timeout_ms)
+                records = _read_batch(consumer, max_records, timeout_ms)
+                timeout_ms = poll_timeout_ms
                 if not records:
                     self._queue.put(self._DONE)
                     return
@@ -494,7 +499,7 @@ class Probe:
     fingerprint: str
 
 
-def probe(database_url: str, bootstrap: str, topics: Topics, poll_timeout_ms: int = 500) -> Probe:
+def probe(database_url: str, bootstrap: str, topics: Topics, poll_timeout_ms: int = 2000) -> Probe:
     """Look beyond the stored offsets with one short poll; reads nothing into PostgreSQL.
 
     ``pending`` counts records found by the probe (capped at 100), 0 meaning nothing to land.

