@@ -48,7 +48,7 @@ from leadflow.kafka import Record, assign_from, cluster_id, consume, make_consum
 log = logging.getLogger(__name__)
 
 READER = "landing"
-FIRST_POLL_TIMEOUT_MS = 3000
+FIRST_POLL_TIMEOUT_MS = 1500
 SUPPORTED_SCHEMA_VERSIONS = {1}
 
 # Keys the SQL below reads without a default: their absence sends a record to the dead letters.
@@ -499,7 +499,7 @@ class Probe:
     fingerprint: str
 
 
-def probe(database_url: str, bootstrap: str, topics: Topics, poll_timeout_ms: int = 2000) -> Probe:
+def probe(database_url: str, bootstrap: str, topics: Topics, poll_timeout_ms: int = 1500) -> Probe:
     """Look beyond the stored offsets with one short poll; reads nothing into PostgreSQL.
 
     ``pending`` counts records found by the probe (capped at 100), 0 meaning nothing to land.
