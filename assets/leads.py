@@ -27,12 +27,13 @@ def leads(context: AssetExecutionContext, postgres: PostgresResource) -> Materia
 
 
 @asset(group_name="leads", kinds={"postgres"}, deps=[leads],
-       description="Each changed lead's conversation qualified by the offline rules qualifier (schema v1); "
-                   "unchanged conversations are skipped by hash.")
+       description="Each changed lead's conversation qualified (schema v1) by its broker's LLM with the rules as "
+                   "fallback, or by the rules; unchanged conversations are skipped by hash.")
 def lead_qualifications(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
     result = qualify_changed_leads(postgres.url)
     return MaterializeResult(metadata={"candidates": result.candidates, "qualified": result.qualified,
-                                       "unchanged_skipped": result.unchanged,
+                                       "unchanged_skipped": result.unchanged, "llm_calls": result.llm_calls,
+                                       "llm_fallbacks_to_rules": result.fallbacks,
                                        "by_operation": MetadataValue.json(result.by_operation)})
 
 

@@ -118,12 +118,14 @@ def _qualify(args: argparse.Namespace) -> int:
     import orjson
 
     from leadflow.qualification.contract import qualify_lines
+    from leadflow.qualification.llm import from_environment
 
+    qualifier = from_environment(args.provider, args.model)
     errors: list[str] = []
     source = sys.stdin.buffer if args.input == "-" else open(args.input, "rb")  # noqa: SIM115
     sink = sys.stdout.buffer if args.output is None else open(args.output, "wb")  # noqa: SIM115
     try:
-        for row in qualify_lines(source, country=args.country, errors=errors):
+        for row in qualify_lines(source, country=args.country, errors=errors, qualifier=qualifier):
             sink.write(orjson.dumps(row) + b"\n")
     finally:
         if source is not sys.stdin.buffer:
@@ -203,8 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("qualify", help="qualify and score conversations from a JSONL file (offline rules)")
     p.add_argument("--input", required=True, help="JSONL file of {id, messages: [{role, text}]}, or - for stdin")
     p.add_argument("--output", help="write JSON lines here instead of stdout")
-    p.add_argument("--provider", choices=["rules"], default="rules",
-                   help="qualifier: the offline rules (LLM providers are not available yet)")
+    p.add_argument("--provider", choices=["rules", "anthropic", "openai", "gemini"], default="rules",
+                   help="qualifier; an LLM needs LEADFLOW_<PROVIDER>_API_KEY and falls back to the rules on failure")
+    p.add_argument("--model", help="the provider's model (default: LEADFLOW_<PROVIDER>_MODEL or a built-in choice)")
     p.add_argument("--country", help="the broker's country (CL, MX, AR, ES, US): phone numbers, places, pesos")
     p.set_defaults(func=_qualify)
 

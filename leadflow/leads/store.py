@@ -25,7 +25,8 @@ from leadflow.db.connection import transaction
 from leadflow.leads.conversations import assemble, median_reply_minutes
 from leadflow.leads.identity import LINK_SCHEMA, resolve
 from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline, StageFacts, advance, visit_accepted
-from leadflow.qualification.rules import Turn, qualify
+from leadflow.qualification.llm import LLMQualifier, Outcome, from_environment
+from leadflow.qualification.rules import Turn
 from leadflow.qualification.schema import QUALIFICATION_VERSION, Qualification
 from leadflow.qualification.scoring import Engagement, ScoringConfig, score
 
@@ -150,6 +151,8 @@ class QualifyResult:
     candidates: int = 0
     qualified: int = 0
     unchanged: int = 0
+    llm_calls: int = 0
+    fallbacks: int = 0
     by_operation: dict[str, int] = field(default_factory=dict)
 
 
@@ -180,8 +183,23 @@ def _db_now(cur: psycopg2.extensions.cursor) -> datetime:
     return moment
 
 
-def qualify_changed_leads(url: str) -> QualifyResult:
-    """Qualify (rules) every lead whose conversation changed since it was last qualified."""
+def _qualifiers(cur: psycopg2.extensions.cursor) -> dict[int, LLMQualifier]:
+    """Each broker's qualifier: its LLM provider and prompt additions, the rules when none or no key."""
+    qualifiers = {}
+    for broker_id, settings in _settings(cur, "llm").items():
+        qualifiers[broker_id] = from_environment(str(settings.get("provider", "rules")), settings.get("model"),
+                                                 prompt_additions=str(settings.get("prompt_additions", "")))
+    return qualifiers
+
+
+def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
+    """Qualify every lead whose conversation changed since it was last qualified.
+
+    Each broker's qualifier is used (an LLM with the rules as fallback, or the rules); LLM calls run
+    ``concurrency`` at a time, and their usage is added to ``leadflow.llm_usage``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     result = QualifyResult()
     with transaction(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_QUALIFY,))
@@ -196,7 +214,9 @@ def qualify_changed_leads(url: str) -> QualifyResult:
         cur.execute("SELECT lead_id, conversation_hash FROM leadflow.lead_qualifications WHERE lead_id = ANY(%s)",
                     (conversations["lead_id"].to_list(),))
         known_hash = dict(cur.fetchall())
-        rows = []
+        qualifiers = _qualifiers(cur)
+        rules = LLMQualifier(None)
+        work = []
         for lead_id, broker_id, turns, digest in conversations.select(
                 "lead_id", "broker_id", "turns", "conversation_hash").iter_rows():
             result.candidates += 1
@@ -205,19 +225,54 @@ def qualify_changed_leads(url: str) -> QualifyResult:
                 cur.execute("UPDATE leadflow.lead_qualifications SET qualified_at = %s WHERE lead_id = %s",
                             (now, lead_id))
                 continue
-            q = qualify([Turn(t["role"], t["text"] or "") for t in turns], country.get(broker_id))
+            work.append((lead_id, broker_id, digest, [Turn(t["role"], t["text"] or "") for t in turns]))
+
+        def run(item: tuple[int, int, str, list[Turn]]) -> Outcome:
+            return qualifiers.get(item[1], rules).qualify(item[3], country.get(item[1]))
+
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            outcomes = list(pool.map(run, work))
+        rows = []
+        usage: dict[tuple[int, str, str], list[float]] = {}
+        for (lead_id, broker_id, digest, _turns), outcome in zip(work, outcomes, strict=True):
+            q = outcome.qualification
             result.qualified += 1
             if q.operation:
                 result.by_operation[q.operation] = result.by_operation.get(q.operation, 0) + 1
-            rows.append(_qualification_row(lead_id, broker_id, digest, q, now))
+            rows.append(_qualification_row(lead_id, broker_id, digest, q, now, outcome.qualifier))
+            if outcome.usage is not None or (outcome.fallback_reason and outcome.qualifier == "rules" \
+                    and broker_id in qualifiers and qualifiers[broker_id].provider is not None):
+                provider = qualifiers[broker_id].provider
+                assert provider is not None
+                totals = usage.setdefault((broker_id, provider.name, provider.model), [0, 0, 0, 0, 0.0])
+                totals[0] += 1 if outcome.usage is not None else 0
+                totals[1] += 1 if outcome.fallback_reason else 0
+                if outcome.usage is not None:
+                    totals[2] += outcome.usage.input_tokens
+                    totals[3] += outcome.usage.output_tokens
+                    totals[4] += outcome.usage.cost_usd
+        result.llm_calls = int(sum(t[0] for t in usage.values()))
+        result.fallbacks = int(sum(t[1] for t in usage.values()))
+        for (broker_id, provider_name, model), (calls, fallbacks, tokens_in, tokens_out, cost) in usage.items():
+            cur.execute("""
+                INSERT INTO leadflow.llm_usage AS u (broker_id, day, provider, model, calls, fallbacks, input_tokens,
+                                                     output_tokens, cost_usd)
+                VALUES (%s, %s::date, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (broker_id, day, provider, model) DO UPDATE SET
+                    calls = u.calls + EXCLUDED.calls, fallbacks = u.fallbacks + EXCLUDED.fallbacks,
+                    input_tokens = u.input_tokens + EXCLUDED.input_tokens,
+                    output_tokens = u.output_tokens + EXCLUDED.output_tokens,
+                    cost_usd = u.cost_usd + EXCLUDED.cost_usd""",
+                        (broker_id, now, provider_name, model, calls, fallbacks, tokens_in, tokens_out, cost))
         cur.execute("DELETE FROM leadflow.lead_qualifications WHERE lead_id = ANY(%s)", ([r[0] for r in rows],))
         _copy_rows(cur, "leadflow.lead_qualifications", _QUALIFICATION_COLUMNS, rows)
     return result
 
 
-def _qualification_row(lead_id: int, broker_id: int, digest: str, q: Qualification, now: datetime) -> tuple[Any, ...]:
+def _qualification_row(lead_id: int, broker_id: int, digest: str, q: Qualification, now: datetime,
+                       qualifier: str) -> tuple[Any, ...]:
     d = q.model_dump()
-    return (lead_id, broker_id, "rules", QUALIFICATION_VERSION, digest, d["name"], d["phone"], d["email"],
+    return (lead_id, broker_id, qualifier, QUALIFICATION_VERSION, digest, d["name"], d["phone"], d["email"],
             d["operation"], d["property_type"], d["bedrooms_min"], d["budget_min"], d["budget_max"],
             d["budget_currency"], d["budget_period"], _pg_array(d["locations"]), d["timeline_months"], d["financing"],
             d["down_payment"], d["monthly_income"], d["dicom_status"], d["arrears_amount"], d["opted_out"],

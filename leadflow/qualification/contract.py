@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from leadflow.qualification.rules import Turn, qualify
+from leadflow.qualification.llm import LLMQualifier
+from leadflow.qualification.rules import Turn
 from leadflow.qualification.schema import CONTRACT_KEYS
 from leadflow.qualification.scoring import Engagement, ScoringConfig, score
 
@@ -38,10 +39,13 @@ def turns_of(messages: Any) -> list[Turn]:
     return turns
 
 
+_RULES = LLMQualifier(None)
+
+
 def qualify_conversation(conversation: dict[str, Any], country: str | None = None,
-                         config: ScoringConfig | None = None) -> dict[str, Any]:
+                         config: ScoringConfig | None = None, qualifier: LLMQualifier | None = None) -> dict[str, Any]:
     turns = turns_of(conversation.get("messages", []))
-    qualification = qualify(turns, country)
+    qualification = (qualifier or _RULES).qualify(turns, country).qualification
     lead_messages = sum(1 for t in turns if t.role == "lead" and t.text.strip())
     result = score(qualification, Engagement(lead_messages=lead_messages), config)
     row = qualification.model_dump()
@@ -49,8 +53,8 @@ def qualify_conversation(conversation: dict[str, Any], country: str | None = Non
     return {key: row[key] for key in CONTRACT_KEYS}
 
 
-def qualify_lines(lines: Iterable[bytes | str], country: str | None = None,
-                  errors: list[str] | None = None) -> Iterator[dict[str, Any]]:
+def qualify_lines(lines: Iterable[bytes | str], country: str | None = None, errors: list[str] | None = None,
+                  qualifier: LLMQualifier | None = None) -> Iterator[dict[str, Any]]:
     """Each valid line qualified; invalid lines are reported in ``errors`` (line number and reason)."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -59,7 +63,7 @@ def qualify_lines(lines: Iterable[bytes | str], country: str | None = None,
             conversation = orjson.loads(line)
             if not isinstance(conversation, dict):
                 raise ContractError("the line is not a JSON object")
-            yield qualify_conversation(conversation, country)
+            yield qualify_conversation(conversation, country, qualifier=qualifier)
         except (orjson.JSONDecodeError, ContractError) as exc:
             if errors is not None:
                 errors.append(f"line {number}: {exc}")

@@ -1,0 +1,276 @@
+"""LLM qualifiers (Anthropic Claude, OpenAI, Google Gemini) behind one strategy, with the rules as fallback.
+
+Each provider is called through its official SDK with structured output (OpenAI: JSON-schema
+response format; Anthropic: a forced tool call; Gemini: a JSON response schema) and the answer is
+validated against the ``Qualification`` schema. The SDKs retry 429, 5xx and timeouts with
+backoff; whatever still fails — an outage, a timeout, output that cannot be repaired into the
+schema — falls back to the offline rules, and the result says so and why. Results are cached by
+conversation hash, so an unchanged conversation is never sent twice. Token usage is returned
+with every call for per-broker accounting.
+
+Configuration (environment): ``LEADFLOW_<PROVIDER>_API_KEY`` (ANTHROPIC, OPENAI, GEMINI), and
+optionally ``LEADFLOW_<PROVIDER>_BASE_URL`` and ``LEADFLOW_<PROVIDER>_MODEL``. No key: rules only,
+said once in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from leadflow.leads.conversations import conversation_hash
+from leadflow.qualification.rules import Turn, qualify
+from leadflow.qualification.schema import Qualification
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("anthropic", "openai", "gemini")
+DEFAULT_MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1-mini", "gemini": "gemini-2.5-flash"}
+# USD per million tokens (input, output); unknown models are accounted at 0 and said so in the usage.
+PRICES = {"claude-sonnet-4-5": (3.0, 15.0), "claude-haiku-4-5": (1.0, 5.0), "gpt-4.1-mini": (0.4, 1.6),
+          "gpt-4.1": (2.0, 8.0), "gemini-2.5-flash": (0.3, 2.5), "gemini-2.5-pro": (1.25, 10.0)}
+PROMPT_VERSION = 1
+
+SYSTEM_PROMPT = """You qualify real-estate leads for a brokerage in Latin America and Spain.
+Read the conversation between a lead and an agent and fill the schema with what the LEAD states.
+Rules: leave a field null when the lead does not state it; never guess. The latest statement wins
+when the lead corrects themselves. Amounts are plain numbers in the stated currency: "5.200 UF" is
+5200 with currency UF, "450 millones" is 450000000, "USD 180k" is 180000, "600 lucas" is 600000
+CLP, "2 palos" is 2000000 CLP. A single budget is budget_max; "entre A y B" is min A, max B.
+Rents are budget_period "month". "3 ambientes" means 2 bedrooms. Locations are lowercase place
+names. opted_out is true only if the lead asks not to be contacted. summary: one short sentence in
+the lead's language."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def cost_usd(self) -> float:
+        price_in, price_out = PRICES.get(self.model, (0.0, 0.0))
+        return (self.input_tokens * price_in + self.output_tokens * price_out) / 1_000_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    qualification: Qualification
+    qualifier: str  # "anthropic:<model>", "rules", ...
+    usage: Usage | None = None
+    fallback_reason: str | None = None
+    cached: bool = False
+
+
+class LLMError(RuntimeError):
+    """The provider did not give a usable answer (after the SDK's own retries)."""
+
+
+class Provider(Protocol):
+    name: str
+    model: str
+
+    def complete(self, system: str, conversation: str, schema: dict[str, Any]) -> tuple[str | dict[str, Any], Usage]:
+        """Raw structured answer (JSON text or an already-parsed object) and token usage."""
+        ...
+
+
+def _schema() -> dict[str, Any]:
+    schema = Qualification.model_json_schema()
+    schema["properties"].pop("version", None)
+    return schema
+
+
+def render(turns: Sequence[Turn]) -> str:
+    return "\n".join(f"{'LEAD' if t.role == 'lead' else 'AGENT'}: {t.text}" for t in turns if t.text)
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(self, api_key: str, model: str, base_url: str | None, timeout: float, retries: int) -> None:
+        import openai
+
+        self.model = model
+        self._client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
+        self._errors: tuple[type[Exception], ...] = (openai.OpenAIError,)
+
+    def complete(self, system: str, conversation: str, schema: dict[str, Any]) -> tuple[str | dict[str, Any], Usage]:
+        try:
+            response = self._client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": conversation}],
+                response_format={"type": "json_schema",
+                                 "json_schema": {"name": "qualification", "schema": schema, "strict": False}},
+                temperature=0,
+            )
+        except self._errors as exc:
+            raise LLMError(f"openai: {exc.__class__.__name__}: {exc}") from exc
+        usage = Usage(self.name, self.model, getattr(response.usage, "prompt_tokens", 0) or 0,
+                      getattr(response.usage, "completion_tokens", 0) or 0)
+        if not response.choices:
+            raise LLMError("openai: no choices in the answer")
+        return response.choices[0].message.content or "", usage
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, api_key: str, model: str, base_url: str | None, timeout: float, retries: int) -> None:
+        import anthropic
+
+        self.model = model
+        self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
+        self._errors: tuple[type[Exception], ...] = (anthropic.AnthropicError,)
+
+    def complete(self, system: str, conversation: str, schema: dict[str, Any]) -> tuple[str | dict[str, Any], Usage]:
+        try:
+            response = self._client.messages.create(
+                model=self.model, max_tokens=1024, system=system,
+                messages=[{"role": "user", "content": conversation}],
+                tools=[{"name": "record_qualification", "description": "Record the lead's qualification.",
+                        "input_schema": schema}],
+                tool_choice={"type": "tool", "name": "record_qualification"},
+            )
+        except self._errors as exc:
+            raise LLMError(f"anthropic: {exc.__class__.__name__}: {exc}") from exc
+        usage = Usage(self.name, self.model, response.usage.input_tokens or 0, response.usage.output_tokens or 0)
+        for block in response.content:
+            if getattr(block, "type", None) == "tool_use":
+                return dict(block.input), usage  # type: ignore[union-attr]
+            if getattr(block, "type", None) == "text":
+                return str(block.text), usage  # type: ignore[union-attr]
+        raise LLMError("anthropic: no tool call in the answer")
+
+
+class GeminiProvider:
+    name = "gemini"
+
+    def __init__(self, api_key: str, model: str, base_url: str | None, timeout: float, retries: int) -> None:
+        from google import genai
+        from google.genai import types
+
+        self.model = model
+        self._types = types
+        options = types.HttpOptions(timeout=int(timeout * 1000), base_url=base_url,
+                                    retry_options=types.HttpRetryOptions(attempts=retries + 1, initial_delay=0.2,
+                                                                         max_delay=5))
+        self._client = genai.Client(api_key=api_key, http_options=options)
+
+    def complete(self, system: str, conversation: str, schema: dict[str, Any]) -> tuple[str | dict[str, Any], Usage]:
+        try:
+            response = self._client.models.generate_content(
+                model=self.model, contents=conversation,
+                config=self._types.GenerateContentConfig(system_instruction=system, temperature=0,
+                                                         response_mime_type="application/json",
+                                                         response_json_schema=schema))
+        except Exception as exc:  # the SDK's transport raises its own httpx2 types besides APIError
+            raise LLMError(f"gemini: {exc.__class__.__name__}: {exc}") from exc
+        meta = response.usage_metadata
+        usage = Usage(self.name, self.model, (meta.prompt_token_count or 0) if meta else 0,
+                      (meta.candidates_token_count or 0) if meta else 0)
+        return response.text or "", usage
+
+
+_PROVIDER_CLASSES: dict[str, Any] = {"openai": OpenAIProvider, "anthropic": AnthropicProvider,
+                                     "gemini": GeminiProvider}
+
+
+def repair(answer: str | dict[str, Any]) -> Qualification:
+    """The answer as a Qualification: parse, strip code fences or prose around the JSON, drop unknown keys."""
+    if isinstance(answer, str):
+        text = answer.strip()
+        fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.S)
+        if fenced:
+            text = fenced.group(1)
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start:
+            raise LLMError("the answer holds no JSON object")
+        try:
+            data = json.loads(text[start:end + 1])
+        except json.JSONDecodeError as exc:
+            raise LLMError(f"the answer is not valid JSON: {exc}") from exc
+    else:
+        data = answer
+    if not isinstance(data, dict):
+        raise LLMError("the answer is not a JSON object")
+    known = {k: v for k, v in data.items() if k in Qualification.model_fields and k != "version"}
+    if isinstance(known.get("locations"), list):
+        known["locations"] = [str(p).lower() for p in known["locations"] if p]
+    if known.get("locations") is None:
+        known.pop("locations", None)
+    if known.get("opted_out") is None:
+        known.pop("opted_out", None)
+    try:
+        return Qualification.model_validate(known)
+    except ValidationError as exc:
+        raise LLMError(f"the answer does not fit the schema: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") \
+            from exc
+
+
+@dataclass
+class LLMQualifier:
+    """An LLM provider with the rules behind it, and a cache keyed by conversation content."""
+
+    provider: Provider | None
+    prompt_additions: str = ""
+    _cache: dict[str, Outcome] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def qualify(self, turns: Sequence[Turn], country: str | None = None) -> Outcome:
+        if self.provider is None:
+            return Outcome(qualify(turns, country), "rules")
+        digest = conversation_hash([t.role for t in turns], [t.text for t in turns])
+        key = f"{self.provider.name}:{self.provider.model}:{PROMPT_VERSION}:{digest}:{country}:{self.prompt_additions}"
+        with self._lock:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return Outcome(cached.qualification, cached.qualifier, None, cached.fallback_reason, cached=True)
+        if not any(t.role == "lead" and t.text.strip() for t in turns):
+            outcome = Outcome(qualify(turns, country), "rules", None, "nothing from the lead to send")
+        else:
+            system = SYSTEM_PROMPT + (f"\nBroker's instructions: {self.prompt_additions}" if self.prompt_additions
+                                      else "") + (f"\nThe broker is in country {country}." if country else "")
+            usage = None
+            try:
+                answer, usage = self.provider.complete(system, render(turns)[:60_000], _schema())
+                outcome = Outcome(repair(answer), f"{self.provider.name}:{self.provider.model}", usage)
+            except LLMError as exc:
+                log.warning("LLM qualification failed, using the rules: %s", exc)
+                outcome = Outcome(qualify(turns, country), "rules", usage, str(exc))
+        with self._lock:
+            self._cache[key] = outcome
+        return outcome
+
+
+_SAID_NO_KEY: set[str] = set()
+
+
+def from_environment(provider: str, model: str | None = None, timeout: float = 30.0, retries: int = 3,
+                     prompt_additions: str = "") -> LLMQualifier:
+    """The qualifier for a provider, configured from LEADFLOW_<PROVIDER>_*; rules only without a key."""
+    if provider == "rules":
+        return LLMQualifier(None)
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}; use one of rules, {', '.join(PROVIDERS)}")
+    prefix = f"LEADFLOW_{provider.upper()}_"
+    api_key = os.environ.get(prefix + "API_KEY")
+    if not api_key:
+        if provider not in _SAID_NO_KEY:
+            _SAID_NO_KEY.add(provider)
+            log.warning("%sAPI_KEY is not set: qualifying with the offline rules only", prefix)
+        return LLMQualifier(None)
+    chosen = model or os.environ.get(prefix + "MODEL") or DEFAULT_MODELS[provider]
+    instance = _PROVIDER_CLASSES[provider](api_key, chosen, os.environ.get(prefix + "BASE_URL") or None, timeout,
+                                           retries)
+    return LLMQualifier(instance, prompt_additions)
