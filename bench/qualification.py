@@ -7,6 +7,7 @@ so the text is what the pipeline really sees. Measured on LEADFLOW_BENCH_CONVERS
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -68,4 +69,36 @@ def bench_qualification() -> None:
     print(f"{'one process':36s} {single:11.0f} conversations/s  → 1M in {1e6 / single:6.0f} s")
     print(f"{f'{workers} processes':36s} {parallel:11.0f} conversations/s  → 1M in {1e6 / parallel:6.0f} s"
           "  (target: 1M in < 20 s)")
-    print("LLM calls per changed conversation: not measured yet (no LLM qualifier in this build)")
+    bench_llm_calls(items[:500])
+
+
+def bench_llm_calls(items: list[dict[str, Any]]) -> None:
+    """LLM calls per changed conversation through the real OpenAI SDK against the local fake server."""
+    from leadflow.qualification.contract import turns_of
+    from leadflow.qualification.llm import from_environment
+    from tests.fake_llm import FakeLLM, ok
+
+    fake = FakeLLM().start()
+    os.environ["LEADFLOW_OPENAI_API_KEY"] = "bench-key-not-a-secret"
+    os.environ["LEADFLOW_OPENAI_BASE_URL"] = fake.url + "/v1"
+    try:
+        qualifier = from_environment("openai", timeout=10, retries=2)
+        distinct = {json.dumps(c["messages"], sort_keys=True): c for c in items}
+        conversations = list(distinct.values())
+        fake.script("openai", *[ok(operation="buy") for _ in range(len(conversations) * 2)])
+        for conversation in conversations:  # first sight: every conversation is new
+            qualifier.qualify(turns_of(conversation["messages"]), "CL")
+        first = fake.calls("openai")
+        for conversation in conversations:  # the same again: nothing changed
+            qualifier.qualify(turns_of(conversation["messages"]), "CL")
+        unchanged = fake.calls("openai") - first
+        changed = conversations[::10]
+        for conversation in changed:  # a tenth of the leads write once more
+            messages = [*conversation["messages"], {"role": "lead", "text": "¿sigue disponible?"}]
+            qualifier.qualify(turns_of(messages), "CL")
+        after_change = fake.calls("openai") - first - unchanged
+    finally:
+        fake.stop()
+    print(f"LLM calls: {first} for {len(conversations)} new conversations, {unchanged} when nothing changed, "
+          f"{after_change} for {len(changed)} changed → {after_change / max(len(changed), 1):.2f} calls per changed "
+          "conversation (target <= 1)")
