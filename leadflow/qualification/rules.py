@@ -394,11 +394,30 @@ _SPANISH = re.compile(r"\b(?:hola|busco|quiero|tengo|para|con|dormitorios?|presu
                       r"|comprar|el|la|los|las|de|en|que|mi|me|mas|llamen|escriban|baja|si|soy|estoy|buenas?)\b")
 _ENGLISH = re.compile(r"\b(?:the|i|i'm|want|to|my|is|and|looking|for|hi|hello|please|bedrooms?|budget|we|need"
                       r"|call|stop)\b")
-_ES_OPERATION = {"buy": "comprar", "rent": "arrendar", "sell": "vender", "invest": "invertir en"}
-_ES_TYPE = {"apartment": "departamento", "house": "casa", "land": "terreno", "office": "oficina",
-            "commercial": "local comercial"}
-_ES_FINANCING = {"cash": "pago al contado", "mortgage_preapproved": "crédito preaprobado",
-                 "mortgage_needed": "necesita crédito", "subsidy": "con subsidio"}
+_PHRASES: dict[str, dict[str, Any]] = {
+    "es": {
+        "operation": {"buy": "comprar", "rent": "arrendar", "sell": "vender", "invest": "invertir en"},
+        "type": {"apartment": "departamento", "house": "casa", "land": "terreno", "office": "oficina",
+                 "commercial": "local comercial"},
+        "financing": {"cash": "pago al contado", "mortgage_preapproved": "crédito preaprobado",
+                      "mortgage_needed": "necesita crédito", "subsidy": "con subsidio"},
+        "head": lambda op, kind, p: f"Busca {p['operation'][op] + ' ' if op else ''}{p['type'].get(kind, 'propiedad')}",
+        "bedrooms": "{}+ dormitorios", "places": "en {}", "max": "hasta {}", "min": "desde {}",
+        "timeline": "plazo {} meses", "dicom_dirty": "en DICOM", "opted_out": "pidió no ser contactado",
+    },
+    "en": {
+        "operation": {"buy": "buy", "rent": "rent", "sell": "sell", "invest": "invest in"},
+        "type": {"apartment": "apartment", "house": "house", "land": "land", "office": "office",
+                 "commercial": "commercial property"},
+        "financing": {"cash": "cash", "mortgage_preapproved": "mortgage preapproved",
+                      "mortgage_needed": "needs a mortgage", "subsidy": "with a housing subsidy"},
+        "head": lambda op, kind, p: (f"Wants to {p['operation'][op] if op else 'find'} "
+                                     f"{'an' if p['type'].get(kind, 'property')[0] in 'aeiou' else 'a'} "
+                                     f"{p['type'].get(kind, 'property')}"),
+        "bedrooms": "{}+ bedrooms", "places": "in {}", "max": "up to {}", "min": "from {}",
+        "timeline": "timeline {} months", "dicom_dirty": "in DICOM", "opted_out": "asked not to be contacted",
+    },
+}
 
 
 def _money(value: float, currency: str | None, spanish: bool) -> str:
@@ -412,46 +431,27 @@ def summarize(facts: dict[str, Any], turns: Sequence[Turn]) -> str | None:
     """One sentence, in the lead's language, from the facts only (never from free text)."""
     lead_text = fold(" ".join(t.text for t in turns if t.role == "lead"))
     spanish = len(_SPANISH.findall(lead_text)) >= len(_ENGLISH.findall(lead_text))
-    parts: list[str] = []
+    p = _PHRASES["es" if spanish else "en"]
     op, kind = facts.get("operation"), facts.get("property_type")
-    if spanish:
-        if op or kind:
-            parts.append(" ".join(p for p in (("Busca " + _ES_OPERATION[op]) if op else "Busca",
-                                              _ES_TYPE.get(kind or "", "propiedad")) if p))
-        if facts.get("bedrooms_min") is not None:
-            parts.append(f"{facts['bedrooms_min']}+ dormitorios")
-        if facts.get("locations"):
-            parts.append("en " + ", ".join(p.title() for p in facts["locations"]))
-        if facts.get("budget_max") is not None:
-            parts.append("hasta " + _money(facts["budget_max"], facts.get("budget_currency"), True))
-        elif facts.get("budget_min") is not None:
-            parts.append("desde " + _money(facts["budget_min"], facts.get("budget_currency"), True))
-        if facts.get("financing"):
-            parts.append(_ES_FINANCING[facts["financing"]])
-        if facts.get("timeline_months") is not None:
-            parts.append(f"plazo {facts['timeline_months']} meses")
-        if facts.get("dicom_status") == "dirty":
-            parts.append("en DICOM")
-        if facts.get("opted_out"):
-            parts.append("pidió no ser contactado")
-    else:
-        if op or kind:
-            noun = kind or "property"
-            parts.append(f"Wants to {op or 'find'} {'an' if noun[0] in 'aeiou' else 'a'} {noun}")
-        if facts.get("bedrooms_min") is not None:
-            parts.append(f"{facts['bedrooms_min']}+ bedrooms")
-        if facts.get("locations"):
-            parts.append("in " + ", ".join(p.title() for p in facts["locations"]))
-        if facts.get("budget_max") is not None:
-            parts.append("up to " + _money(facts["budget_max"], facts.get("budget_currency"), False))
-        elif facts.get("budget_min") is not None:
-            parts.append("from " + _money(facts["budget_min"], facts.get("budget_currency"), False))
-        if facts.get("financing"):
-            parts.append(facts["financing"].replace("_", " "))
-        if facts.get("timeline_months") is not None:
-            parts.append(f"timeline {facts['timeline_months']} months")
-        if facts.get("opted_out"):
-            parts.append("asked not to be contacted")
+    parts: list[str] = []
+    if op or kind:
+        parts.append(p["head"](op, kind, p))
+    if facts.get("bedrooms_min") is not None:
+        parts.append(p["bedrooms"].format(facts["bedrooms_min"]))
+    if facts.get("locations"):
+        parts.append(p["places"].format(", ".join(place.title() for place in facts["locations"])))
+    if facts.get("budget_max") is not None:
+        parts.append(p["max"].format(_money(facts["budget_max"], facts.get("budget_currency"), spanish)))
+    elif facts.get("budget_min") is not None:
+        parts.append(p["min"].format(_money(facts["budget_min"], facts.get("budget_currency"), spanish)))
+    if facts.get("financing"):
+        parts.append(p["financing"][facts["financing"]])
+    if facts.get("timeline_months") is not None:
+        parts.append(p["timeline"].format(facts["timeline_months"]))
+    if facts.get("dicom_status") == "dirty":
+        parts.append(p["dicom_dirty"])
+    if facts.get("opted_out"):
+        parts.append(p["opted_out"])
     if not parts:
         return None
     sentence = ", ".join(parts) + "."
