@@ -148,10 +148,11 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{'broker':26s} {'channel':18s} {'messages':>9s} {'contacts':>9s}")
     for broker, channel, messages, contacts in result["rows"]:
         print(f"{broker:26s} {channel:18s} {messages:9d} {'' if contacts is None else contacts:>9}")
-    print(f"\n{'broker':26s} {'leads':>6s} {'hot':>5s} {'warm':>5s} {'cold':>5s} {'w/ operation':>13s} "
-          f"{'w/ budget':>10s} {'avg score':>10s}")
-    for slug, leads, hot, warm, cold, with_op, with_budget, avg_score in result["leads"]:
-        print(f"{slug:26s} {leads:6d} {hot:5d} {warm:5d} {cold:5d} {with_op:13d} {with_budget:10d} {avg_score!s:>10s}")
+    print(f"\n{'broker':26s} {'leads':>6s} {'2+ channels':>12s} {'hot':>5s} {'warm':>5s} {'cold':>5s} "
+          f"{'w/ operation':>13s} {'w/ budget':>10s} {'avg score':>10s}")
+    for slug, leads, multi, hot, warm, cold, with_op, with_budget, avg_score in result["leads"]:
+        print(f"{slug:26s} {leads:6d} {multi:12d} {hot:5d} {warm:5d} {cold:5d} {with_op:13d} {with_budget:10d} "
+              f"{avg_score!s:>10s}")
     print("\nexplore: .venv/bin/leadflow dagster dev -w workspace.yaml   ·   stop services: leadflow services down")
     return 0
 

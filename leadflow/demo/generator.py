@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+FOLLOW_UP_CALL_RATE = 0.2
 CHANNEL_WEIGHTS = {"whatsapp": 40, "telegram": 25, "vapi": 12, "bland": 10, "form": 13}
 
 FIRST_NAMES = {
@@ -180,6 +181,16 @@ def generate(brokers: list[tuple[int, str]], contacts_per_broker: int, *, seed: 
             else:
                 sid = f"form-{uid}"
                 hooks.append(Webhook(broker_id, "form", _form(sid, p, turns[0][1], when), sid, 1))
+            if channel in ("whatsapp", "form") and rng.random() < FOLLOW_UP_CALL_RATE:
+                # The agency calls back the number the lead wrote from: the same person on a second channel,
+                # which identity resolution must merge into one lead.
+                call_id = str(uuid.UUID(int=rng.getrandbits(128)))
+                follow_up = _follow_up(rng, p)
+                when += timedelta(hours=rng.randint(2, 48))
+                builder = _vapi if rng.random() < 0.5 else _bland
+                call_channel = "vapi" if builder is _vapi else "bland"
+                hooks.append(Webhook(broker_id, call_channel, builder(call_id, p, follow_up, when), call_id,
+                                     len(follow_up)))
     extras: list[Webhook] = []
     for hook in hooks:
         if rng.random() < duplicate_rate:
@@ -189,6 +200,19 @@ def generate(brokers: list[tuple[int, str]], contacts_per_broker: int, *, seed: 
                                   malformed=True))
     hooks.extend(extras)  # redeliveries and broken payloads arrive after the originals
     return hooks
+
+
+def _follow_up(rng: random.Random, p: Persona) -> list[tuple[str, str]]:
+    """A short call from the agency after a chat or a form: it confirms a fact or two."""
+    if p.lang == "en":
+        return [("agent", f"Hi {p.fields['name']}, this is the agency calling about your enquiry."),
+                ("lead", rng.choice(["Yes, thanks for calling.", "Hi, yes."])),
+                ("agent", "When would you like to move?"),
+                ("lead", f"In about {p.fields['t']} months, {p.fields['finance_en']}.")]
+    return [("agent", f"Hola {p.fields['name']}, le llamo de la corredora por su consulta."),
+            ("lead", rng.choice(["Sí, hola, gracias por llamar.", "Hola, sí, dígame."])),
+            ("agent", "¿Para cuándo necesita la propiedad?"),
+            ("lead", f"En unos {p.fields['t']} meses, y {p.fields['finance']}.")]
 
 
 def _break(payload: dict[str, Any], channel: str) -> dict[str, Any]:

@@ -107,6 +107,7 @@ def lead_summary(url: str) -> list[tuple[Any, ...]]:
             cur.execute(
                 """
                 SELECT b.slug, count(*) AS leads,
+                       count(*) FILTER (WHERE cardinality(l.channels) > 1) AS multi_channel,
                        count(*) FILTER (WHERE s.temperature = 'hot') AS hot,
                        count(*) FILTER (WHERE s.temperature = 'warm') AS warm,
                        count(*) FILTER (WHERE s.temperature = 'cold') AS cold,
