@@ -158,3 +158,32 @@ def test_idle_leads_are_flagged_stalled_for_their_stage(
     update_stages(settings.database_url, as_of=T0 + timedelta(days=30))
     assert rows(settings, "SELECT stage, stalled FROM leadflow.lead_stages WHERE broker_id = %s",
                 broker.broker_id) == [("entrada", True)]
+
+
+def test_a_phone_the_lead_writes_merges_them_with_the_lead_behind_that_number(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.p1", WA, "hola, busco depto en Ñuñoa", 0),
+         ("telegram", "6001", TG, "Hola, mi número es +56 9 8765 4321, llámenme", 5))
+    run(settings, fresh_topics)  # resolves two leads; qualification reads the stated phone
+    assert rows(settings, "SELECT count(*) FROM leadflow.leads WHERE broker_id = %s AND merged_into IS NULL",
+                broker.broker_id) == [(2,)]
+    run(settings, fresh_topics)  # the stated phone links the Telegram lead to the WhatsApp number
+    assert rows(settings, "SELECT count(*) FROM leadflow.leads WHERE broker_id = %s AND merged_into IS NULL",
+                broker.broker_id) == [(1,)]
+    # The number already belonged to the WhatsApp lead, so the evidence is one recorded merge.
+    assert rows(settings, "SELECT count(*) FROM leadflow.lead_merges WHERE broker_id = %s",
+                broker.broker_id) == [(1,)]
+    [(channels,)] = rows(settings, "SELECT channels FROM leadflow.leads WHERE broker_id = %s AND merged_into IS NULL",
+                         broker.broker_id)
+    assert channels == ["telegram", "whatsapp"]
+
+
+def test_a_stated_email_becomes_an_identity_with_its_reason(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    send(settings, fresh_topics, broker, ("telegram", "6101", TG, "mi correo es tomas.soto@gmail.com", 0))
+    run(settings, fresh_topics)
+    run(settings, fresh_topics)
+    assert rows(settings, """SELECT identity_kind, reason LIKE 'stated by lead %%' FROM leadflow.lead_identities
+                             WHERE broker_id = %s AND identity_kind = 'email'""", broker.broker_id) == [("email", True)]

@@ -86,12 +86,14 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
             WHERE ml.message_id IS NULL ORDER BY m.message_id LIMIT %s""", (max_messages,),
             schema={"broker_id": pl.Int64, "message_id": pl.Int64, "channel": pl.String,
                     "contact_channel_id": pl.String, "contact_phone": pl.String, "contact_email": pl.String})
-        if messages.is_empty():
+        stated = _stated_identities(cur)
+        if messages.is_empty() and stated.is_empty():
             return result
-        brokers = messages["broker_id"].unique().to_list()
+        brokers = sorted(set(messages["broker_id"].to_list()) | set(stated["broker_id"].to_list()))
         links = _frame(cur, """
             SELECT broker_id, identity_kind, identity_value, lead_id, reason FROM leadflow.lead_identities
             WHERE broker_id = ANY(%s)""", (brokers,), schema=LINK_SCHEMA)
+        messages = pl.concat([messages, stated.select(messages.columns)])
         cur.execute("SELECT last_value, is_called FROM leadflow.lead_id_seq")
         last_value, is_called = cur.fetchone() or (1, False)
         first_new = int(last_value) + 1 if is_called else int(last_value)
@@ -101,6 +103,8 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
 
         new_links = resolution.links.join(links.select("broker_id", "identity_kind", "identity_value"),
                                           on=["broker_id", "identity_kind", "identity_value"], how="anti")
+        new_links = new_links.with_columns(  # synthetic message ids are -lead_id: say what really happened
+            pl.col("reason").str.replace(r"^first seen in message -(\d+) \(.*\)$", "stated by lead $1 in a message"))
         new_lead_ids = sorted(set(new_links["lead_id"].to_list()) - set(links["lead_id"].to_list()))
         broker_of = dict(new_links.select("lead_id", "broker_id").unique().iter_rows())
         _copy_rows(cur, "leadflow.leads", ["lead_id", "broker_id"], [(i, broker_of[i]) for i in new_lead_ids])
@@ -116,9 +120,10 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
             cur.execute("DELETE FROM leadflow.lead_qualifications WHERE lead_id = %s", (merged,))
             cur.execute("UPDATE leadflow.leads SET merged_into = %s, message_count = 0, changed_at = now() "
                         "WHERE lead_id = %s", (into, merged))
+        assigned = resolution.message_leads.filter(pl.col("message_id") > 0)
         _copy_rows(cur, "leadflow.message_leads", ["message_id", "broker_id", "lead_id"],
-                   list(resolution.message_leads.select("message_id", "broker_id", "lead_id").iter_rows()))
-        touched = sorted(set(resolution.message_leads["lead_id"].to_list())
+                   list(assigned.select("message_id", "broker_id", "lead_id").iter_rows()))
+        touched = sorted(set(assigned["lead_id"].to_list())
                          | set(resolution.merges["into_lead_id"].to_list()))
         cur.execute("""
             UPDATE leadflow.leads l SET
@@ -140,8 +145,34 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
                 GROUP BY ml.lead_id
             ) a
             WHERE l.lead_id = a.lead_id""", (touched,))
-        result = ResolveResult(messages.height, len(new_lead_ids), resolution.merges.height, len(touched))
+        result = ResolveResult(assigned.height, len(new_lead_ids), resolution.merges.height, len(touched))
     return result
+
+
+def _stated_identities(cur: psycopg2.extensions.cursor) -> pl.DataFrame:
+    """Phones and emails leads wrote in their messages that are not identities yet, as synthetic messages.
+
+    Each synthetic message (id = -lead_id) names one identity the lead already has and the stated
+    phone/email, so resolution links them, and merges the lead with whoever already owns them.
+    """
+    return _frame(cur, """
+        SELECT q.broker_id, -q.lead_id AS message_id, a.identity_kind AS channel,
+               a.identity_value AS contact_channel_id,
+               -- Only what is not already this lead's own: a phone that is another lead's is what merges them.
+               CASE WHEN q.phone IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM leadflow.lead_identities i WHERE i.lead_id = q.lead_id
+                        AND i.identity_kind = 'phone' AND i.identity_value = q.phone) THEN q.phone END AS contact_phone,
+               CASE WHEN q.email IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM leadflow.lead_identities i WHERE i.lead_id = q.lead_id
+                        AND i.identity_kind = 'email' AND i.identity_value = lower(q.email)) THEN lower(q.email)
+               END AS contact_email
+        FROM leadflow.lead_qualifications q JOIN leadflow.leads l USING (lead_id)
+        CROSS JOIN LATERAL (SELECT identity_kind, identity_value FROM leadflow.lead_identities i
+                            WHERE i.lead_id = q.lead_id ORDER BY linked_at, identity_kind LIMIT 1) a
+        WHERE l.merged_into IS NULL""",
+        schema={"broker_id": pl.Int64, "message_id": pl.Int64, "channel": pl.String,
+                "contact_channel_id": pl.String, "contact_phone": pl.String, "contact_email": pl.String},
+    ).filter(pl.col("contact_phone").is_not_null() | pl.col("contact_email").is_not_null())
 
 
 # --- qualification ------------------------------------------------------------------------------
