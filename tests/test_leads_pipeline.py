@@ -121,7 +121,10 @@ def test_a_telegram_lead_who_shares_their_phone_merges_into_their_whatsapp_lead(
     send(settings, fresh_topics, broker, ("telegram", "7002", shared, "te comparto mi contacto", 2))
     result = run(settings, fresh_topics)
     assert result["leads"]["merges"] == 1
-    [(reason,)] = rows(settings, "SELECT reason FROM leadflow.lead_merges WHERE broker_id = %s", broker.broker_id)
+    [(reason, moved_identities, moved_messages)] = rows(
+        settings, "SELECT reason, moved_identities, cardinality(moved_message_ids) FROM leadflow.lead_merges "
+                  "WHERE broker_id = %s", broker.broker_id)
+    assert moved_identities and moved_messages == 1  # what the merge moved is kept, so it can be undone
     # The older lead is kept; which one is older depends on the partition each message landed from.
     assert "telegram 4242" in reason or "whatsapp 56987654321" in reason
     assert rows(settings, "SELECT count(DISTINCT lead_id) FROM leadflow.message_leads WHERE broker_id = %s",

@@ -111,8 +111,14 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
         _copy_rows(cur, "leadflow.lead_identities", list(LINK_SCHEMA),
                    list(new_links.select(list(LINK_SCHEMA)).iter_rows()))
         for broker_id, merged, into, reason in resolution.merges.iter_rows():
-            cur.execute("INSERT INTO leadflow.lead_merges (broker_id, merged_lead_id, into_lead_id, reason) "
-                        "VALUES (%s, %s, %s, %s)", (broker_id, merged, into, reason))
+            cur.execute("""
+                INSERT INTO leadflow.lead_merges (broker_id, merged_lead_id, into_lead_id, reason, moved_identities,
+                                                  moved_message_ids)
+                SELECT %s, %s, %s, %s,
+                       coalesce((SELECT jsonb_agg(jsonb_build_array(identity_kind, identity_value))
+                                 FROM leadflow.lead_identities WHERE lead_id = %s), '[]'::jsonb),
+                       coalesce((SELECT array_agg(message_id) FROM leadflow.message_leads WHERE lead_id = %s), '{}')""",
+                        (broker_id, merged, into, reason, merged, merged))
             cur.execute("UPDATE leadflow.lead_identities SET lead_id = %s WHERE lead_id = %s", (into, merged))
             cur.execute("UPDATE leadflow.message_leads SET lead_id = %s WHERE lead_id = %s", (into, merged))
             # The merged lead's own qualification and score no longer describe anyone; the kept lead is redone.

@@ -53,6 +53,9 @@ def upgrade() -> None:
             merged_lead_id  bigint NOT NULL REFERENCES leadflow.leads (lead_id),
             into_lead_id    bigint NOT NULL REFERENCES leadflow.leads (lead_id),
             reason          text NOT NULL,
+            -- What the merge moved, so that it can be undone exactly.
+            moved_identities   jsonb NOT NULL DEFAULT '[]'::jsonb,
+            moved_message_ids  bigint[] NOT NULL DEFAULT '{}',
             merged_at       timestamptz NOT NULL DEFAULT now()
         );
 
