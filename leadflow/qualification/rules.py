@@ -168,29 +168,47 @@ def _classify(amounts: list[_Amount], text: str) -> list[_Amount]:
 
 # --- the qualifier -----------------------------------------------------------------------------
 
-def _last_match(rules: list[tuple[str, str]], text: str) -> str | None:
+_NEGATED = re.compile(r"(?:\bno|\bni|\bnot|n't)\s+(?:\w+\s+){0,1}$")
+
+
+def _alternation(rules: list[tuple[str, str]]) -> tuple[re.Pattern[str], dict[str, tuple[int, str]]]:
+    """One pattern for a whole rule list: each rule a named group; the group name gives value and priority."""
+    groups = {f"r{i}": (i, value) for i, (value, _) in enumerate(rules)}
+    pattern = re.compile("|".join(f"(?P<r{i}>{rule})" for i, (_, rule) in enumerate(rules)))
+    return pattern, groups
+
+
+_OPERATION_ALT = _alternation(_OPERATION)
+_PROPERTY_ALT = _alternation(_PROPERTY)
+_INVEST = re.compile(_NEG + _OPERATION[0][1])
+_FINANCING_RE = [(value, re.compile(rule)) for value, rule in _FINANCING]
+_DICOM_RE = [(value, re.compile(rule)) for value, rule in _DICOM]
+_OPT_OUT_RE = re.compile(_OPT_OUT)
+
+
+def _last_match(compiled: tuple[re.Pattern[str], dict[str, tuple[int, str]]], text: str) -> str | None:
     """The value whose cue appears last in the text (ties: earlier rule wins), ignoring negated cues."""
+    pattern, groups = compiled
     best: tuple[int, int, str] | None = None
-    for priority, (value, pattern) in enumerate(rules):
-        for m in re.finditer(pattern, text):
-            if re.search(r"(?:\bno|\bni|\bnot|n't)\s+(?:\w+\s+){0,1}$", text[max(0, m.start() - 12):m.start()]):
-                continue
-            key = (m.start(), -priority, value)
-            if best is None or key[:2] > best[:2]:
-                best = key
+    for m in pattern.finditer(text):
+        if _NEGATED.search(text[max(0, m.start() - 12):m.start()]):
+            continue
+        priority, value = groups[m.lastgroup or ""]
+        if best is None or (m.start(), -priority) > best[:2]:
+            best = (m.start(), -priority, value)
     return best[2] if best else None
 
 
 def _operation(folded: str) -> str | None:
     # "invertir en un depto para arrendar" is buy-to-let: investing wins over the renting it mentions.
-    if re.search(_NEG + _OPERATION[0][1], folded):
+    if _INVEST.search(folded):
         return "invest"
-    return _last_match(_OPERATION, folded)
+    return _last_match(_OPERATION_ALT, folded)
 
 
-def _first_match(rules: list[tuple[str, str]], text: str) -> str | None:
+def _first_match(rules: list[tuple[str, re.Pattern[str]]], text: str) -> str | None:
     for value, pattern in rules:
-        if re.search(pattern, text):
+        if pattern.search(text):
             return value
     return None
 
@@ -247,31 +265,46 @@ def _mask_contacts(folded: str, country: str | None) -> str:
     return _PHONE.sub(lambda m: " " if "." not in m.group(0) and to_e164(m.group(0), country) else m.group(0), folded)
 
 
+_BEDROOM_RANGE = re.compile(rf"(\d+)\s*(?:o|a|-|or|to)\s*(\d+)\s*{_BEDROOM_WORDS}")
+_BEDROOM_SHORT = re.compile(r"\b(\d+)\s*d\s*(?:\+\s*)?(\d+)\s*b\b")  # 2d2b, 3d+2b
+_BEDROOM_COUNT = re.compile(rf"(\d+)\s*{_BEDROOM_WORDS}")
+_AMBIENTES = re.compile(r"(\d+)\s*ambientes?")
+_STUDIO = re.compile(r"monoambiente|\bstudio\b")
+_NOW = re.compile(r"lo antes posible|cuanto antes|urgente|de inmediato|inmediat|ya mismo|\basap\b|right away"
+                  r"|immediately|this month|este mes")
+_NEXT_MONTH = re.compile(r"proximo mes|next month|el mes que viene")
+_NEXT_YEAR = re.compile(r"proximo año|next year|el año que viene")
+_IN_PERIOD = re.compile(r"(?:en|dentro de|within|in|para)\s+(?:unos?|unas|about|around|aprox\.?|mas o menos|como)?\s*"
+                        r"(\d+(?:[.,]\d+)?)\s*(meses|mes|months?|semanas?|weeks?|años|año|years?)")
+_RULED_OUT = re.compile(r"(?:\bno\b|ya no|descart\w*|excepto|menos|not in|not|except)\s+(?:en\s+|in\s+)?$")
+_NAME_CUE = re.compile(r"(?:llamo|nombre es|soy|name is)\s+$")
+
+
 def _bedrooms(text: str) -> int | None:
+    if not any(ch.isdigit() for ch in text):
+        return 0 if _STUDIO.search(text) else None
     value: int | None = None
-    for m in re.finditer(rf"(\d+)\s*(?:o|a|-|or|to)\s*(\d+)\s*{_BEDROOM_WORDS}", text):
+    for m in _BEDROOM_RANGE.finditer(text):
         value = min(int(m.group(1)), int(m.group(2)))
-    for m in re.finditer(r"\b(\d+)\s*d\s*(?:\+\s*)?(\d+)\s*b\b", text):
+    for m in _BEDROOM_SHORT.finditer(text):
         value = int(m.group(1))
-    for m in re.finditer(rf"(\d+)\s*{_BEDROOM_WORDS}", text):
+    for m in _BEDROOM_COUNT.finditer(text):
         value = int(m.group(1)) if value is None else value
-    for m in re.finditer(r"(\d+)\s*ambientes?", text):
+    for m in _AMBIENTES.finditer(text):
         value = max(int(m.group(1)) - 1, 0)
-    if value is None and re.search(r"monoambiente|\bstudio\b", text):
+    if value is None and _STUDIO.search(text):
         value = 0
     return value if value is not None and value <= 20 else None
 
 
 def _timeline(text: str) -> int | None:
-    if re.search(r"lo antes posible|cuanto antes|urgente|de inmediato|inmediat|ya mismo|\basap\b|right away"
-                 r"|immediately|this month|este mes", text):
+    if _NOW.search(text):
         return 0
-    if re.search(r"proximo mes|next month|el mes que viene", text):
+    if _NEXT_MONTH.search(text):
         return 1
-    if re.search(r"proximo año|next year|el año que viene", text):
+    if _NEXT_YEAR.search(text):
         return 12
-    m = re.search(r"(?:en|dentro de|within|in|para)\s+(?:unos?|unas|about|around|aprox\.?|mas o menos|como)?\s*"
-                  r"(\d+(?:[.,]\d+)?)\s*(meses|mes|months?|semanas?|weeks?|años|año|years?)", text)
+    m = _IN_PERIOD.search(text)
     if not m:
         return None
     number = to_number(m.group(1)) or 0
@@ -288,11 +321,10 @@ def _locations(current: list[str], folded: str, country: str | None, name: str |
     name_folded = fold(name) if name else ""
     places = list(current)
     for position, place in find_places(folded, country):
-        if name_folded and fold(place) in name_folded and re.search(
-                r"(?:llamo|nombre es|soy|name is)\s+$", folded[max(0, position - 16):position]):
+        if name_folded and fold(place) in name_folded and _NAME_CUE.search(folded[max(0, position - 16):position]):
             continue  # "me llamo Santiago": a person, not a place
         before = folded[max(0, position - 20):position]
-        if re.search(r"(?:\bno\b|ya no|descart\w*|excepto|menos|not in|not|except)\s+(?:en\s+|in\s+)?$", before):
+        if _RULED_OUT.search(before):
             if place in places:
                 places.remove(place)
             continue
@@ -313,15 +345,15 @@ def qualify(turns: Sequence[Turn], country: str | None = None) -> Qualification:
         numeric = words_to_numbers(_mask_contacts(folded, country))
         for key, value in (("name", _name(text)), ("email", _email(text, folded)), ("phone", _phone(text, country)),
                            ("operation", _operation(folded)),
-                           ("property_type", _last_match(_PROPERTY, folded)), ("bedrooms_min", _bedrooms(numeric)),
-                           ("timeline_months", _timeline(numeric)), ("financing", _first_match(_FINANCING, folded))):
+                           ("property_type", _last_match(_PROPERTY_ALT, folded)), ("bedrooms_min", _bedrooms(numeric)),
+                           ("timeline_months", _timeline(numeric)), ("financing", _first_match(_FINANCING_RE, folded))):
             if value is not None:
                 facts[key] = value
-        dicom = _first_match(_DICOM, folded)
+        dicom = _first_match(_DICOM_RE, folded)
         # Owing money does not take a lead out of DICOM; only a statement that they are clean does.
         if dicom is not None and not (facts.get("dicom_status") == "dirty" and dicom == "has_debt"):
             facts["dicom_status"] = dicom
-        if re.search(_OPT_OUT, folded):
+        if _OPT_OUT_RE.search(folded):
             facts["opted_out"] = True
         facts["locations"] = _locations(facts["locations"], folded, country, facts.get("name"))
         _read_amounts(facts, numeric, country)
