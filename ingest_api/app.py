@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,8 +16,6 @@ from ingest_api.tenancy import BrokerDirectory
 from leadflow.config import Settings, load_settings
 from leadflow.db.connection import connect
 from leadflow.kafka import ensure_topics, make_producer, ping
-
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, broker_reload_interval_s: float = 5.0,

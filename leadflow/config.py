@@ -70,13 +70,6 @@ class Settings:
     kafka_bootstrap_servers: str
     kafka_partitions: int
     topics: Topics
-    database_is_embedded: bool
-    kafka_is_embedded: bool
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        """The URL with the psycopg2 driver named, which dagster-postgres and SQLAlchemy 2.1 need."""
-        return to_psycopg2_url(self.database_url)
 
 
 def to_psycopg2_url(url: str) -> str:
@@ -112,16 +105,8 @@ def with_database(url: str, dbname: str) -> str:
 def load_settings() -> Settings:
     """Resolve the settings now: explicit environment first, then the embedded services' state."""
     state = read_state()
-    db_url = os.environ.get("LEADFLOW_DATABASE_URL") or ""
-    db_embedded = False
-    if not db_url:
-        db_url = state.get("database_url", "")
-        db_embedded = True
-    kafka = os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS") or ""
-    kafka_embedded = False
-    if not kafka:
-        kafka = state.get("kafka_bootstrap_servers", "")
-        kafka_embedded = True
+    db_url = os.environ.get("LEADFLOW_DATABASE_URL") or state.get("database_url", "")
+    kafka = os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS") or state.get("kafka_bootstrap_servers", "")
     if not db_url:
         raise ConfigurationError(
             "No PostgreSQL configured: set LEADFLOW_DATABASE_URL, or run `leadflow services up` "
@@ -137,8 +122,6 @@ def load_settings() -> Settings:
         kafka_bootstrap_servers=kafka,
         kafka_partitions=_env_int("LEADFLOW_KAFKA_PARTITIONS", 6),
         topics=Topics(os.environ.get("LEADFLOW_KAFKA_TOPIC_PREFIX", "leadflow")),
-        database_is_embedded=db_embedded,
-        kafka_is_embedded=kafka_embedded,
     )
 
 

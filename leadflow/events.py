@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = 1
 
 Channel = Literal["telegram", "whatsapp", "vapi", "bland", "form"]
-CHANNELS: tuple[Channel, ...] = ("telegram", "whatsapp", "vapi", "bland", "form")
 Direction = Literal["inbound", "outbound"]
 DeliveryState = Literal["sent", "delivered", "read", "failed"]
 

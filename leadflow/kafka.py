@@ -22,7 +22,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from leadflow.config import ConfigurationError
 
-log = logging.getLogger(__name__)
 # librdkafka writes its own log lines to stderr unless given a logger; route them to ours.
 _client_log = logging.getLogger("leadflow.kafka.client")
 

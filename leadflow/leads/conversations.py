@@ -11,8 +11,6 @@ import hashlib
 
 import polars as pl
 
-TURN = pl.Struct({"role": pl.String, "text": pl.String, "channel": pl.String, "sent_at": pl.Datetime("us", "UTC")})
-
 
 def conversation_hash(roles: list[str], texts: list[str | None]) -> str:
     digest = hashlib.sha256()
