@@ -26,9 +26,9 @@ from leadflow.leads.conversations import assemble, median_reply_minutes
 from leadflow.leads.identity import LINK_SCHEMA, resolve
 from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline, StageFacts, advance, visit_accepted
 from leadflow.qualification.llm import LLMQualifier, Outcome, from_environment
-from leadflow.qualification.rules import Turn
-from leadflow.qualification.schema import QUALIFICATION_VERSION, Qualification
-from leadflow.qualification.scoring import Engagement, ScoringConfig, score
+from leadflow.qualification.rules import Turn, messages_frame, qualifications, qualify_frame
+from leadflow.qualification.schema import QUALIFICATION_SCHEMA, QUALIFICATION_VERSION, Qualification
+from leadflow.qualification.scoring import ENGAGEMENT_SCHEMA, ScoringConfig, breakdown, score_frame
 
 _LOCK_LEADS = 7_240_001  # pg_advisory_xact_lock keys: one per step
 _LOCK_QUALIFY = 7_240_002
@@ -252,7 +252,6 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
                     (conversations["lead_id"].to_list(),))
         known_hash = dict(cur.fetchall())
         qualifiers = _qualifiers(cur)
-        rules = LLMQualifier(None)
         work = []
         for lead_id, broker_id, turns, digest in conversations.select(
                 "lead_id", "broker_id", "turns", "conversation_hash").iter_rows():
@@ -265,10 +264,18 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
             work.append((lead_id, broker_id, digest, [Turn(t["role"], t["text"] or "") for t in turns]))
 
         def run(item: tuple[int, int, str, list[Turn]]) -> Outcome:
-            return qualifiers.get(item[1], rules).qualify(item[3], country.get(item[1]))
+            return qualifiers[item[1]].qualify(item[3], country.get(item[1]))
 
+        # Brokers on the rules qualify in one vectorised pass; LLM brokers conversation by conversation.
+        by_llm = [item for item in work if item[1] in qualifiers and qualifiers[item[1]].provider is not None]
+        by_rules = [item for item in work if not (item[1] in qualifiers and qualifiers[item[1]].provider is not None)]
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-            outcomes = list(pool.map(run, work))
+            outcomes = list(pool.map(run, by_llm))
+        if by_rules:
+            frame = messages_frame([(i, item[3], country.get(item[1])) for i, item in enumerate(by_rules)])
+            facts = qualify_frame(frame)
+            outcomes += [Outcome(q, "rules") for q in qualifications(facts)]
+        work = by_llm + by_rules
         rows = []
         usage: dict[tuple[int, str, str], list[float]] = {}
         for (lead_id, broker_id, digest, _turns), outcome in zip(work, outcomes, strict=True):
@@ -357,25 +364,27 @@ def score_qualified_leads(url: str, as_of: datetime | None = None,
             return result
         conversations = {row["lead_id"]: row for row in _conversations(cur, pending, ()).iter_rows(named=True)}
         configs = _scoring_configs(cur) if config is None else {}
-        rows = []
+        frame_rows = []
         for record in qualifications:
-            q = Qualification.model_validate({k: v for k, v in record.items()
-                                              if k in Qualification.model_fields and k != "version"})
             conversation = conversations.get(record["lead_id"], {})
-            turns = conversation.get("turns") or []
             last = conversation.get("last_message_at")
-            engagement = Engagement(
-                lead_messages=int(conversation.get("lead_messages") or 0),
-                median_reply_minutes=median_reply_minutes(turns),
-                days_since_last_message=(as_of - last).total_seconds() / 86400 if last else None,
-            )
-            s = score(q, engagement, config or configs.get(record["broker_id"]))
-            result.scored += 1
-            result.by_temperature[s.temperature] = result.by_temperature.get(s.temperature, 0) + 1
-            decile = f"{min(s.score // 10 * 10, 90)}-{min(s.score // 10 * 10, 90) + 9}"
-            result.histogram[decile] = result.histogram.get(decile, 0) + 1
-            rows.append((record["lead_id"], record["broker_id"], s.score, s.temperature, json.dumps(s.breakdown),
-                         s.financing_ready, _pg_array(list(s.reasons)), now))
+            frame_rows.append({
+                **{k: record[k] for k in QUALIFICATION_SCHEMA}, "lead_id": record["lead_id"],
+                "broker_id": record["broker_id"], "lead_messages": int(conversation.get("lead_messages") or 0),
+                "median_reply_minutes": median_reply_minutes(conversation.get("turns") or []),
+                "days_since_last_message": (as_of - last).total_seconds() / 86400 if last else None,
+            })
+        frame = pl.DataFrame(frame_rows, schema_overrides=QUALIFICATION_SCHEMA | ENGAGEMENT_SCHEMA)
+        rows = []
+        for (broker_id,), part in frame.group_by("broker_id"):
+            scored = score_frame(part, config or configs.get(int(broker_id)))
+            for row in scored.iter_rows(named=True):
+                result.scored += 1
+                result.by_temperature[row["temperature"]] = result.by_temperature.get(row["temperature"], 0) + 1
+                decile = min(row["score"] // 10 * 10, 90)
+                result.histogram[f"{decile}-{decile + 9}"] = result.histogram.get(f"{decile}-{decile + 9}", 0) + 1
+                rows.append((row["lead_id"], row["broker_id"], row["score"], row["temperature"],
+                             json.dumps(breakdown(row)), row["financing_ready"], _pg_array(row["reasons"]), now))
         cur.execute("DELETE FROM leadflow.lead_scores WHERE lead_id = ANY(%s)", ([r[0] for r in rows],))
         _copy_rows(cur, "leadflow.lead_scores", ["lead_id", "broker_id", "score", "temperature", "breakdown",
                                                  "financing_ready", "reasons", "scored_at"], rows)

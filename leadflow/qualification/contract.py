@@ -7,15 +7,16 @@ meaning are fixed by ``schema.CONTRACT_KEYS``; a field not stated is null.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import orjson
+import polars as pl
 
 from leadflow.qualification.llm import LLMQualifier
-from leadflow.qualification.rules import Turn
-from leadflow.qualification.schema import CONTRACT_KEYS
-from leadflow.qualification.scoring import Engagement, ScoringConfig, score
+from leadflow.qualification.rules import Turn, messages_frame, qualify_frame
+from leadflow.qualification.schema import CONTRACT_KEYS, QUALIFICATION_SCHEMA
+from leadflow.qualification.scoring import ScoringConfig, score_frame
 
 _LEAD = {"lead", "user", "customer", "human", "cliente"}
 _AGENT = {"agent", "assistant", "bot", "ai", "broker", "agente"}
@@ -39,23 +40,39 @@ def turns_of(messages: Any) -> list[Turn]:
     return turns
 
 
-_RULES = LLMQualifier(None)
+def qualify_batch(conversations: Sequence[tuple[Any, list[Turn]]], country: str | None = None,
+                  config: ScoringConfig | None = None, qualifier: LLMQualifier | None = None) -> pl.DataFrame:
+    """(id, turns) per conversation → one contract row each (``CONTRACT_KEYS``), in order.
+
+    The rules qualify the whole batch at once (vectorised); an LLM qualifier goes conversation by
+    conversation (with the rules behind it). Scoring is always one vectorised pass.
+    """
+    if qualifier is None or qualifier.provider is None:
+        facts = qualify_frame(messages_frame([(i, turns, country) for i, (_, turns) in enumerate(conversations)]))
+    else:
+        rows = []
+        for i, (_, turns) in enumerate(conversations):
+            row = qualifier.qualify(turns, country).qualification.model_dump(exclude={"version"})
+            rows.append({**row, "conversation": i,
+                         "lead_messages": sum(1 for t in turns if t.role == "lead" and t.text.strip())})
+        facts = pl.DataFrame(rows, schema_overrides=QUALIFICATION_SCHEMA)
+    scored = score_frame(facts, config)
+    ids = [key for key, _ in conversations]  # any JSON value, so kept as Python objects
+    order = scored["conversation"].cast(pl.Int64).to_list()
+    return scored.with_columns(pl.Series("id", [ids[i] for i in order], dtype=pl.Object)).select(CONTRACT_KEYS)
 
 
 def qualify_conversation(conversation: dict[str, Any], country: str | None = None,
                          config: ScoringConfig | None = None, qualifier: LLMQualifier | None = None) -> dict[str, Any]:
     turns = turns_of(conversation.get("messages", []))
-    qualification = (qualifier or _RULES).qualify(turns, country).qualification
-    lead_messages = sum(1 for t in turns if t.role == "lead" and t.text.strip())
-    result = score(qualification, Engagement(lead_messages=lead_messages), config)
-    row = qualification.model_dump()
-    row.update(id=conversation.get("id"), score=result.score, temperature=result.temperature)
-    return {key: row[key] for key in CONTRACT_KEYS}
+    return qualify_batch([(conversation.get("id"), turns)], country, config, qualifier).row(0, named=True)
 
 
 def qualify_lines(lines: Iterable[bytes | str], country: str | None = None, errors: list[str] | None = None,
-                  qualifier: LLMQualifier | None = None) -> Iterator[dict[str, Any]]:
-    """Each valid line qualified; invalid lines are reported in ``errors`` (line number and reason)."""
+                  qualifier: LLMQualifier | None = None, batch: int = 50_000) -> Iterator[dict[str, Any]]:
+    """Each valid line qualified, in batches of ``batch`` lines; invalid lines are reported in
+    ``errors`` (line number and reason)."""
+    pending: list[tuple[Any, list[Turn]]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -63,7 +80,12 @@ def qualify_lines(lines: Iterable[bytes | str], country: str | None = None, erro
             conversation = orjson.loads(line)
             if not isinstance(conversation, dict):
                 raise ContractError("the line is not a JSON object")
-            yield qualify_conversation(conversation, country, qualifier=qualifier)
+            pending.append((conversation.get("id"), turns_of(conversation.get("messages", []))))
         except (orjson.JSONDecodeError, ContractError) as exc:
             if errors is not None:
                 errors.append(f"line {number}: {exc}")
+        if len(pending) >= batch:
+            yield from qualify_batch(pending, country, qualifier=qualifier).iter_rows(named=True)
+            pending = []
+    if pending:
+        yield from qualify_batch(pending, country, qualifier=qualifier).iter_rows(named=True)

@@ -27,7 +27,7 @@ _UNITS_EN = {
     "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
     "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
 }
-_WORD_VALUES = {**_UNITS_ES, **_UNITS_EN}
+WORD_VALUES = {**_UNITS_ES, **_UNITS_EN}
 # "mil" and "millones" stay words: they are units the amount rules read ("600 mil", "2 millones").
 _JOINERS = {"y", "and", "-"}
 
@@ -84,23 +84,23 @@ def words_to_numbers(text: str) -> str:
     out: list[str] = []
     i = 0
     while i < len(tokens):
-        if tokens[i] not in _WORD_VALUES and not (tokens[i] == "mil" and i + 1 < len(tokens)
-                                                  and tokens[i + 1] in _WORD_VALUES):
+        if tokens[i] not in WORD_VALUES and not (tokens[i] == "mil" and i + 1 < len(tokens)
+                                                  and tokens[i + 1] in WORD_VALUES):
             out.append(tokens[i])
             i += 1
             continue
         total, current, j, used = 0, 0, i, False
         while j < len(tokens):
             word = tokens[j]
-            if word in _WORD_VALUES:
-                value = _WORD_VALUES[word]
+            if word in WORD_VALUES:
+                value = WORD_VALUES[word]
                 current = current * value if value == 100 and current and word == "hundred" else current + value
                 used = True
-            elif word == "mil" and (used or (j + 1 < len(tokens) and tokens[j + 1] in _WORD_VALUES)):
+            elif word == "mil" and (used or (j + 1 < len(tokens) and tokens[j + 1] in WORD_VALUES)):
                 total += (current or 1) * 1000
                 current = 0
                 used = True
-            elif word in _JOINERS and used and j + 1 < len(tokens) and tokens[j + 1] in _WORD_VALUES:
+            elif word in _JOINERS and used and j + 1 < len(tokens) and tokens[j + 1] in WORD_VALUES:
                 pass
             else:
                 break

@@ -73,6 +73,11 @@ def _matcher(country: str | None) -> tuple[re.Pattern[str], dict[str, str]]:
     return pattern, entries
 
 
+def place_names(country: str | None) -> dict[str, str]:
+    """Every folded name (and alias) of the country's market (all markets if unknown) → canonical name."""
+    return dict(_matcher(country)[1])
+
+
 def find_places(folded: str, country: str | None) -> list[tuple[int, str]]:
     """(position, canonical name) of every place named in already-folded text, without overlaps."""
     pattern, canonical = _matcher(country)

@@ -1,22 +1,27 @@
 """The offline rules qualifier: Spanish (Chile, Mexico, Argentina, Spain) and English, as people write.
 
-Reads the lead's turns in order; every fact a later turn states replaces the earlier one ("the
-latest statement wins"), so a lead who corrects their budget is read correctly. A fact that is
-not stated stays None. Pure: no I/O, no clock, deterministic.
+Vectorised: a frame of messages in, one row of facts per conversation out. Every pattern runs in
+polars (Rust regex, over whole columns, on all cores); only the rare, fiddly readings (names,
+emails, phone numbers, spelled-out numbers) go through Python, and only for messages whose text
+shows the cue, so a million conversations qualify in seconds. The lead's turns are read in order
+and a later statement replaces an earlier one ("the latest statement wins"); a fact not stated
+stays null. Pure: no I/O, no clock, deterministic.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import polars as pl
+
 from leadflow.phones import to_e164
-from leadflow.qualification.numbers import fold, to_number, words_to_numbers
-from leadflow.qualification.places import find_places
-from leadflow.qualification.schema import Qualification
+from leadflow.qualification.numbers import WORD_VALUES, fold, words_to_numbers
+from leadflow.qualification.places import find_places, place_names
+from leadflow.qualification.schema import QUALIFICATION_SCHEMA, Qualification
+from leadflow.qualification.summary import summary_expr
 
 
 @dataclass(frozen=True)
@@ -26,10 +31,10 @@ class Turn:
 
 
 COUNTRY_CURRENCY = {"CL": "CLP", "MX": "MXN", "AR": "ARS", "ES": "EUR", "US": "USD"}
+MAX_TEXT = 20_000  # a pasted novel is not a lead; its first pages are enough
 
-# --- cues (on folded text: lowercase, no accents, ñ kept) ----------------------------------------
+# --- cues (on folded text: lowercase, no accents, ñ kept; Rust regex syntax, no look-around) ------
 
-_NEG = r"(?<!no )(?<!ni )(?<!nunca )(?<!not )(?<!don't )(?<!dont )"
 _OPERATION = [
     ("invest", r"invertir|inversion|inversionista|rentabilidad|\binvest(?:ing|ment|or)?\b|buy[- ]to[- ]let"),
     ("sell", r"\bvender\b|\bvendo\b|vendiendo|\bsell(?:ing)?\b|tasar|tasacion"),
@@ -45,8 +50,6 @@ _PROPERTY = [
     ("apartment", r"\bdeptos?\b|\bdptos?\b|departamentos?|\bdepas?\b|apartamentos?|monoambiente|\bun piso\b"
                   r"|\bapartments?\b|\bflat\b|\bcondo\b|\bstudio\b"),
 ]
-_BEDROOM_WORDS = (r"(?:dormitorios?|dorms?\b|habitaciones|habitacion|recamaras?|piezas|cuartos|bedrooms?|beds?\b"
-                  r"|\bbr\b|\bbd\b)")
 _FINANCING = [
     ("cash", r"al contado|de contado|\bcontado\b|\bcash\b|\befectivo\b|sin credito|recursos propios|pago total"),
     ("mortgage_preapproved", r"pre-?aprobad[oa]|(?:credito|hipotecario|financiamiento)\s+(?:\w+\s+){0,2}aprobad[oa]"
@@ -70,9 +73,67 @@ _OPT_OUT = (r"^\s*(?:baja|stop|unsubscribe|cancelar)\s*[.!]*\s*$|dar(?:me)? de b
             r"|llames|llamar|escriban|escribas|contacten|contactes|molesten)|no llamar|no quiero que me (?:llamen"
             r"|escriban|contacten)|dejen de (?:llamar|escribir)|bloquead[oa]|stop (?:calling|texting|messaging)"
             r"|don'?t (?:call|text|contact)|do not (?:call|contact)|remove me|\bstop\b|no me escriban mas")
-_NAME = re.compile(
-    r"(?:me llamo|mi nombre es|my name is|soy|i am|i'm|this is|le habla|te habla|habla)\s+"
-    r"([A-Za-zÁÉÍÓÚÑÜáéíóúñü]+(?:\s+[A-Za-zÁÉÍÓÚÑÜáéíóúñü]+){0,3})", re.IGNORECASE)
+# A cue right after a negation ("no quiero arrendar") states nothing; the negation is matched with
+# the cue (Rust regex has no look-behind) and such matches are dropped.
+_NEGATION = r"(?:\b(?:no|ni|not)|n't)\s+(?:\w+\s+)?"
+_INVEST_NEGATION = r"\b(?:no|ni|nunca|not|don't|dont) "
+
+# --- cues on the "numeric" text: folded, tokens split by one space, spelled-out numbers as digits --
+
+_BEDROOM_WORDS = (r"(?:dormitorios?|dorms?\b|habitaciones|habitacion|recamaras?|piezas|cuartos|bedrooms?|beds?\b"
+                  r"|\bbr\b|\bbd\b)")
+_BEDROOM_RANGE = rf"(\d+)\s*(?:o|a|-|or|to)\s*(\d+)\s*{_BEDROOM_WORDS}"
+_BEDROOM_SHORT = r"\b(\d+)\s*d\s*(?:\+\s*)?(\d+)\s*b\b"  # 2d2b, 3d+2b
+_BEDROOM_COUNT = rf"(\d+)\s*{_BEDROOM_WORDS}"
+_AMBIENTES = r"(\d+)\s*ambientes?"
+_STUDIO = r"monoambiente|\bstudio\b"
+_NOW = (r"lo antes posible|cuanto antes|urgente|de inmediato|inmediat|ya mismo|\basap\b|right away|immediately"
+        r"|this month|este mes")
+_NEXT_MONTH = r"proximo mes|next month|el mes que viene"
+_NEXT_YEAR = r"proximo año|next year|el año que viene"
+_IN_PERIOD = (r"(?:en|dentro de|within|in|para)\s+(?:unos?|unas|about|around|aprox\.?|mas o menos|como)?\s*"
+              r"(?P<n>\d+(?:[.,]\d+)?)\s*(?P<unit>meses|mes|months?|semanas?|weeks?|años|año|years?)")
+
+_MULTIPLIERS = {"millones": 1e6, "millon": 1e6, "mm": 1e6, "mill": 1e6, "palos": 1e6, "palo": 1e6, "million": 1e6,
+                "millions": 1e6, "lucas": 1e3, "luca": 1e3, "mil": 1e3, "k": 1e3, "thousand": 1e3,
+                "thousands": 1e3, "grand": 1e3}
+_CURRENCY_WORDS = {"uf": "UF", "usd": "USD", "dolares": "USD", "dollars": "USD", "dolar": "USD", "mxn": "MXN",
+                   "ars": "ARS", "eur": "EUR", "euros": "EUR", "€": "EUR", "clp": "CLP"}
+# Tokens are space-separated here, so "5.200UF" reads "5.200 uf" and "u.f." never survives whole.
+_AMOUNT = (r"(?P<pre>\b(?:uf|usd|mxn|ars|eur|clp)\b|€|\$)?\s*"
+           r"(?P<num>\d+(?:[.,]\d+)*)\s*"
+           r"(?P<mult>\b(?:millones|millon|mm|mill|palos?|lucas?|mil|k|thousands?|grand|millions?)\b)?\s*"
+           r"(?P<post>\b(?:uf|usd|dolares|dollars|dolar|mxn|ars|eur|euros|clp|pesos)\b|€)?")
+_NOT_MONEY_AFTER = (r"^\s*(?:%|por ciento|percent|d\d|dorm|habitac|recamar|pieza|cuarto|bed|br\b|bd\b|ambiente|ban"
+                    r"|bath|mes|month|sem|week|an(?:o|os)\b|año|year|dia|day|m2|mt|metro|sq|piso|floor|estac|parking"
+                    r"|min|hora|hour|hijo|niño|kid|person|persona|auto|cuadra|block|km)")
+_KIND_BEFORE = [
+    ("down_payment", r"(?:\bpie\b|enganche|down ?payment|anticipo|entrada)[^.]{0,25}$"),
+    ("income", r"(?:sueldo|\bgano\b|ganamos|ingresos?|renta liquida|mi renta|renta mensual|nuestra renta|income"
+               r"|\bearn|salary|\bmake\b|liquido)[^.]{0,25}$"),
+    ("arrears", r"(?:\bdebo\b|deuda|adeudo|morosidad|arrears|\bowe\b)[^.]{0,25}$"),
+]
+_KIND_AFTER = [
+    ("down_payment", r"^\s*(?:de|para el|para|como|of|for the|as)?\s*(?:pie|enganche|down ?payment|anticipo)"),
+    ("income", r"^\s*(?:liquidos?|de sueldo|al mes de sueldo|de renta liquida|de ingresos?|income)"),
+    ("arrears", r"^\s*(?:de deuda|en deudas?|atrasad|morosos?|in debt)"),
+]
+_BUDGET_CUE = (r"(?:presupuesto|hasta|entre|maximo|tope|pagar|precio|valor|cuesta|alrededor de|unos|budget|up to"
+               r"|around|about|between|spend|afford|price)[^.]{0,20}$")
+_MIN_CUE = r"(?:desde|minimo|al menos|at least|from|sobre|mas de|more than|over)\s*$"
+_MONTHLY = r"al mes|mensual|por mes|/mes|per month|a month|monthly|mensuales"
+_RANGE = r"^\s*(?:y|a|-|–|hasta|and|to)\s*$"
+
+# --- places: a place right after a ruling-out word is removed; right after "me llamo", a person ----
+
+_RULED_OUT = r"(?:\bno|ya no|descart\w*|excepto|menos|not in|not|except)\s+(?:en\s+|in\s+)?"
+_NAME_CUE = r"(?:llamo|nombre es|soy|name is)\s+"
+
+# --- Python readings, run only where a vectorised gate sees their cue ------------------------------
+
+_NAME_PATTERN = (r"(?:me llamo|mi nombre es|my name is|soy|i am|i'm|this is|le habla|te habla|habla)\s+"
+                 r"([A-Za-zÁÉÍÓÚÑÜáéíóúñü]+(?:\s+[A-Za-zÁÉÍÓÚÑÜáéíóúñü]+){0,3})")
+_NAME = re.compile(_NAME_PATTERN, re.IGNORECASE)
 _NAME_STOP = {"y", "and", "de", "del", "la", "el", "los", "en", "tengo", "busco", "quiero", "estoy", "vivo", "from",
               "con", "para", "interesado", "interesada", "buscando", "looking", "calling", "interested", "i", "a",
               "an", "the", "un", "una", "muy", "bien", "mi", "my", "su", "tu", "que", "porque", "pero", "but",
@@ -82,153 +143,43 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _SPOKEN_EMAIL = re.compile(r"([a-z0-9ñ]+(?:\s+(?:punto|guion bajo|guion|dot|underscore)\s+[a-z0-9ñ]+)*)\s+(?:arroba|at)"
                            r"\s+([a-z0-9-]+(?:\s+(?:punto|dot)\s+[a-z0-9-]+)+)")
 _PHONE = re.compile(r"(?:\+|00)?\d[\d\s().-]{6,}\d")
-
-# --- amounts -------------------------------------------------------------------------------------
-
-_MULTIPLIERS = {"millones": 1e6, "millon": 1e6, "mm": 1e6, "mill": 1e6, "palos": 1e6, "palo": 1e6, "million": 1e6,
-                "millions": 1e6, "lucas": 1e3, "luca": 1e3, "mil": 1e3, "k": 1e3, "thousand": 1e3, "grand": 1e3}
-_CURRENCY_WORDS = {"uf": "UF", "u.f.": "UF", "usd": "USD", "us$": "USD", "u$s": "USD", "dolares": "USD",
-                   "dollars": "USD", "dolar": "USD", "mxn": "MXN", "ars": "ARS", "eur": "EUR", "euros": "EUR",
-                   "€": "EUR", "clp": "CLP"}
-_AMOUNT = re.compile(
-    r"(?P<pre>\bu\.?f\.?\b|\busd\b|us\$|u\$s|\bmxn\b|\bars\b|\beur\b|\bclp\b|€|\$)?\s*"
-    r"(?P<num>\d+(?:[.,]\d+)*)\s*"
-    r"(?P<mult>millones|millon|mm\b|mill\b|palos?\b|lucas?\b|mil\b|k\b|thousand|grand|millions?)?\s*"
-    r"(?P<post>\bu\.?f\.?(?![a-z])|\busd\b|dolares|dollars|dolar\b|\bmxn\b|\bars\b|\beur\b|euros|€|\bclp\b"
-    r"|\bpesos\b)?")
-_NOT_MONEY_AFTER = re.compile(r"\s*(?:%|por ciento|percent|d\d|dorm|habitac|recamar|pieza|cuarto|bed|br\b|bd\b|ambiente"
-                              r"|ban|bath|mes|month|sem|week|an(?:o|os)\b|año|year|dia|day|m2|mt|metro|sq|piso|floor"
-                              r"|estac|parking|min|hora|hour|hijo|niño|kid|person|persona|auto|cuadra|block|km)")
-_KIND_BEFORE = [
-    ("down_payment", re.compile(r"(?:\bpie\b|enganche|down ?payment|anticipo|entrada)[^.]{0,25}$")),
-    ("income", re.compile(r"(?:sueldo|\bgano\b|ganamos|ingresos?|renta liquida|mi renta|renta mensual|nuestra renta"
-                          r"|income|\bearn|salary|\bmake\b|liquido)[^.]{0,25}$")),
-    ("arrears", re.compile(r"(?:\bdebo\b|deuda|adeudo|morosidad|arrears|\bowe\b)[^.]{0,25}$")),
-]
-_KIND_AFTER = [
-    ("down_payment", re.compile(r"^\s*(?:de|para el|para|como|of|for the|as)?\s*(?:pie|enganche|down ?payment"
-                                r"|anticipo)")),
-    ("income", re.compile(r"^\s*(?:liquidos?|de sueldo|al mes de sueldo|de renta liquida|de ingresos?|income)")),
-    ("arrears", re.compile(r"^\s*(?:de deuda|en deudas?|atrasad|morosos?|in debt)")),
-]
-_BUDGET_CUE = re.compile(r"(?:presupuesto|hasta|entre|maximo|tope|pagar|precio|valor|cuesta|alrededor de|unos"
-                         r"|budget|up to|around|about|between|spend|afford|price)[^.]{0,20}$")
-_MIN_CUE = re.compile(r"(?:desde|minimo|al menos|at least|from|sobre|mas de|more than|over)\s*$")
-_MONTHLY = re.compile(r"al mes|mensual|por mes|/mes|per month|a month|monthly|mensuales")
-_RANGE = re.compile(r"^\s*(?:y|a|-|–|hasta|and|to)\s*$")
+_PHONE_GATE = r"\d[\d\s().-]{6,}\d"
+_PHONE_RUN = r"\d[\d\s()-]{6,}\d"  # a phone-like run without dots: masking may change the text
+_ONES = ("un", "uno", "una", "one")
+# Spelled-out numbers beyond "un/una" (and "y medio") need the Python reader; "un" alone is just 1.
+_NUMBER_WORD_GATE = (r"\b(?:" + "|".join(sorted((w for w in WORD_VALUES if w not in _ONES), key=len, reverse=True))
+                     + r"|medio|half)\b")
+_TOKEN = r"[a-zñ]+|\d+(?:[.,]\d+)*|\S"
 
 
-@dataclass
-class _Amount:
-    start: int
-    end: int
-    value: float
-    currency: str | None
-    has_unit: bool  # a currency or a multiplier was written
-    kind: str = "budget"
+def _accept_name(cue: str, found: str) -> str | None:
+    """A name from one match of ``_NAME`` (its cue and up to four words), or None if it is not one."""
+    cue = fold(cue.split()[0])
+    words = []
+    for word in found.split():
+        if fold(word) in _NAME_STOP:
+            break
+        words.append(word)
+    if not words:
+        return None
+    # "soy"/"I'm"/"this is" introduce names only when capitalised ("soy Camila", not "soy casado").
+    if cue in ("soy", "i", "i'm", "this", "habla", "le", "te") and not words[0][0].isupper():
+        return None
+    if cue == "soy" and len(words) == 1 and find_places(fold(words[0]), None):
+        return None
+    return " ".join(w[:1].upper() + w[1:].lower() if w.islower() or w.isupper() else w for w in words)
 
 
-def _amounts(text: str, country: str | None) -> list[_Amount]:
-    found: list[_Amount] = []
-    for m in _AMOUNT.finditer(text):
-        number = to_number(m.group("num"))
-        if number is None:
-            continue
-        if _NOT_MONEY_AFTER.match(text[m.end("num"):]) and not m.group("mult") and not m.group("post"):
-            continue
-        mult = (m.group("mult") or "").strip()
-        value = number * _MULTIPLIERS.get(mult, 1.0)
-        marker = (m.group("pre") or m.group("post") or "").strip().replace(" ", "")
-        currency = _CURRENCY_WORDS.get(marker.rstrip(".")) if marker not in ("$", "pesos") else None
-        if marker in ("u.f.", "uf", "u.f", "uf."):
-            currency = "UF"
-        if marker in ("$", "pesos") or mult in ("lucas", "luca", "palos", "palo"):
-            currency = "CLP" if mult in ("lucas", "luca", "palos", "palo") else COUNTRY_CURRENCY.get(country or "")
-        elif not marker and mult in ("millones", "millon", "mm", "mill", "mil"):
-            # "450 millones" names no currency, but in a broker's market it means its pesos.
-            currency = COUNTRY_CURRENCY.get(country or "")
-        found.append(_Amount(m.start(), m.end(), value, currency, bool(marker or mult)))
-    return found
-
-
-def _classify(amounts: list[_Amount], text: str) -> list[_Amount]:
-    for a in amounts:
-        before, after = text[max(0, a.start - 40):a.start], text[a.end:a.end + 25]
-        for kind, pattern in _KIND_AFTER:
-            if pattern.search(after):
-                a.kind = kind
-                break
-        else:
-            for kind, pattern in _KIND_BEFORE:
-                if pattern.search(before):
-                    a.kind = kind
-                    break
-    return amounts
-
-
-# --- the qualifier -----------------------------------------------------------------------------
-
-_NEGATED = re.compile(r"(?:\bno|\bni|\bnot|n't)\s+(?:\w+\s+){0,1}$")
-
-
-def _alternation(rules: list[tuple[str, str]]) -> tuple[re.Pattern[str], dict[str, tuple[int, str]]]:
-    """One pattern for a whole rule list: each rule a named group; the group name gives value and priority."""
-    groups = {f"r{i}": (i, value) for i, (value, _) in enumerate(rules)}
-    pattern = re.compile("|".join(f"(?P<r{i}>{rule})" for i, (_, rule) in enumerate(rules)))
-    return pattern, groups
-
-
-_OPERATION_ALT = _alternation(_OPERATION)
-_PROPERTY_ALT = _alternation(_PROPERTY)
-_INVEST = re.compile(_NEG + _OPERATION[0][1])
-_FINANCING_RE = [(value, re.compile(rule)) for value, rule in _FINANCING]
-_DICOM_RE = [(value, re.compile(rule)) for value, rule in _DICOM]
-_OPT_OUT_RE = re.compile(_OPT_OUT)
-
-
-def _last_match(compiled: tuple[re.Pattern[str], dict[str, tuple[int, str]]], text: str) -> str | None:
-    """The value whose cue appears last in the text (ties: earlier rule wins), ignoring negated cues."""
-    pattern, groups = compiled
-    best: tuple[int, int, str] | None = None
-    for m in pattern.finditer(text):
-        if _NEGATED.search(text[max(0, m.start() - 12):m.start()]):
-            continue
-        priority, value = groups[m.lastgroup or ""]
-        if best is None or (m.start(), -priority) > best[:2]:
-            best = (m.start(), -priority, value)
-    return best[2] if best else None
-
-
-def _operation(folded: str) -> str | None:
-    # "invertir en un depto para arrendar" is buy-to-let: investing wins over the renting it mentions.
-    if _INVEST.search(folded):
-        return "invest"
-    return _last_match(_OPERATION_ALT, folded)
-
-
-def _first_match(rules: list[tuple[str, re.Pattern[str]]], text: str) -> str | None:
-    for value, pattern in rules:
-        if pattern.search(text):
-            return value
-    return None
-
-
-def _name(text: str) -> str | None:
+def _name(text: str, cue: str | None = None, found: str | None = None) -> str | None:
+    """The first acceptable name; ``cue``/``found`` are the first match when already extracted."""
+    if cue is not None and found is not None:
+        name = _accept_name(cue, found)
+        if name is not None:
+            return name
     for m in _NAME.finditer(text):
-        cue = fold(m.group(0).split()[0])
-        words = []
-        for word in m.group(1).split():
-            if fold(word) in _NAME_STOP:
-                break
-            words.append(word)
-        if not words:
-            continue
-        # "soy"/"I'm"/"this is" introduce names only when capitalised ("soy Camila", not "soy casado").
-        if cue in ("soy", "i", "i'm", "this", "habla", "le", "te") and not words[0][0].isupper():
-            continue
-        if find_places(fold(" ".join(words)), None) and len(words) == 1 and cue in ("soy",):
-            continue
-        return " ".join(w[:1].upper() + w[1:].lower() if w.islower() or w.isupper() else w for w in words)
+        name = _accept_name(m.group(0), m.group(1))
+        if name is not None:
+            return name
     return None
 
 
@@ -256,235 +207,408 @@ def _phone(text: str, country: str | None) -> str | None:
     return None
 
 
-def _mask_contacts(folded: str, country: str | None) -> str:
-    """Blank out emails and valid phone numbers: their digits are not money, rooms or months.
+def _mask_phones(folded: str, country: str | None) -> str:
+    """Blank out valid phone numbers: their digits are not money, rooms or months.
 
     Only spans that are valid numbers are masked, so "1.200.000" stays an amount.
     """
-    folded = _EMAIL.sub(" ", folded)
     return _PHONE.sub(lambda m: " " if "." not in m.group(0) and to_e164(m.group(0), country) else m.group(0), folded)
 
 
-_BEDROOM_RANGE = re.compile(rf"(\d+)\s*(?:o|a|-|or|to)\s*(\d+)\s*{_BEDROOM_WORDS}")
-_BEDROOM_SHORT = re.compile(r"\b(\d+)\s*d\s*(?:\+\s*)?(\d+)\s*b\b")  # 2d2b, 3d+2b
-_BEDROOM_COUNT = re.compile(rf"(\d+)\s*{_BEDROOM_WORDS}")
-_AMBIENTES = re.compile(r"(\d+)\s*ambientes?")
-_STUDIO = re.compile(r"monoambiente|\bstudio\b")
-_NOW = re.compile(r"lo antes posible|cuanto antes|urgente|de inmediato|inmediat|ya mismo|\basap\b|right away"
-                  r"|immediately|this month|este mes")
-_NEXT_MONTH = re.compile(r"proximo mes|next month|el mes que viene")
-_NEXT_YEAR = re.compile(r"proximo año|next year|el año que viene")
-_IN_PERIOD = re.compile(r"(?:en|dentro de|within|in|para)\s+(?:unos?|unas|about|around|aprox\.?|mas o menos|como)?\s*"
-                        r"(\d+(?:[.,]\d+)?)\s*(meses|mes|months?|semanas?|weeks?|años|año|years?)")
-_RULED_OUT = re.compile(r"(?:\bno\b|ya no|descart\w*|excepto|menos|not in|not|except)\s+(?:en\s+|in\s+)?$")
-_NAME_CUE = re.compile(r"(?:llamo|nombre es|soy|name is)\s+$")
+def _python(frame: pl.DataFrame, gate: str, function: Callable[..., Any], inputs: Sequence[str],
+            otherwise: pl.Expr) -> pl.Series:
+    """``function`` over the rows where the boolean column ``gate`` holds; ``otherwise`` elsewhere."""
+    base = frame.with_columns(otherwise.alias("_otherwise"))["_otherwise"]
+    where = frame[gate].arg_true()
+    if where.len() == 0:
+        return base
+    values = [function(*row) for row in frame[where].select(inputs).iter_rows()]
+    return base.scatter(where, pl.Series(values, dtype=base.dtype))
 
 
-def _bedrooms(text: str) -> int | None:
-    if not any(ch.isdigit() for ch in text):
-        return 0 if _STUDIO.search(text) else None
-    value: int | None = None
-    for m in _BEDROOM_RANGE.finditer(text):
-        value = min(int(m.group(1)), int(m.group(2)))
-    for m in _BEDROOM_SHORT.finditer(text):
-        value = int(m.group(1))
-    for m in _BEDROOM_COUNT.finditer(text):
-        value = int(m.group(1)) if value is None else value
-    for m in _AMBIENTES.finditer(text):
-        value = max(int(m.group(1)) - 1, 0)
-    if value is None and _STUDIO.search(text):
-        value = 0
-    return value if value is not None and value <= 20 else None
+# --- vectorised readings --------------------------------------------------------------------------
+
+_ACCENTS = {"á": "a", "é": "e", "í": "i", "ó": "o", "ú": "u", "ü": "u", "à": "a", "è": "e", "ì": "i", "ò": "o",
+            "ù": "u", "â": "a", "ê": "e", "î": "i", "ô": "o", "û": "u", "ä": "a", "ë": "e", "ï": "i", "ö": "o",
+            "ç": "c"}
 
 
-def _timeline(text: str) -> int | None:
-    if _NOW.search(text):
-        return 0
-    if _NEXT_MONTH.search(text):
-        return 1
-    if _NEXT_YEAR.search(text):
-        return 12
-    m = _IN_PERIOD.search(text)
-    if not m:
-        return None
-    number = to_number(m.group(1)) or 0
-    unit = m.group(2)
-    if unit.startswith(("sem", "week")):
-        return max(1, round(number / 4.345))
-    if unit.startswith(("año", "year")):
-        return round(number * 12)
-    return round(number)
+def _fold(frame: pl.DataFrame, column: str) -> pl.Series:
+    """Polars twin of ``numbers.fold``: lowercase, accents off, ñ kept; Unicode decomposition only
+    for the rare texts that need it (combining marks), as ``fold`` does."""
+    folded = frame.select(pl.col(column).str.to_lowercase().str.replace_many(_ACCENTS).alias("_f"))["_f"]
+    rare = folded.str.contains("[^\x00-\u02ff]").fill_null(False).arg_true()
+    if rare.len() == 0:
+        return folded
+    decomposed = (folded.gather(rare).str.normalize("NFD").str.replace_all("n\u0303", "ñ", literal=True)
+                  .str.replace_all(r"\p{Mn}", ""))
+    return folded.scatter(rare, decomposed)
 
 
-def _locations(current: list[str], folded: str, country: str | None, name: str | None) -> list[str]:
-    """Named places accumulate; "no en X", "ya no X", "descarto X" remove one."""
-    name_folded = fold(name) if name else ""
-    places = list(current)
-    for position, place in find_places(folded, country):
-        if name_folded and fold(place) in name_folded and _NAME_CUE.search(folded[max(0, position - 16):position]):
-            continue  # "me llamo Santiago": a person, not a place
-        before = folded[max(0, position - 20):position]
-        if _RULED_OUT.search(before):
-            if place in places:
-                places.remove(place)
-            continue
-        if place not in places:
-            places.append(place)
-    return places
+def _first_rule(text: pl.Expr, rules: list[tuple[str, str]]) -> pl.Expr:
+    """The first rule (in priority order) whose pattern occurs anywhere in the text."""
+    expr: pl.Expr = pl.lit(None, pl.String)
+    for value, pattern in reversed(rules):
+        expr = pl.when(text.str.contains(pattern)).then(pl.lit(value)).otherwise(expr)
+    return expr
+
+
+def _last_cue(folded: pl.Expr, rules: list[tuple[str, str]]) -> pl.Expr:
+    """The value whose cue appears last (ties: earlier rule), ignoring negated cues."""
+    alternation = "|".join(f"(?:{pattern})" for _, pattern in rules)
+    affirmed = folded.str.replace_all(f"{_NEGATION}(?:{alternation})", " ")
+    last = affirmed.str.extract_all(alternation).list.last()
+    return _first_rule(last, [(value, f"^(?:{pattern})") for value, pattern in rules])
+
+
+def _operation(folded: pl.Expr) -> pl.Expr:
+    # "invertir en un depto para arrendar" is buy-to-let: investing wins over the renting it mentions.
+    invest = _OPERATION[0][1]
+    affirmed = folded.str.replace_all(f"{_INVEST_NEGATION}(?:{invest})", " ").str.contains(invest)
+    return pl.when(affirmed).then(pl.lit("invest")).otherwise(_last_cue(folded, _OPERATION))
+
+
+def _int(text: pl.Expr) -> pl.Expr:
+    return text.cast(pl.Int64, strict=False)
+
+
+def _bedrooms(numeric: pl.Expr) -> pl.Expr:
+    """Precedence as people correct themselves: "3 ambientes" > "2d2b" > "2 o 3 dorm" > "3 dorm" > studio."""
+    in_range = numeric.str.extract_all(_BEDROOM_RANGE).list.last()
+    value = pl.coalesce(
+        (_int(numeric.str.extract_all(_AMBIENTES).list.last().str.extract(_AMBIENTES, 1)) - 1).clip(0),
+        _int(numeric.str.extract_all(_BEDROOM_SHORT).list.last().str.extract(_BEDROOM_SHORT, 1)),
+        pl.min_horizontal(_int(in_range.str.extract(_BEDROOM_RANGE, 1)), _int(in_range.str.extract(_BEDROOM_RANGE, 2))),
+        _int(numeric.str.extract(_BEDROOM_COUNT, 1)),
+        pl.when(numeric.str.contains(_STUDIO)).then(pl.lit(0, pl.Int64)),
+    )
+    return pl.when(value <= 20).then(value)
+
+
+def to_number_expr(token: pl.Expr) -> pl.Expr:
+    """Polars twin of ``numbers.to_number`` for digit tokens: "5.200" → 5200, "4,5" → 4.5, "1.234,5" → 1234.5."""
+    thousands = token.str.contains(r"^\d+(?:[.,]\d{3})+$")
+    decimal = token.str.replace(r"[.,](\d+)$", "D${1}").str.replace_all(r"[.,]", "").str.replace("D", ".", literal=True)
+    return (pl.when(thousands).then(token.str.replace_all(r"[.,]", "")).otherwise(decimal)
+            .cast(pl.Float64, strict=False))
+
+
+def _timeline(numeric: pl.Expr) -> pl.Expr:
+    period = numeric.str.extract_groups(_IN_PERIOD)
+    number, unit = to_number_expr(period.struct.field("n")), period.struct.field("unit")
+    months = (pl.when(unit.str.contains("^(?:sem|week)")).then((number / 4.345).round(0).clip(1))
+              .when(unit.str.contains("^(?:año|year)")).then((number * 12).round(0))
+              .otherwise(number.round(0)))
+    value = (pl.when(numeric.str.contains(_NOW)).then(pl.lit(0.0))
+             .when(numeric.str.contains(_NEXT_MONTH)).then(pl.lit(1.0))
+             .when(numeric.str.contains(_NEXT_YEAR)).then(pl.lit(12.0))
+             .otherwise(months))
+    return pl.when(value <= 120).then(value.cast(pl.Int64))  # beyond ten years is not a timeline
+
+
+def _numeric(frame: pl.DataFrame) -> pl.Series:
+    """Folded text with contacts masked, tokens split by one space and numbers in digits."""
+    # Emails and phone numbers are blanked out: their digits are not money, rooms or months.
+    frame = frame.with_columns(_unmailed=pl.col("folded").str.replace_all(_EMAIL.pattern, " "))
+    masked = _python(frame.with_columns(_g=pl.col("_unmailed").str.contains(_PHONE_RUN)), "_g", _mask_phones,
+                     ("_unmailed", "country"), pl.col("_unmailed"))
+    frame = frame.with_columns(masked.alias("_masked"))
+    frame = frame.with_columns(_g=pl.col("_masked").str.contains(_NUMBER_WORD_GATE))
+    tokens = (pl.col("_masked").str.extract_all(_TOKEN).list.join(" ")
+              .str.replace_all(r"\b(?:un|uno|una|one)\b", "1"))
+    return _python(frame, "_g", words_to_numbers, ("_masked",), tokens)
+
+
+# --- amounts --------------------------------------------------------------------------------------
+
+def _slice_before(text: pl.Expr, start: pl.Expr, width: int) -> pl.Expr:
+    offset = (start - width).clip(0)
+    return text.str.slice(offset, start - offset)
+
+
+def _amounts(messages: pl.DataFrame) -> pl.DataFrame:
+    """Per message (``_m``): budget_min/max, currency, period and whether a budget was stated;
+    down payment, income and arrears. Each amount is read with its context, as a row.
+
+    The text is cut at every amount (marked, then split), which gives each amount's exact offsets;
+    its context (what kind of money it is, ranges, corrections) is then read from the text around it.
+    """
+    with_digits = messages.filter(pl.col("numeric").str.contains(r"\d")).select("_m", "numeric")
+    pieces = with_digits.lazy().select(
+        "_m", _p=pl.col("numeric").str.replace_all(_AMOUNT, "\x00${0}\x00").str.split("\x00"),
+    ).with_columns(
+        _end=pl.col("_p").list.eval(pl.element().str.len_chars().cast(pl.Int64).cum_sum()),
+        _i=pl.int_ranges(0, pl.col("_p").list.len()),
+    ).explode("_p", "_end", "_i").filter(pl.col("_i") % 2 == 1).collect()
+    if pieces.is_empty():
+        return _no_amounts()
+    # Message text and country by row position (``_m`` is the row index of ``messages``).
+    pieces = pieces.with_columns(messages["numeric"].gather(pieces["_m"]), messages["country"].gather(pieces["_m"]),
+                                 pl.col("_p").str.extract_groups("^" + _AMOUNT).alias("_g")).unnest("_g")
+    pre, num, mult, post = pl.col("pre"), pl.col("num"), pl.col("mult"), pl.col("post")
+    marker = pl.coalesce(pre, post)
+    lucas = mult.is_in(["lucas", "luca", "palos", "palo"])
+    local = pl.col("country").replace_strict(COUNTRY_CURRENCY, default=None, return_dtype=pl.String)
+    text = pl.col("numeric")
+    start = pl.col("_end") - pl.col("_p").str.len_chars()
+    amounts = pieces.lazy().with_columns(
+        mult_factor=mult.replace_strict(_MULTIPLIERS, default=1.0, return_dtype=pl.Float64),
+        currency=(pl.when(marker.is_in(["$", "pesos"]) | lucas)
+                  .then(pl.when(lucas).then(pl.lit("CLP")).otherwise(local))
+                  .when(marker.is_null() & mult.is_in(["millones", "millon", "mm", "mill", "mil"])).then(local)
+                  # "450 millones" names no currency, but in a broker's market it means its pesos.
+                  .otherwise(marker.replace_strict(_CURRENCY_WORDS, default=None, return_dtype=pl.String))),
+        has_unit=marker.is_not_null() | mult.is_not_null(),
+        not_money=mult.is_null() & post.is_null() & text.str.slice(pl.col("_end"), 30).str.contains(_NOT_MONEY_AFTER),
+        start=start,
+        after=text.str.slice(pl.col("_end"), 25),
+        before=_slice_before(text, start, 40),
+    ).with_columns(value=to_number_expr(num) * pl.col("mult_factor")
+    ).filter(~pl.col("not_money") & pl.col("value").is_not_null()).collect()
+    kind: pl.Expr = pl.lit("budget")
+    for name, pattern in reversed(_KIND_BEFORE):
+        kind = pl.when(pl.col("before").str.contains(pattern)).then(pl.lit(name)).otherwise(kind)
+    for name, pattern in reversed(_KIND_AFTER):
+        kind = pl.when(pl.col("after").str.contains(pattern)).then(pl.lit(name)).otherwise(kind)
+    amounts = amounts.lazy().with_columns(kind=kind).collect()
+
+    stated: dict[str, pl.Expr] = {}
+    for name, field in (("down_payment", "down_payment"), ("income", "monthly_income"), ("arrears", "arrears_amount")):
+        keep = (pl.col("kind") == name) & (pl.col("has_unit") | (pl.col("value") >= 100))
+        stated[field] = pl.col("value").filter(keep).last()
+    others = amounts.group_by("_m").agg(**stated)
+
+    budget = _budget(amounts.filter(pl.col("kind") == "budget"))
+    return others.join(budget, on="_m", how="full", coalesce=True)
+
+
+def _between(text: pl.Expr, start: pl.Expr) -> pl.Expr:
+    """Text from the previous amount's end to this one's start (null for a message's first amount)."""
+    previous_end = pl.col("_end").shift(1)
+    return pl.when(pl.col("_m") == pl.col("_m").shift(1)).then(
+        text.str.slice(previous_end.fill_null(0), (start - previous_end).fill_null(0).clip(0)))
+
+
+def _budget(candidates: pl.DataFrame) -> pl.DataFrame:
+    same = pl.col("_m") == pl.col("_m").shift(1)
+    text = pl.col("numeric")
+    # "hasta 600 lucas, máximo 650": a bare correction right after an amount takes its unit.
+    ratio = pl.col("value") * pl.col("mult_factor").shift(1) / pl.col("value").shift(1)
+    corrected = (same & ~pl.col("has_unit") & pl.col("has_unit").shift(1)
+                 & _between(text, pl.col("start")).str.contains(_BUDGET_CUE) & ratio.is_between(0.5, 2))
+    candidates = candidates.lazy().with_columns(
+        value=pl.when(corrected).then(pl.col("value") * pl.col("mult_factor").shift(1)).otherwise(pl.col("value")),
+        currency=pl.when(corrected).then(pl.col("currency").shift(1)).otherwise(pl.col("currency")),
+        has_unit=pl.col("has_unit") | corrected,
+    ).collect()
+    # A bare small number counts as money only as the low end of a range whose high end has a unit.
+    next_same = pl.col("_m") == pl.col("_m").shift(-1)
+    range_next = _between(text, pl.col("start")).str.contains(_RANGE).shift(-1)
+    in_range = next_same & range_next & pl.col("has_unit").shift(-1)
+    kept = candidates.lazy().filter(
+        pl.col("has_unit") | in_range.fill_null(False)
+        | ((pl.col("value") >= 1000) & _slice_before(text, pl.col("start"), 30).str.contains(_BUDGET_CUE)))
+    pair = (same & _between(text, pl.col("start")).str.contains(_RANGE)).fill_null(False)
+    low_value = (pl.when(pl.col("has_unit").shift(1)).then(pl.col("value").shift(1))
+                 .otherwise(pl.col("value").shift(1) * pl.col("mult_factor")))  # "entre 4 y 5 millones"
+    low_currency = pl.coalesce(pl.col("currency").shift(1), pl.col("currency"))
+    high_currency = pl.coalesce(pl.col("currency"), pl.col("currency").shift(1))
+    budget = kept.with_columns(
+        pair=pair, low=low_value, low_currency=low_currency, high_currency=high_currency,
+        minimum=_slice_before(text, pl.col("start"), 14).str.contains(_MIN_CUE),
+    ).collect()
+    per_message = budget.group_by("_m").agg(
+        pl.col("pair").any().alias("has_pair"),
+        pl.col("low").filter(pl.col("pair")).last(),
+        pl.col("value").filter(pl.col("pair")).last().alias("high"),
+        pl.col("high_currency").filter(pl.col("pair")).last(),
+        pl.col("value").last().alias("last"),
+        pl.col("currency").last().alias("last_currency"),
+        pl.col("minimum").last(),
+        pl.col("numeric").first().str.contains(_MONTHLY).alias("monthly"),
+    )
+    return per_message.select(
+        "_m",
+        pl.lit(True).alias("has_budget"),
+        pl.when(pl.col("has_pair")).then(pl.min_horizontal("low", "high"))
+        .when(pl.col("minimum")).then(pl.col("last")).alias("budget_min"),
+        pl.when(pl.col("has_pair")).then(pl.max_horizontal("low", "high"))
+        .when(~pl.col("minimum")).then(pl.col("last")).alias("budget_max"),
+        pl.when(pl.col("has_pair")).then(pl.col("high_currency")).otherwise(pl.col("last_currency"))
+        .alias("budget_currency"),
+        pl.when(pl.col("monthly")).then(pl.lit("month")).alias("budget_period"),
+    )
+
+
+def _no_amounts() -> pl.DataFrame:
+    return pl.DataFrame(schema={
+        "_m": pl.UInt32, "down_payment": pl.Float64, "monthly_income": pl.Float64, "arrears_amount": pl.Float64,
+        "has_budget": pl.Boolean, "budget_min": pl.Float64, "budget_max": pl.Float64, "budget_currency": pl.String,
+        "budget_period": pl.String})
+
+
+# --- places ---------------------------------------------------------------------------------------
+
+def _mentions(messages: pl.DataFrame) -> pl.DataFrame:
+    """Every place named, in order: (_c, _m, _k, place, ruled_out)."""
+    found = []
+    for (country,), part in messages.group_by("country"):
+        names = place_names(country)
+        alternation = "|".join(re.escape(name) for name in sorted(names, key=len, reverse=True))
+        mentions = part.select(
+            "_c", "_m",
+            pl.col("folded").str.extract_all(rf"(?:{_RULED_OUT}|{_NAME_CUE})?\b(?:{alternation})\b").alias("_x"),
+        ).with_columns(_k=pl.int_ranges(0, pl.col("_x").list.len())).explode("_x", "_k").drop_nulls("_x")
+        found.append(mentions.with_columns(
+            place=pl.col("_x").str.replace(f"^(?:{_RULED_OUT}|{_NAME_CUE})", "")
+            .replace_strict(names, default=None, return_dtype=pl.String),
+            ruled_out=pl.col("_x").str.contains(f"^{_RULED_OUT}"),
+            named=pl.col("_x").str.contains(f"^{_NAME_CUE}"),  # "me llamo Santiago": a person, not a place
+        ).filter(~pl.col("named") & pl.col("place").is_not_null()).drop("_x", "named"))
+    return pl.concat(found) if found else pl.DataFrame(schema={"_c": pl.Int64})
+
+
+def _locations(mentions: pl.DataFrame) -> pl.DataFrame:
+    """Named places accumulate in the order first named; "no en X", "ya no X", "descarto X" remove one
+    (a place named again after being ruled out comes back, at the end)."""
+    if mentions.is_empty():
+        return pl.DataFrame(schema={"_c": pl.Int64, "locations": pl.List(pl.String)})
+    ordered = mentions.sort("_m", "_k").with_row_index("_rank")
+    removed = ordered.filter("ruled_out").group_by("_c", "place").agg(pl.col("_rank").max().alias("_cut"))
+    kept = (ordered.filter(~pl.col("ruled_out")).join(removed, on=["_c", "place"], how="left")
+            .filter(pl.col("_cut").is_null() | (pl.col("_rank") > pl.col("_cut")))
+            .group_by("_c", "place").agg(pl.col("_rank").min()))
+    return kept.sort("_rank").group_by("_c", maintain_order=True).agg(pl.col("place").alias("locations"))
+
+
+# --- the qualifier --------------------------------------------------------------------------------
+
+FACT_COLUMNS = ("name", "phone", "email", "operation", "property_type", "bedrooms_min", "budget_min", "budget_max",
+                "budget_currency", "budget_period", "locations", "timeline_months", "financing", "down_payment",
+                "monthly_income", "dicom_status", "arrears_amount", "opted_out", "summary")
+
+
+def _grouped(messages: pl.DataFrame) -> pl.DataFrame:
+    """The messages with each conversation's together and in ``seq`` order (sorted only if they are not)."""
+    conversation, seq = pl.col("conversation"), pl.col("seq")
+    starts = (conversation != conversation.shift(1)).fill_null(True)
+    check = messages.select(runs=starts.sum(), distinct=conversation.n_unique(),
+                            ordered=(starts | (seq >= seq.shift(1))).all())
+    runs, distinct, ordered = check.row(0)
+    if runs == distinct and ordered:
+        return messages
+    return messages.sort("conversation", "seq", maintain_order=True)
+
+
+def qualify_frame(messages: pl.DataFrame) -> pl.DataFrame:
+    """Columns in: conversation (any key), seq (order), role ("lead"/"agent"), text, country (ISO code or null).
+
+    Out, one row per conversation: ``_c`` (its position), conversation, the Qualification fields
+    (``FACT_COLUMNS``) and lead_messages (non-blank lead turns). Conversations come out in input
+    order when each one's messages are together and in order (as ``assemble`` gives them), else
+    sorted by key.
+    """
+    if messages.is_empty():
+        return pl.DataFrame(schema={"_c": pl.Int64, "conversation": messages.schema.get("conversation", pl.Null),
+                                    **QUALIFICATION_SCHEMA, "lead_messages": pl.Int32})
+    messages = _grouped(messages)
+    starts = (pl.col("conversation") != pl.col("conversation").shift(1)).fill_null(True)
+    messages = messages.with_columns(_c=starts.cum_sum().cast(pl.Int64) - 1)
+    conversations = messages.filter(starts).select("_c", "conversation")
+    lead = (messages.filter((pl.col("role") == "lead") & (pl.col("text").str.strip_chars().str.len_chars() > 0))
+            .select("_c", pl.col("text").str.slice(0, MAX_TEXT), pl.col("country").cast(pl.String).str.to_uppercase())
+            .with_row_index("_m"))
+    lead = lead.with_columns(_fold(lead, "text").alias("folded"))
+    gates = lead.with_columns(
+        _name=pl.col("text").str.contains("(?i)" + _NAME_PATTERN),
+        _email=pl.col("folded").str.contains(r"@|arroba|\bat\b"), _phone=pl.col("text").str.contains(_PHONE_GATE),
+    ).with_columns(  # the first name cue, found here; Python only judges it (and looks further if it is no name)
+        _cue=pl.when("_name").then(pl.col("text").str.extract("(?i)(" + _NAME_PATTERN + ")", 1)),
+        _found=pl.when("_name").then(pl.col("text").str.extract("(?i)" + _NAME_PATTERN, 1)),
+    )
+    none = pl.lit(None, pl.String)
+    lead = lead.with_columns(
+        name=_python(gates, "_name", _name, ("text", "_cue", "_found"), none),
+        email=_python(gates, "_email", _email, ("text", "folded"), none),
+        phone=_python(gates, "_phone", _phone, ("text", "country"), none),
+        numeric=_numeric(lead),
+    )
+    per_message = lead.lazy().with_columns(
+        operation=_operation(pl.col("folded")),
+        property_type=_last_cue(pl.col("folded"), _PROPERTY),
+        financing=_first_rule(pl.col("folded"), _FINANCING),
+        dicom_status=_first_rule(pl.col("folded"), _DICOM),
+        opted_out=pl.col("folded").str.contains(_OPT_OUT),
+        bedrooms_min=_bedrooms(pl.col("numeric")),
+        timeline_months=_timeline(pl.col("numeric")),
+        _es=pl.col("folded").str.count_matches(_SPANISH),
+        _en=pl.col("folded").str.count_matches(_ENGLISH),
+    ).collect().join(_amounts(lead), on="_m", how="left", maintain_order="left")
+
+    last = {c: pl.col(c).drop_nulls().last() for c in ("name", "email", "phone", "operation", "property_type",
+                                                       "bedrooms_min", "timeline_months", "financing", "down_payment",
+                                                       "monthly_income", "arrears_amount")}
+    budget = pl.col("has_budget").fill_null(False)
+    debt = pl.col("dicom_status").drop_nulls()
+    facts = per_message.group_by("_c", maintain_order=True).agg(
+        **last,
+        # Owing money does not take a lead out of DICOM; only a statement that they are clean does.
+        dicom_status=pl.when((debt.last() == "has_debt") & (debt.filter(debt != "has_debt").last() == "dirty"))
+        .then(pl.lit("dirty")).otherwise(debt.last()),
+        opted_out=pl.col("opted_out").any(),
+        budget_min=pl.col("budget_min").filter(budget).last(),
+        budget_max=pl.col("budget_max").filter(budget).last(),
+        budget_currency=pl.col("budget_currency").filter(budget).drop_nulls().last(),
+        budget_period=pl.col("budget_period").filter(budget).last(),
+        lead_messages=pl.len(),
+        _spanish=pl.col("_es").sum() >= pl.col("_en").sum(),
+    )
+    facts = facts.join(_locations(_mentions(lead)), on="_c", how="left", maintain_order="left")
+    has_budget = pl.col("budget_min").is_not_null() | pl.col("budget_max").is_not_null()
+    facts = facts.with_columns(
+        # nobody takes a mortgage or a housing subsidy to rent
+        operation=pl.when(pl.col("operation").is_null()
+                          & pl.col("financing").is_in(["mortgage_preapproved", "mortgage_needed", "subsidy"]))
+        .then(pl.lit("buy")).otherwise(pl.col("operation")),
+        locations=pl.col("locations").fill_null(pl.lit([], pl.List(pl.String))),
+    ).with_columns(
+        budget_period=pl.when(pl.col("budget_period").is_not_null()).then(pl.col("budget_period"))
+        .when((pl.col("operation") == "rent") & pl.col("budget_max").is_not_null()).then(pl.lit("month"))
+        .when(has_budget).then(pl.lit("total")),
+    )
+    facts = facts.lazy().with_columns(summary=summary_expr(pl.col("_spanish"))).collect()
+    out = conversations.join(facts, on="_c", how="left", maintain_order="left")
+    return out.with_columns(
+        opted_out=pl.col("opted_out").fill_null(False),
+        locations=pl.col("locations").fill_null(pl.lit([], pl.List(pl.String))),
+        lead_messages=pl.col("lead_messages").fill_null(0).cast(pl.Int32),
+    ).select("_c", "conversation", *FACT_COLUMNS, "lead_messages")
+
+
+_SPANISH = (r"\b(?:hola|busco|quiero|tengo|para|con|dormitorios?|presupuesto|gracias|depto|casa|arriendo|comprar|el|la"
+            r"|los|las|de|en|que|mi|me|mas|llamen|escriban|baja|si|soy|estoy|buenas?)\b")
+_ENGLISH = (r"\b(?:the|i|i'm|want|to|my|is|and|looking|for|hi|hello|please|bedrooms?|budget|we|need|call"
+            r"|stop)\b")
+
+
+def messages_frame(conversations: Sequence[tuple[Any, Sequence[Turn], str | None]]) -> pl.DataFrame:
+    """(key, turns, country) per conversation → the frame ``qualify_frame`` reads, in the same order.
+
+    A conversation without turns gets one empty agent turn, so it still comes out (with no facts).
+    """
+    rows: list[tuple[Any, int, str, str, str | None]] = []
+    for key, turns, country in conversations:
+        rows.extend((key, seq, turn.role, turn.text, country) for seq, turn in enumerate(turns))
+        if not turns:
+            rows.append((key, 0, "agent", "", country))
+    return pl.DataFrame(rows, schema=["conversation", "seq", "role", "text", "country"], orient="row",
+                        schema_overrides={"seq": pl.Int64, "role": pl.String, "text": pl.String, "country": pl.String})
+
+
+def qualifications(rows: pl.DataFrame) -> list[Qualification]:
+    return [Qualification(**{k: row[k] for k in FACT_COLUMNS}) for row in rows.iter_rows(named=True)]
 
 
 def qualify(turns: Sequence[Turn], country: str | None = None) -> Qualification:
-    """Read the lead's turns in order; later statements replace earlier ones."""
-    country = country.upper() if country else None
-    facts: dict[str, Any] = {"locations": []}
-    for turn in turns:
-        if turn.role != "lead" or not turn.text or not turn.text.strip():
-            continue
-        text = turn.text[:20_000]  # a pasted novel is not a lead; its first pages are enough
-        folded = fold(text)
-        numeric = words_to_numbers(_mask_contacts(folded, country))
-        for key, value in (("name", _name(text)), ("email", _email(text, folded)), ("phone", _phone(text, country)),
-                           ("operation", _operation(folded)),
-                           ("property_type", _last_match(_PROPERTY_ALT, folded)), ("bedrooms_min", _bedrooms(numeric)),
-                           ("timeline_months", _timeline(numeric)), ("financing", _first_match(_FINANCING_RE, folded))):
-            if value is not None:
-                facts[key] = value
-        dicom = _first_match(_DICOM_RE, folded)
-        # Owing money does not take a lead out of DICOM; only a statement that they are clean does.
-        if dicom is not None and not (facts.get("dicom_status") == "dirty" and dicom == "has_debt"):
-            facts["dicom_status"] = dicom
-        if _OPT_OUT_RE.search(folded):
-            facts["opted_out"] = True
-        facts["locations"] = _locations(facts["locations"], folded, country, facts.get("name"))
-        _read_amounts(facts, numeric, country)
-    if facts.get("operation") is None and facts.get("financing") in ("mortgage_preapproved", "mortgage_needed",
-                                                                     "subsidy"):
-        facts["operation"] = "buy"  # nobody takes a mortgage or a housing subsidy to rent
-    if facts.get("operation") == "rent" and facts.get("budget_max") is not None and not facts.get("budget_period"):
-        facts["budget_period"] = "month"
-    if (facts.get("budget_min") is not None or facts.get("budget_max") is not None) and not facts.get("budget_period"):
-        facts["budget_period"] = "total"
-    facts["summary"] = summarize(facts, turns)
-    return Qualification(**facts)
-
-
-def _read_amounts(facts: dict[str, Any], text: str, country: str | None) -> None:
-    amounts = _classify(_amounts(text, country), text)
-    candidates = [a for a in amounts if a.kind == "budget"]
-    for previous, amount in itertools.pairwise(candidates):
-        # "hasta 600 lucas, máximo 650": a bare correction right after an amount takes its unit.
-        if not amount.has_unit and previous.has_unit and _BUDGET_CUE.search(text[previous.end:amount.start]):
-            unit = _unit_of(previous, text)
-            if 0.5 <= amount.value * unit / previous.value <= 2:
-                amount.value *= unit
-                amount.currency, amount.has_unit = previous.currency, True
-    # A bare small number counts as money only as the low end of a range whose high end has a unit.
-    in_range = {id(a) for a, b in itertools.pairwise(candidates)
-                if _RANGE.match(text[a.end:b.start]) and b.has_unit}
-    budget = [a for a in candidates if a.has_unit or id(a) in in_range
-              or (a.value >= 1000 and _BUDGET_CUE.search(text[max(0, a.start - 30):a.start]))]
-    for kind, field in (("down_payment", "down_payment"), ("income", "monthly_income"), ("arrears", "arrears_amount")):
-        stated = [a for a in amounts if a.kind == kind and (a.has_unit or a.value >= 100)]
-        if stated:
-            facts[field] = stated[-1].value
-    if not budget:
-        return
-    low: _Amount | None = None
-    high: _Amount | None = None
-    for first, second in itertools.pairwise(budget):
-        if _RANGE.match(text[first.end:second.start]):
-            low, high = first, second
-    if high is not None and low is not None:
-        if not low.has_unit:
-            low.value *= _unit_of(high, text)  # "entre 4 y 5 millones": the unit is written once
-        low.currency = low.currency or high.currency
-        high.currency = high.currency or low.currency
-        facts["budget_min"], facts["budget_max"] = min(low.value, high.value), max(low.value, high.value)
-        currency = high.currency
-    else:
-        last = budget[-1]
-        if _MIN_CUE.search(text[max(0, last.start - 14):last.start]):
-            facts["budget_min"], facts["budget_max"] = last.value, None
-        else:
-            facts["budget_min"], facts["budget_max"] = None, last.value
-        currency = last.currency
-    if currency is not None or not facts.get("budget_currency"):
-        facts["budget_currency"] = currency
-    facts["budget_period"] = "month" if _MONTHLY.search(text) else None
-
-
-def _unit_of(amount: _Amount, text: str) -> float:
-    """The multiplier written with an amount ("5 millones" → 1e6), to carry it to the low end of a range."""
-    m = _AMOUNT.match(text, amount.start)
-    mult = (m.group("mult") or "").strip() if m else ""
-    return _MULTIPLIERS.get(mult, 1.0)
-
-
-# --- summary ----------------------------------------------------------------------------------
-
-_SPANISH = re.compile(r"\b(?:hola|busco|quiero|tengo|para|con|dormitorios?|presupuesto|gracias|depto|casa|arriendo"
-                      r"|comprar|el|la|los|las|de|en|que|mi|me|mas|llamen|escriban|baja|si|soy|estoy|buenas?)\b")
-_ENGLISH = re.compile(r"\b(?:the|i|i'm|want|to|my|is|and|looking|for|hi|hello|please|bedrooms?|budget|we|need"
-                      r"|call|stop)\b")
-_PHRASES: dict[str, dict[str, Any]] = {
-    "es": {
-        "operation": {"buy": "comprar", "rent": "arrendar", "sell": "vender", "invest": "invertir en"},
-        "type": {"apartment": "departamento", "house": "casa", "land": "terreno", "office": "oficina",
-                 "commercial": "local comercial"},
-        "financing": {"cash": "pago al contado", "mortgage_preapproved": "crédito preaprobado",
-                      "mortgage_needed": "necesita crédito", "subsidy": "con subsidio"},
-        "head": lambda op, kind, p: f"Busca {p['operation'][op] + ' ' if op else ''}{p['type'].get(kind, 'propiedad')}",
-        "bedrooms": "{}+ dormitorios", "places": "en {}", "max": "hasta {}", "min": "desde {}",
-        "timeline": "plazo {} meses", "dicom_dirty": "en DICOM", "opted_out": "pidió no ser contactado",
-    },
-    "en": {
-        "operation": {"buy": "buy", "rent": "rent", "sell": "sell", "invest": "invest in"},
-        "type": {"apartment": "apartment", "house": "house", "land": "land", "office": "office",
-                 "commercial": "commercial property"},
-        "financing": {"cash": "cash", "mortgage_preapproved": "mortgage preapproved",
-                      "mortgage_needed": "needs a mortgage", "subsidy": "with a housing subsidy"},
-        "head": lambda op, kind, p: (f"Wants to {p['operation'][op] if op else 'find'} "
-                                     f"{'an' if p['type'].get(kind, 'property')[0] in 'aeiou' else 'a'} "
-                                     f"{p['type'].get(kind, 'property')}"),
-        "bedrooms": "{}+ bedrooms", "places": "in {}", "max": "up to {}", "min": "from {}",
-        "timeline": "timeline {} months", "dicom_dirty": "in DICOM", "opted_out": "asked not to be contacted",
-    },
-}
-
-
-def _money(value: float, currency: str | None, spanish: bool) -> str:
-    text = f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
-    if spanish:  # 5.200,5 UF
-        text = text.replace(",", "_").replace(".", ",").replace("_", ".")
-    return f"{text} {currency}" if currency else text
-
-
-def summarize(facts: dict[str, Any], turns: Sequence[Turn]) -> str | None:
-    """One sentence, in the lead's language, from the facts only (never from free text)."""
-    lead_text = fold(" ".join(t.text for t in turns if t.role == "lead"))
-    spanish = len(_SPANISH.findall(lead_text)) >= len(_ENGLISH.findall(lead_text))
-    p = _PHRASES["es" if spanish else "en"]
-    op, kind = facts.get("operation"), facts.get("property_type")
-    parts: list[str] = []
-    if op or kind:
-        parts.append(p["head"](op, kind, p))
-    if facts.get("bedrooms_min") is not None:
-        parts.append(p["bedrooms"].format(facts["bedrooms_min"]))
-    if facts.get("locations"):
-        parts.append(p["places"].format(", ".join(place.title() for place in facts["locations"])))
-    if facts.get("budget_max") is not None:
-        parts.append(p["max"].format(_money(facts["budget_max"], facts.get("budget_currency"), spanish)))
-    elif facts.get("budget_min") is not None:
-        parts.append(p["min"].format(_money(facts["budget_min"], facts.get("budget_currency"), spanish)))
-    if facts.get("financing"):
-        parts.append(p["financing"][facts["financing"]])
-    if facts.get("timeline_months") is not None:
-        parts.append(p["timeline"].format(facts["timeline_months"]))
-    if facts.get("dicom_status") == "dirty":
-        parts.append(p["dicom_dirty"])
-    if facts.get("opted_out"):
-        parts.append(p["opted_out"])
-    if not parts:
-        return None
-    sentence = ", ".join(parts) + "."
-    return sentence[0].upper() + sentence[1:]
+    """One conversation (a convenience for the LLM fallback and tests; bulk work uses ``qualify_frame``)."""
+    return qualifications(qualify_frame(messages_frame([(0, turns, country)])))[0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 QUALIFICATION_VERSION = 1
@@ -51,3 +52,13 @@ CONTRACT_KEYS = (
     "budget_currency", "budget_period", "locations", "timeline_months", "financing", "down_payment",
     "monthly_income", "dicom_status", "arrears_amount", "opted_out", "summary", "score", "temperature",
 )
+
+# The schema's fields as polars columns (what the vectorised qualifier and scorer read and write).
+QUALIFICATION_SCHEMA: dict[str, pl.DataType] = {
+    "name": pl.String(), "phone": pl.String(), "email": pl.String(), "operation": pl.String(),
+    "property_type": pl.String(), "bedrooms_min": pl.Int64(), "budget_min": pl.Float64(), "budget_max": pl.Float64(),
+    "budget_currency": pl.String(), "budget_period": pl.String(), "locations": pl.List(pl.String()),
+    "timeline_months": pl.Int64(), "financing": pl.String(), "down_payment": pl.Float64(),
+    "monthly_income": pl.Float64(), "dicom_status": pl.String(), "arrears_amount": pl.Float64(),
+    "opted_out": pl.Boolean(), "summary": pl.String(),
+}

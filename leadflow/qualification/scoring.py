@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from leadflow.qualification.schema import Qualification
+import polars as pl
+
+from leadflow.qualification.schema import QUALIFICATION_SCHEMA, Qualification
 
 Temperature = Literal["cold", "warm", "hot"]
 
@@ -75,57 +77,127 @@ class Score:
     reasons: tuple[str, ...] = ()
 
 
-def score(q: Qualification, engagement: Engagement | None = None, config: ScoringConfig | None = None) -> Score:
+COMPONENTS = ("operation", "property_type", "bedrooms", "budget", "location", "financing", "down_payment", "income",
+              "dicom_clean", "timeline", "name", "phone", "email", "engagement", "fast_replies", "opted_out",
+              "dicom_dirty", "has_debt", "inactive", "invalid_phone")
+
+
+def _first(value: pl.Expr, steps: tuple[tuple[int, int], ...], compare: str) -> pl.Expr:
+    """Points of the first (limit, points) step the value reaches (``<=`` or ``>=`` the limit), else 0."""
+    expr: pl.Expr = pl.lit(0)
+    for limit, points in reversed(steps):
+        hit = value <= limit if compare == "<=" else value >= limit
+        expr = pl.when(hit).then(pl.lit(points)).otherwise(expr)
+    return expr
+
+
+def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None) -> pl.DataFrame:
+    """Score every row of a frame of qualifications (the schema's columns).
+
+    Optional engagement columns: lead_messages, median_reply_minutes, days_since_last_message,
+    phone_given_but_invalid. Adds score, temperature, financing_ready, reasons (list) and one
+    ``points_<component>`` column per ``COMPONENTS`` entry plus ``points_search_ready``.
+    """
     c = config or ScoringConfig()
-    e = engagement or Engagement()
-    points: dict[str, int] = {}
-    reasons: list[str] = []
+    col = pl.col
 
-    def add(name: str, value: int, when: bool = True) -> None:
-        if when and value:
-            points[name] = value
+    def optional(name: str, dtype: pl.DataType, default: object) -> pl.Expr:
+        return col(name).cast(dtype) if name in frame.columns else pl.lit(default, dtype)
 
-    add("operation", c.operation, q.operation is not None)
-    add("property_type", c.property_type, q.property_type is not None)
-    add("bedrooms", c.bedrooms, q.bedrooms_min is not None)
-    has_budget = q.budget_max is not None or q.budget_min is not None
-    add("budget", c.budget, has_budget)
-    add("location", c.location, bool(q.locations))
+    lead_messages = optional("lead_messages", pl.Int64(), 0).fill_null(0)
+    reply = optional("median_reply_minutes", pl.Float64(), None)
+    idle = optional("days_since_last_message", pl.Float64(), None)
+    invalid_phone = optional("phone_given_but_invalid", pl.Boolean(), False).fill_null(False)
+    has_budget = col("budget_max").is_not_null() | col("budget_min").is_not_null()
+    has_location = col("locations").list.len().fill_null(0) > 0
+    opted_out = col("opted_out").fill_null(False)
+    dirty = (col("dicom_status") == "dirty").fill_null(False)
+    over_arrears = (col("arrears_amount") > c.max_arrears).fill_null(False)
+    blocked = dirty | over_arrears
+    financing_points = col("financing").replace_strict(c.financing, default=0, return_dtype=pl.Int64)
 
-    blocked = q.dicom_status == "dirty" or (q.arrears_amount is not None and q.arrears_amount > c.max_arrears)
-    if blocked:
-        reasons.append("dicom_dirty" if q.dicom_status == "dirty" else f"arrears {q.arrears_amount:g} above "
-                                                                       f"{c.max_arrears:g}")
-    financing_ready = q.financing in ("cash", "mortgage_preapproved") and not blocked
-    if q.financing and not (blocked and q.financing != "cash"):
-        add("financing", c.financing.get(q.financing, 0))
-    add("down_payment", c.down_payment, q.down_payment is not None)
-    add("income", c.income, q.monthly_income is not None)
-    add("dicom_clean", c.dicom_clean, q.dicom_status == "clean")
-    if q.timeline_months is not None:
-        add("timeline", next((p for months, p in c.timeline if q.timeline_months <= months), 0))
-    add("name", c.name, q.name is not None)
-    add("phone", c.phone, q.phone is not None)
-    add("email", c.email, q.email is not None)
-    add("engagement", next((p for n, p in c.engagement if e.lead_messages >= n), 0))
-    add("fast_replies", c.fast_reply_bonus,
-        e.median_reply_minutes is not None and e.median_reply_minutes <= c.fast_reply_minutes)
+    def points(value: int, when: pl.Expr) -> pl.Expr:
+        return pl.when(when.fill_null(False)).then(pl.lit(value)).otherwise(pl.lit(0))
 
-    add("opted_out", c.opted_out, q.opted_out)
-    add("dicom_dirty", c.dicom_dirty, q.dicom_status == "dirty")
-    add("has_debt", c.has_debt, q.dicom_status == "has_debt")
-    add("inactive", c.inactive, e.days_since_last_message is not None and e.days_since_last_message > c.inactive_days)
-    add("invalid_phone", c.invalid_phone, e.phone_given_but_invalid)
-
-    total = max(0, min(100, sum(points.values())))
+    components = {
+        "operation": points(c.operation, col("operation").is_not_null()),
+        "property_type": points(c.property_type, col("property_type").is_not_null()),
+        "bedrooms": points(c.bedrooms, col("bedrooms_min").is_not_null()),
+        "budget": points(c.budget, has_budget),
+        "location": points(c.location, has_location),
+        "financing": pl.when(col("financing").is_not_null() & ~(blocked & (col("financing") != "cash")))
+        .then(financing_points).otherwise(pl.lit(0)),
+        "down_payment": points(c.down_payment, col("down_payment").is_not_null()),
+        "income": points(c.income, col("monthly_income").is_not_null()),
+        "dicom_clean": points(c.dicom_clean, col("dicom_status") == "clean"),
+        "timeline": pl.when(col("timeline_months").is_not_null())
+        .then(_first(col("timeline_months"), c.timeline, "<=")).otherwise(pl.lit(0)),
+        "name": points(c.name, col("name").is_not_null()),
+        "phone": points(c.phone, col("phone").is_not_null()),
+        "email": points(c.email, col("email").is_not_null()),
+        "engagement": _first(lead_messages, c.engagement, ">="),
+        "fast_replies": points(c.fast_reply_bonus, reply <= c.fast_reply_minutes),
+        "opted_out": points(c.opted_out, opted_out),
+        "dicom_dirty": points(c.dicom_dirty, dirty),
+        "has_debt": points(c.has_debt, col("dicom_status") == "has_debt"),
+        "inactive": points(c.inactive, idle > c.inactive_days),
+        "invalid_phone": points(c.invalid_phone, invalid_phone),
+    }
+    financing_ready = col("financing").is_in(["cash", "mortgage_preapproved"]).fill_null(False) & ~blocked
     # Property-search readiness: clear on what, where and how much, and either soon or able to pay.
-    search_ready = (q.operation is not None and has_budget and bool(q.locations)
-                    and ((q.timeline_months is not None and q.timeline_months <= 3) or financing_ready)
-                    and not q.opted_out and not blocked)
-    if search_ready and total < c.hot:
-        points["search_ready"] = c.hot - total
-        total = c.hot
-    temperature: Temperature = "hot" if total >= c.hot else "warm" if total >= c.warm else "cold"
-    if q.opted_out:
-        temperature = "cold"  # never pursued, whatever else they said
-    return Score(total, temperature, points, financing_ready, tuple(reasons))
+    search_ready = (col("operation").is_not_null() & has_budget & has_location
+                    & ((col("timeline_months") <= 3).fill_null(False) | financing_ready) & ~opted_out & ~blocked)
+    total = pl.sum_horizontal(*(col(f"points_{name}") for name in COMPONENTS)).clip(0, 100)
+    scored = frame.lazy().with_columns(
+        **{f"points_{name}": expr.cast(pl.Int64) for name, expr in components.items()},
+        financing_ready=financing_ready,
+        _search_ready=search_ready,
+        reasons=pl.concat_list(
+            pl.when(dirty).then(pl.lit("dicom_dirty"))
+            .when(over_arrears).then(pl.lit("arrears ") + _g(col("arrears_amount")) + pl.lit(" above ")
+                                     + pl.lit(_plain(c.max_arrears)))).list.drop_nulls(),
+    ).with_columns(_total=total).with_columns(
+        points_search_ready=pl.when(col("_search_ready") & (col("_total") < c.hot))
+        .then(pl.lit(c.hot) - col("_total")).otherwise(pl.lit(0)).cast(pl.Int64),
+    ).with_columns(score=(col("_total") + col("points_search_ready")).cast(pl.Int32)).with_columns(
+        temperature=pl.when(opted_out).then(pl.lit("cold"))  # never pursued, whatever else they said
+        .when(col("score") >= c.hot).then(pl.lit("hot"))
+        .when(col("score") >= c.warm).then(pl.lit("warm")).otherwise(pl.lit("cold")),
+    ).drop("_total", "_search_ready")
+    return scored.collect()
+
+
+def _g(value: pl.Expr) -> pl.Expr:
+    """Python's ``format(x, "g")`` for the amounts we print: whole numbers without ".0"."""
+    return pl.when(value == value.floor()).then(value.cast(pl.Int64).cast(pl.String)).otherwise(value.cast(pl.String))
+
+
+def _plain(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def breakdown(row: dict[str, object]) -> dict[str, int]:
+    """The non-zero points of one scored row, by component (what the lead's score is made of)."""
+    out = {}
+    for name in (*COMPONENTS, "search_ready"):
+        value = row.get(f"points_{name}")
+        if isinstance(value, int) and value:
+            out[name] = value
+    return out
+
+
+def score(q: Qualification, engagement: Engagement | None = None, config: ScoringConfig | None = None) -> Score:
+    """One lead's score (a convenience; bulk scoring uses ``score_frame``)."""
+    e = engagement or Engagement()
+    row = {**q.model_dump(), "lead_messages": e.lead_messages, "median_reply_minutes": e.median_reply_minutes,
+           "days_since_last_message": e.days_since_last_message,
+           "phone_given_but_invalid": e.phone_given_but_invalid}
+    frame = pl.DataFrame([row], schema_overrides=QUALIFICATION_SCHEMA | ENGAGEMENT_SCHEMA)
+    out = score_frame(frame, config).row(0, named=True)
+    return Score(out["score"], out["temperature"], breakdown(out), out["financing_ready"], tuple(out["reasons"]))
+
+
+ENGAGEMENT_SCHEMA: dict[str, pl.DataType] = {
+    "lead_messages": pl.Int64(), "median_reply_minutes": pl.Float64(), "days_since_last_message": pl.Float64(),
+    "phone_given_but_invalid": pl.Boolean(),
+}
