@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
 import pytest
 
+from leadflow.qualification import rules
 from leadflow.qualification.rules import Turn, qualify
-from tests.qualification_eval import evaluate
+from tests.qualification_eval import evaluate, load
 
 
 def facts(*texts: str, country: str | None = "CL") -> dict[str, Any]:
     return qualify([Turn("lead", t) for t in texts], country).model_dump()
 
 
-@pytest.mark.parametrize(("text", "country", "expected"), [
+PHRASES: list[tuple[str, str, dict[str, Any]]] = [
     ("busco depto en Ñuñoa", "CL", {"property_type": "apartment"}),
     ("busco dpto", "CL", {"property_type": "apartment"}),
     ("2d2b con estacionamiento", "CL", {"bedrooms_min": 2}),
@@ -43,7 +45,10 @@ def facts(*texts: str, country: str | None = "CL") -> dict[str, Any]:
     ("estoy en DICOM", "CL", {"dicom_status": "dirty"}),
     ("no me escriban más", "CL", {"opted_out": True}),
     ("no llamar", "MX", {"opted_out": True}),
-])
+]
+
+
+@pytest.mark.parametrize(("text", "country", "expected"), PHRASES)
 def test_phrases_as_leads_write_them(text: str, country: str, expected: dict[str, Any]) -> None:
     result = facts(text, country=country)
     assert {key: result[key] for key in expected} == expected
@@ -93,3 +98,49 @@ def test_field_accuracy_on_the_labelled_set() -> None:
     accuracy, misses = evaluate()
     assert min(accuracy.values()) >= 0.9, misses
     assert sum(accuracy.values()) / len(accuracy) >= 0.97, misses
+
+
+def _corpus() -> list[str]:
+    """Every lead text we have: the labelled set, the phrases above and a generated demo stream."""
+    from bench.qualification import conversations
+
+    texts = [m["text"] for case in load() for m in case["messages"]]
+    texts += [t for c in conversations(3_000) for t in (m["text"] for m in c["messages"])]
+    texts += [p[0] for p in PHRASES]
+    return texts
+
+
+def test_each_cheap_gate_lets_through_every_text_its_patterns_match() -> None:
+    lead = pl.DataFrame({"text": _corpus(), "country": "CL"}).with_row_index("_m")
+    lead = lead.with_columns(rules._fold(lead, "text").alias("folded"))
+    lead = lead.with_columns(rules._numeric(lead).alias("numeric"))
+    for family, (gate, column, patterns) in rules.GATES.items():
+        text = pl.col(column)
+        hidden = lead.filter(pl.any_horizontal(*(text.str.contains(p) for p in patterns)) & ~text.str.contains(gate))
+        matched = lead.filter(pl.any_horizontal(*(text.str.contains(p) for p in patterns))).height
+        assert matched > 0, f"{family}: the corpus never exercises these patterns"
+        assert hidden.is_empty(), f"{family}: the gate hides {hidden[column].head(3).to_list()}"
+
+
+def test_reading_in_chunks_on_threads_equals_one_pass() -> None:
+    from bench.qualification import _frame, conversations
+
+    frame = _frame(conversations(2_000), 5_000)
+    whole = rules.qualify_frame(frame)
+    chunked = rules.qualify_frame(frame, chunk_rows=4_000)
+    assert whole.height == 5_000 and whole.equals(chunked)
+
+
+def test_messages_of_a_conversation_need_not_be_together() -> None:
+    frame = pl.DataFrame({"conversation": ["a", "b", "a", "b"], "seq": [0, 0, 1, 1], "role": ["lead"] * 4,
+                          "text": ["busco depto en Ñuñoa", "hola", "hasta 5.000 UF", "quiero arrendar"],
+                          "country": ["CL"] * 4})
+    out = {row["conversation"]: row for row in rules.qualify_frame(frame).iter_rows(named=True)}
+    assert (out["a"]["property_type"], out["a"]["budget_max"], out["a"]["locations"]) == ("apartment", 5000, ["ñuñoa"])
+    assert (out["b"]["operation"], out["b"]["budget_max"]) == ("rent", None)
+
+
+def test_no_messages_gives_no_rows() -> None:
+    empty = pl.DataFrame(schema={"conversation": pl.Int64, "seq": pl.Int64, "role": pl.String, "text": pl.String,
+                                 "country": pl.String})
+    assert rules.qualify_frame(empty).is_empty()

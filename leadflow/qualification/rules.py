@@ -10,8 +10,11 @@ stays null. Pure: no I/O, no clock, deterministic.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,7 +24,7 @@ from leadflow.phones import to_e164
 from leadflow.qualification.numbers import WORD_VALUES, fold, words_to_numbers
 from leadflow.qualification.places import find_places, place_names
 from leadflow.qualification.schema import QUALIFICATION_SCHEMA, Qualification
-from leadflow.qualification.summary import summary_expr
+from leadflow.qualification.summary import with_summary
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,31 @@ def _python(frame: pl.DataFrame, gate: str, function: Callable[..., Any], inputs
 
 # --- vectorised readings --------------------------------------------------------------------------
 
+# Cheap literal scans: every text a family's patterns can match contains one of these words, so
+# the costly patterns run only on the messages that do (checked against the patterns by the tests).
+_OPERATION_GATE = ("invert|inversion|rentab|invest|buy|vend|sell|tasa|arrend|arriendo|alquil|rent|lease|compr|adquirir"
+                   "|purchas")
+_PROPERTY_GATE = ("local|bodega|galpon|commercial|retail|warehouse|oficina|office|terreno|parcela|lote|sitio|land|plot"
+                  "|casa|chalet|house|depto|dpto|departamento|depa|apartamento|monoambiente|piso|apartment|flat"
+                  "|condo|studio")
+_FINANCING_GATE = ("contado|cash|efectivo|credit|recursos propios|pago total|aprobad|approved|hipotecario"
+                   "|financiamiento|subsid|ds|mortgage|infonavit|fovissste|loan")
+_DICOM_GATE = "dicom|buro|veraz|deud|debo|debt|owe|moros|credit|no se si|historial"
+# on the numeric text, where "2d2b" reads "2 d 2 b"
+_BEDROOM_GATE = "dorm|habitac|recamar|pieza|cuarto|bed|br|bd|ambiente|studio| d "
+_TIMELINE_GATE = "mes|month|semana|week|año|year|antes|urgente|inmediat|mismo|asap|right away|immediately"
+
+
+def _gated(frame: pl.DataFrame, column: str, gate: str, **exprs: pl.Expr) -> list[pl.Series]:
+    """``exprs`` evaluated only on the rows whose ``column`` matches ``gate``, null elsewhere: one cheap
+    scan spares the costly patterns the many messages that cannot match them."""
+    where = frame[column].str.contains(gate).fill_null(False).arg_true()
+    inputs = sorted({name for expr in exprs.values() for name in expr.meta.root_names()})
+    values = frame.select(inputs)[where].lazy().select(**exprs).collect()
+    return [pl.repeat(None, frame.height, dtype=values[name].dtype, eager=True).alias(name).scatter(where, values[name])
+            for name in exprs]
+
+
 _ACCENTS = {"á": "a", "é": "e", "í": "i", "ó": "o", "ú": "u", "ü": "u", "à": "a", "è": "e", "ì": "i", "ò": "o",
             "ù": "u", "â": "a", "ê": "e", "î": "i", "ô": "o", "û": "u", "ä": "a", "ë": "e", "ï": "i", "ö": "o",
             "ç": "c"}
@@ -336,10 +364,12 @@ def _amounts(messages: pl.DataFrame) -> pl.DataFrame:
     with_digits = messages.filter(pl.col("numeric").str.contains(r"\d")).select("_m", "numeric")
     pieces = with_digits.lazy().select(
         "_m", _p=pl.col("numeric").str.replace_all(_AMOUNT, "\x00${0}\x00").str.split("\x00"),
-    ).with_columns(
-        _end=pl.col("_p").list.eval(pl.element().str.len_chars().cast(pl.Int64).cum_sum()),
-        _i=pl.int_ranges(0, pl.col("_p").list.len()),
-    ).explode("_p", "_end", "_i").filter(pl.col("_i") % 2 == 1).collect()
+    ).with_columns(_i=pl.int_ranges(0, pl.col("_p").list.len())).explode("_p", "_i").with_columns(
+        _end=pl.col("_p").str.len_chars().cast(pl.Int64).cum_sum(),
+    ).with_columns(  # offsets within the message: the running length minus where the message began
+        _end=pl.col("_end") - pl.when(pl.col("_i") == 0).then(pl.col("_end") - pl.col("_p").str.len_chars())
+        .forward_fill(),
+    ).filter(pl.col("_i") % 2 == 1).collect()
     if pieces.is_empty():
         return _no_amounts()
     # Message text and country by row position (``_m`` is the row index of ``messages``).
@@ -500,14 +530,44 @@ def _grouped(messages: pl.DataFrame) -> pl.DataFrame:
     return messages.sort("conversation", "seq", maintain_order=True)
 
 
-def qualify_frame(messages: pl.DataFrame) -> pl.DataFrame:
+# family → (gate, the text it scans, the patterns it stands for); the tests hold every gate to its patterns
+GATES = {
+    "operation": (_OPERATION_GATE, "folded", [p for _, p in _OPERATION]),
+    "property_type": (_PROPERTY_GATE, "folded", [p for _, p in _PROPERTY]),
+    "financing": (_FINANCING_GATE, "folded", [p for _, p in _FINANCING]),
+    "dicom_status": (_DICOM_GATE, "folded", [p for _, p in _DICOM]),
+    "bedrooms_min": (_BEDROOM_GATE, "numeric", [_BEDROOM_RANGE, _BEDROOM_SHORT, _BEDROOM_COUNT, _AMBIENTES, _STUDIO]),
+    "timeline_months": (_TIMELINE_GATE, "numeric", [_NOW, _NEXT_MONTH, _NEXT_YEAR, _IN_PERIOD]),
+}
+CHUNK_ROWS = 1_000_000
+
+
+def qualify_frame(messages: pl.DataFrame, chunk_rows: int = CHUNK_ROWS) -> pl.DataFrame:
     """Columns in: conversation (any key), seq (order), role ("lead"/"agent"), text, country (ISO code or null).
 
     Out, one row per conversation: ``_c`` (its position), conversation, the Qualification fields
     (``FACT_COLUMNS``) and lead_messages (non-blank lead turns). Conversations come out in input
     order when each one's messages are together and in order (as ``assemble`` gives them), else
-    sorted by key.
+    sorted by key. Large inputs are cut at conversation boundaries into chunks of about
+    ``chunk_rows`` messages, read on one thread per core (polars releases the GIL, so the Python
+    parts of one chunk overlap the Rust parts of another).
     """
+    if messages.height <= chunk_rows:
+        return _qualify_chunk(messages)
+    messages = _grouped(messages)
+    starts = messages.select((pl.col("conversation") != pl.col("conversation").shift(1)).fill_null(True)
+                             .arg_true())["conversation"]
+    wanted = pl.Series(range(chunk_rows, messages.height, chunk_rows))
+    nearest = starts.gather(starts.search_sorted(wanted).clip(0, starts.len() - 1))  # a conversation's first row
+    cuts = sorted({0, *nearest.to_list(), messages.height})
+    chunks = [messages.slice(a, b - a) for a, b in itertools.pairwise(cuts) if b > a]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        parts = list(pool.map(_qualify_chunk, chunks))
+    offsets = itertools.accumulate((part.height for part in parts[:-1]), initial=0)
+    return pl.concat([part.with_columns(pl.col("_c") + offset) for part, offset in zip(parts, offsets, strict=True)])
+
+
+def _qualify_chunk(messages: pl.DataFrame) -> pl.DataFrame:
     if messages.is_empty():
         return pl.DataFrame(schema={"_c": pl.Int64, "conversation": messages.schema.get("conversation", pl.Null),
                                     **QUALIFICATION_SCHEMA, "lead_messages": pl.Int32})
@@ -533,16 +593,18 @@ def qualify_frame(messages: pl.DataFrame) -> pl.DataFrame:
         phone=_python(gates, "_phone", _phone, ("text", "country"), none),
         numeric=_numeric(lead),
     )
-    per_message = lead.lazy().with_columns(
-        operation=_operation(pl.col("folded")),
-        property_type=_last_cue(pl.col("folded"), _PROPERTY),
-        financing=_first_rule(pl.col("folded"), _FINANCING),
-        dicom_status=_first_rule(pl.col("folded"), _DICOM),
-        opted_out=pl.col("folded").str.contains(_OPT_OUT),
-        bedrooms_min=_bedrooms(pl.col("numeric")),
-        timeline_months=_timeline(pl.col("numeric")),
-        _es=pl.col("folded").str.count_matches(_SPANISH),
-        _en=pl.col("folded").str.count_matches(_ENGLISH),
+    folded, numeric = pl.col("folded"), pl.col("numeric")
+    per_message = lead.with_columns(
+        *_gated(lead, "folded", _OPERATION_GATE, operation=_operation(folded)),
+        *_gated(lead, "folded", _PROPERTY_GATE, property_type=_last_cue(folded, _PROPERTY)),
+        *_gated(lead, "folded", _FINANCING_GATE, financing=_first_rule(folded, _FINANCING)),
+        *_gated(lead, "folded", _DICOM_GATE, dicom_status=_first_rule(folded, _DICOM)),
+        *_gated(lead, "numeric", _BEDROOM_GATE, bedrooms_min=_bedrooms(numeric)),
+        *_gated(lead, "numeric", _TIMELINE_GATE, timeline_months=_timeline(numeric)),
+    ).lazy().with_columns(
+        opted_out=folded.str.contains(_OPT_OUT),
+        _es=folded.str.count_matches(_SPANISH),
+        _en=folded.str.count_matches(_ENGLISH),
     ).collect().join(_amounts(lead), on="_m", how="left", maintain_order="left")
 
     last = {c: pl.col(c).drop_nulls().last() for c in ("name", "email", "phone", "operation", "property_type",
@@ -576,7 +638,7 @@ def qualify_frame(messages: pl.DataFrame) -> pl.DataFrame:
         .when((pl.col("operation") == "rent") & pl.col("budget_max").is_not_null()).then(pl.lit("month"))
         .when(has_budget).then(pl.lit("total")),
     )
-    facts = facts.lazy().with_columns(summary=summary_expr(pl.col("_spanish"))).collect()
+    facts = with_summary(facts, pl.col("_spanish"))
     out = conversations.join(facts, on="_c", how="left", maintain_order="left")
     return out.with_columns(
         opted_out=pl.col("opted_out").fill_null(False),

@@ -80,6 +80,15 @@ def _sentence(language: str) -> pl.Expr:
     return pl.when(joined != "").then(joined.str.slice(0, 1).str.to_uppercase() + joined.str.slice(1) + pl.lit("."))
 
 
-def summary_expr(spanish: pl.Expr) -> pl.Expr:
-    """The summary column, given the qualification columns and whether the lead writes Spanish."""
-    return pl.when(spanish).then(_sentence("es")).otherwise(_sentence("en"))
+def with_summary(facts: pl.DataFrame, spanish: pl.Expr) -> pl.DataFrame:
+    """The facts with a ``summary`` column, in Spanish where ``spanish`` holds, else in English
+    (each sentence built only for its own rows)."""
+    is_spanish = facts.select(spanish.fill_null(True)).to_series()
+    parts = []
+    for language, rows in (("es", is_spanish), ("en", ~is_spanish)):
+        where = rows.arg_true()
+        parts.append((where, facts[where].lazy().select(_sentence(language).alias("summary")).collect()["summary"]))
+    summary = pl.repeat(None, facts.height, dtype=pl.String, eager=True)
+    for where, values in parts:
+        summary = summary.scatter(where, values)
+    return facts.with_columns(summary.alias("summary"))
