@@ -137,6 +137,39 @@ def _qualify(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _leads(args: argparse.Namespace) -> int:
+    from leadflow.brokers import list_brokers
+    from leadflow.leads.merges import MergeError, keep_apart, list_merges, unmerge
+
+    settings = export_environment()
+    try:
+        if args.action == "merges":
+            broker_id = None
+            if args.broker:
+                matches = [b.broker_id for b in list_brokers(settings.database_url) if b.slug == args.broker]
+                if not matches:
+                    print(f"leadflow leads: no broker {args.broker!r}", file=sys.stderr)
+                    return 2
+                broker_id = matches[0]
+            header = ("merge", "broker", "merged", "into", "ids", "msgs")
+            print("{:>6s} {:>6s} {:>8s} {:>8s} {:>4s} {:>5s}  state     reason".format(*header))
+            for m in list_merges(settings.database_url, broker_id):
+                state = "undone" if m.undone_at else "active"
+                print(f"{m.merge_id:6d} {m.broker_id:6d} {m.merged_lead_id:8d} {m.into_lead_id:8d} {m.identities:4d} "
+                      f"{m.messages:5d}  {state:8s}  {m.reason}")
+        elif args.action == "unmerge":
+            m = unmerge(settings.database_url, args.merge_id)
+            print(f"merge {m.merge_id} undone: lead {m.merged_lead_id} is its own lead again with {m.identities} "
+                  f"identities and {m.messages} messages; it and lead {m.into_lead_id} are kept apart from now on")
+        else:
+            keep_apart(settings.database_url, args.lead_a, args.lead_b, args.reason)
+            print(f"leads {args.lead_a} and {args.lead_b} will not be merged")
+    except MergeError as exc:
+        print(f"leadflow leads: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from leadflow.demo.run import run_demo
     from leadflow.services import manager
@@ -211,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the provider's model (default: LEADFLOW_<PROVIDER>_MODEL or a built-in choice)")
     p.add_argument("--country", help="the broker's country (CL, MX, AR, ES, US): phone numbers, places, pesos")
     p.set_defaults(func=_qualify)
+
+    p = sub.add_parser("leads", help="inspect and undo identity merges; keep two leads apart")
+    leads = p.add_subparsers(dest="action", required=True)
+    merges = leads.add_parser("merges", help="list merges (what each moved, and whether it was undone)")
+    merges.add_argument("--broker", help="only this broker's (slug)")
+    undo = leads.add_parser("unmerge", help="undo a merge; the two leads are never merged again")
+    undo.add_argument("merge_id", type=int)
+    apart = leads.add_parser("keep-apart", help="never merge these two leads")
+    apart.add_argument("lead_a", type=int)
+    apart.add_argument("lead_b", type=int)
+    apart.add_argument("--reason", default="kept apart by an operator")
+    p.set_defaults(func=_leads)
 
     p = sub.add_parser("demo", help="run the backbone end to end on a generated stream")
     p.add_argument("--contacts", type=int, default=300, help="contacts per demo broker")

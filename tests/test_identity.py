@@ -76,3 +76,16 @@ def test_conversation_is_ordered_across_channels_with_roles_and_a_stable_hash() 
     assert row["channels"] == ["vapi", "whatsapp"] and row["lead_messages"] == 2
     assert assemble(frame.reverse())["conversation_hash"][0] == row["conversation_hash"]
     assert median_reply_minutes(row["turns"]) == 20
+
+
+def test_leads_kept_apart_are_not_merged_again_by_a_message_naming_both() -> None:
+    first = resolve(messages((1, 1, "whatsapp", "56987654321", "+56987654321", None),
+                             (1, 2, "telegram", "777", None, None)), NO_LINKS, 1)
+    apart = pl.DataFrame({"lead_a": [1], "lead_b": [2]})
+    second = resolve(messages((1, 3, "telegram", "777", "+56987654321", None),
+                              (1, 4, "telegram", "888", "+56987654321", None)), first.links, first.next_lead_id,
+                     apart)
+    assert second.merges.is_empty()
+    assert lead_of(second.message_leads, 3) == 1  # names both: goes to the older lead, joins nothing
+    assert lead_of(second.message_leads, 4) == 1  # a new identity next to one of them still joins it
+    assert set(second.links.filter(pl.col("identity_value") == "777")["lead_id"].to_list()) == {2}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from dagster import materialize
 
 from leadflow.brokers import Broker
@@ -190,3 +191,55 @@ def test_a_stated_email_becomes_an_identity_with_its_reason(
     run(settings, fresh_topics)
     assert rows(settings, """SELECT identity_kind, reason LIKE 'stated by lead %%' FROM leadflow.lead_identities
                              WHERE broker_id = %s AND identity_kind = 'email'""", broker.broker_id) == [("email", True)]
+
+
+def test_an_undone_merge_restores_both_leads_and_they_stay_apart(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    from leadflow.cli import main
+    from leadflow.leads.merges import MergeError, list_merges, unmerge
+
+    broker = make_broker()
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.u1", WA, "hola, busco depto en Ñuñoa hasta 4.000 UF", 0),
+         ("telegram", "8001", TG, "Hola, soy Tomás, busco casa en Macul", 1))
+    run(settings, fresh_topics)
+    # Tomás writes Camila's number (they share a family phone): the next run merges the two leads.
+    send(settings, fresh_topics, broker, ("telegram", "8002", TG, "mi número es +56 9 8765 4321", 2))
+    run(settings, fresh_topics)
+    run(settings, fresh_topics)
+    [merge] = list_merges(settings.database_url, broker.broker_id)
+    assert merge.undone_at is None and merge.messages >= 1
+
+    assert main(["leads", "unmerge", str(merge.merge_id)]) == 0
+    with pytest.raises(MergeError, match="already undone"):
+        unmerge(settings.database_url, merge.merge_id)
+    assert rows(settings, "SELECT count(*) FROM leadflow.leads WHERE broker_id = %s AND merged_into IS NULL",
+                broker.broker_id) == [(2,)]
+    # Later runs (the stated number is read again, every time) never merge them back.
+    send(settings, fresh_topics, broker, ("telegram", "8003", TG, "¿me llaman al +56 9 8765 4321?", 3))
+    result = run(settings, fresh_topics)
+    run(settings, fresh_topics)
+    assert result["leads"]["merges"] == 0
+    found = rows(settings, """
+        SELECT l.lead_id, l.channels, q.property_type, q.locations FROM leadflow.leads l
+        JOIN leadflow.lead_qualifications q USING (lead_id)
+        WHERE l.broker_id = %s AND l.merged_into IS NULL ORDER BY l.lead_id""", broker.broker_id)
+    assert sorted((channels, kind, places) for _id, channels, kind, places in found) == [
+        (["telegram"], "house", ["macul"]), (["whatsapp"], "apartment", ["ñuñoa"])]
+    assert rows(settings, "SELECT count(*) FROM leadflow.lead_separations WHERE broker_id = %s",
+                broker.broker_id) == [(1,)]
+
+
+def test_leads_of_two_brokers_cannot_be_kept_apart_or_unmerged_by_mistake(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    from leadflow.leads.merges import MergeError, keep_apart, unmerge
+
+    first, second = make_broker(), make_broker()
+    send(settings, fresh_topics, first, ("whatsapp", "wamid.k1", WA, "hola", 0))
+    send(settings, fresh_topics, second, ("whatsapp", "wamid.k2", WA, "hola", 0))
+    run(settings, fresh_topics)
+    [(a,)] = rows(settings, "SELECT lead_id FROM leadflow.leads WHERE broker_id = %s", first.broker_id)
+    [(b,)] = rows(settings, "SELECT lead_id FROM leadflow.leads WHERE broker_id = %s", second.broker_id)
+    with pytest.raises(MergeError, match="different brokers"):
+        keep_apart(settings.database_url, a, b)
+    with pytest.raises(MergeError, match="no merge"):
+        unmerge(settings.database_url, 10**9)

@@ -8,7 +8,8 @@ through shared identities are one lead. Nothing is ever linked across brokers.
 The link table (identity → lead, with the reason it was linked) is the memory: existing links
 keep their lead ids, a new identity joins the lead it connects to, and when a message connects
 two existing leads the younger is merged into the older and the merge is recorded with the
-identity that caused it — explainable, and reversible by deleting the links it created.
+identity that caused it — explainable, and reversible: an undone merge keeps the two leads apart
+from then on.
 Pure: polars frames in, polars frames out.
 """
 
@@ -56,8 +57,12 @@ def identities(messages: pl.DataFrame) -> pl.DataFrame:
 
 
 class _UnionFind:
-    def __init__(self) -> None:
+    """Components of identities; a union that would put two leads kept apart together is refused."""
+
+    def __init__(self, apart: set[frozenset[int]]) -> None:
         self.parent: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self.leads: dict[tuple[object, ...], set[int]] = {}  # root → the existing leads in its component
+        self.apart = apart
 
     def find(self, node: tuple[object, ...]) -> tuple[object, ...]:
         root = self.parent.setdefault(node, node)
@@ -67,23 +72,43 @@ class _UnionFind:
             self.parent[node], node = root, self.parent[node]
         return root
 
-    def union(self, a: tuple[object, ...], b: tuple[object, ...]) -> None:
+    def add_lead(self, node: tuple[object, ...], lead: int) -> None:
+        self.leads.setdefault(self.find(node), set()).add(lead)
+
+    def union(self, a: tuple[object, ...], b: tuple[object, ...]) -> bool:
         ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb, key=repr)] = min(ra, rb, key=repr)
+        if ra == rb:
+            return True
+        if self.apart:
+            left, right = self.leads.get(ra, set()), self.leads.get(rb, set())
+            if any(frozenset((x, y)) in self.apart for x in left for y in right):
+                return False
+        keep, drop = min(ra, rb, key=repr), max(ra, rb, key=repr)
+        self.parent[drop] = keep
+        if drop in self.leads:
+            self.leads.setdefault(keep, set()).update(self.leads.pop(drop))
+        return True
 
 
 def _describe(identities: list[tuple[str, str]]) -> str:
     return ", ".join(f"{kind} {value}" for kind, value in identities[:3])
 
 
-def resolve(messages: pl.DataFrame, links: pl.DataFrame, next_lead_id: int) -> Resolution:
-    """Assign every message to a lead, extending ``links``; new leads get ids from ``next_lead_id``."""
+def resolve(messages: pl.DataFrame, links: pl.DataFrame, next_lead_id: int,
+            apart: pl.DataFrame | None = None) -> Resolution:
+    """Assign every message to a lead, extending ``links``; new leads get ids from ``next_lead_id``.
+
+    ``apart`` (lead_a, lead_b) names leads a person said are different people (an undone merge):
+    a message naming identities of both joins neither to the other, and goes to the older lead.
+    """
     ids = identities(messages)
-    uf = _UnionFind()
+    pairs_apart = {frozenset((int(a), int(b))) for a, b in apart.select("lead_a", "lead_b").iter_rows()} \
+        if apart is not None else set()
+    uf = _UnionFind(pairs_apart)
     # Existing links: every identity of a lead is joined to that lead's node.
     for broker, kind, value, lead in links.select("broker_id", "identity_kind", "identity_value",
                                                   "lead_id").iter_rows():
+        uf.add_lead((broker, "lead", lead), lead)
         uf.union((broker, "lead", lead), (broker, kind, value))
     # A message joins the identities it names; only distinct pairs matter.
     firsts = ids.group_by("broker_id", "message_id").agg(pl.col("identity_kind").first().alias("k0"),

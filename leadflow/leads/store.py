@@ -30,7 +30,7 @@ from leadflow.qualification.rules import Turn, messages_frame, qualifications, q
 from leadflow.qualification.schema import QUALIFICATION_SCHEMA, QUALIFICATION_VERSION, Qualification
 from leadflow.qualification.scoring import ENGAGEMENT_SCHEMA, ScoringConfig, breakdown, score_frame
 
-_LOCK_LEADS = 7_240_001  # pg_advisory_xact_lock keys: one per step
+LOCK_LEADS = 7_240_001  # pg_advisory_xact_lock keys: one per step
 _LOCK_QUALIFY = 7_240_002
 _LOCK_SCORE = 7_240_003
 _LOCK_STAGES = 7_240_004
@@ -79,7 +79,7 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
     """Assign messages without a lead to leads (creating and merging leads as identities say)."""
     result = ResolveResult()
     with transaction(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_LEADS,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_LEADS,))
         messages = _frame(cur, """
             SELECT m.broker_id, m.message_id, m.channel, m.contact_channel_id, m.contact_phone, m.contact_email
             FROM leadflow.raw_messages m LEFT JOIN leadflow.message_leads ml USING (message_id)
@@ -97,7 +97,9 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
         cur.execute("SELECT last_value, is_called FROM leadflow.lead_id_seq")
         last_value, is_called = cur.fetchone() or (1, False)
         first_new = int(last_value) + 1 if is_called else int(last_value)
-        resolution = resolve(messages, links, first_new)
+        apart = _frame(cur, "SELECT lead_a, lead_b FROM leadflow.lead_separations WHERE broker_id = ANY(%s)",
+                       (brokers,), schema={"lead_a": pl.Int64, "lead_b": pl.Int64})
+        resolution = resolve(messages, links, first_new, apart)
         if resolution.next_lead_id > first_new:
             cur.execute("SELECT setval('leadflow.lead_id_seq', %s)", (resolution.next_lead_id - 1,))
 
@@ -131,28 +133,33 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
                    list(assigned.select("message_id", "broker_id", "lead_id").iter_rows()))
         touched = sorted(set(assigned["lead_id"].to_list())
                          | set(resolution.merges["into_lead_id"].to_list()))
-        cur.execute("""
-            UPDATE leadflow.leads l SET
-                display_name = a.display_name, phone_e164 = a.phone, email = a.email, channels = a.channels,
-                message_count = a.message_count, first_message_at = a.first_at, last_message_at = a.last_at,
-                changed_at = now()
-            FROM (
-                SELECT ml.lead_id,
-                       (array_agg(m.contact_name ORDER BY m.sent_at DESC)
-                            FILTER (WHERE m.contact_name IS NOT NULL))[1] AS display_name,
-                       (array_agg(m.contact_phone ORDER BY m.sent_at DESC)
-                            FILTER (WHERE m.contact_phone IS NOT NULL))[1] AS phone,
-                       (array_agg(m.contact_email ORDER BY m.sent_at DESC)
-                            FILTER (WHERE m.contact_email IS NOT NULL))[1] AS email,
-                       array_agg(DISTINCT m.channel ORDER BY m.channel) AS channels,
-                       count(*) AS message_count, min(m.sent_at) AS first_at, max(m.sent_at) AS last_at
-                FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
-                WHERE ml.lead_id = ANY(%s)
-                GROUP BY ml.lead_id
-            ) a
-            WHERE l.lead_id = a.lead_id""", (touched,))
+        refresh_leads(cur, touched)
         result = ResolveResult(assigned.height, len(new_lead_ids), resolution.merges.height, len(touched))
     return result
+
+
+def refresh_leads(cur: psycopg2.extensions.cursor, lead_ids: list[int]) -> None:
+    """Recompute what ``leads`` says about each lead (name, contacts, channels, counts) from its messages."""
+    cur.execute("""
+        UPDATE leadflow.leads l SET
+            display_name = a.display_name, phone_e164 = a.phone, email = a.email, channels = a.channels,
+            message_count = a.message_count, first_message_at = a.first_at, last_message_at = a.last_at,
+            changed_at = now()
+        FROM (
+            SELECT ml.lead_id,
+                   (array_agg(m.contact_name ORDER BY m.sent_at DESC)
+                        FILTER (WHERE m.contact_name IS NOT NULL))[1] AS display_name,
+                   (array_agg(m.contact_phone ORDER BY m.sent_at DESC)
+                        FILTER (WHERE m.contact_phone IS NOT NULL))[1] AS phone,
+                   (array_agg(m.contact_email ORDER BY m.sent_at DESC)
+                        FILTER (WHERE m.contact_email IS NOT NULL))[1] AS email,
+                   array_agg(DISTINCT m.channel ORDER BY m.channel) AS channels,
+                   count(*) AS message_count, min(m.sent_at) AS first_at, max(m.sent_at) AS last_at
+            FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
+            WHERE ml.lead_id = ANY(%s)
+            GROUP BY ml.lead_id
+        ) a
+        WHERE l.lead_id = a.lead_id""", (lead_ids,))
 
 
 def _stated_identities(cur: psycopg2.extensions.cursor) -> pl.DataFrame:
