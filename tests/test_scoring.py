@@ -58,3 +58,23 @@ def test_inactivity_and_fast_replies_count() -> None:
 def test_every_labelled_conversation_scores_in_range(case: dict[str, object]) -> None:
     row = qualify_conversation(case, case.get("country"))  # type: ignore[arg-type]
     assert 0 <= row["score"] <= 100 and row["temperature"] in ("cold", "warm", "hot")
+
+
+def test_income_scores_by_the_brokers_market_brackets() -> None:
+    def income_points(amount: float, country: str) -> int:
+        return score(Qualification(monthly_income=amount), country=country).breakdown.get("income", 0)
+
+    assert income_points(3_500_000, "CL") > income_points(1_200_000, "CL") > income_points(500_000, "CL") > 0
+    assert income_points(90_000, "MX") == income_points(3_500_000, "CL")  # each market in its own currency
+    custom = ScoringConfig(income_brackets=((10_000_000, 20), (0, 1)))
+    assert score(Qualification(monthly_income=3_500_000), config=custom, country="CL").breakdown["income"] == 1
+
+
+def test_a_renter_earning_three_times_the_rent_is_affordable() -> None:
+    renter = Qualification(operation="rent", budget_max=600_000, budget_currency="CLP", budget_period="month",
+                           monthly_income=2_000_000)
+    assert score(renter, country="CL").breakdown["affordable_rent"] == 5
+    stretched = renter.model_copy(update={"monthly_income": 1_200_000})
+    assert "affordable_rent" not in score(stretched, country="CL").breakdown
+    in_uf = renter.model_copy(update={"budget_currency": "UF", "budget_max": 15})  # no exchange rate: no claim
+    assert "affordable_rent" not in score(in_uf, country="CL").breakdown

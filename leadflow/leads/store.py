@@ -382,9 +382,11 @@ def score_qualified_leads(url: str, as_of: datetime | None = None,
                 "days_since_last_message": (as_of - last).total_seconds() / 86400 if last else None,
             })
         frame = pl.DataFrame(frame_rows, schema_overrides=QUALIFICATION_SCHEMA | ENGAGEMENT_SCHEMA)
+        cur.execute("SELECT broker_id, country FROM leadflow.brokers")
+        countries = dict(cur.fetchall())
         rows = []
         for (broker_id,), part in frame.group_by("broker_id"):
-            scored = score_frame(part, config or configs.get(int(broker_id)))
+            scored = score_frame(part, config or configs.get(int(broker_id)), countries.get(broker_id))
             for row in scored.iter_rows(named=True):
                 result.scored += 1
                 result.by_temperature[row["temperature"]] = result.by_temperature.get(row["temperature"], 0) + 1

@@ -56,7 +56,7 @@ def qualify_batch(conversations: Sequence[tuple[Any, list[Turn]]], country: str 
             rows.append({**row, "conversation": i,
                          "lead_messages": sum(1 for t in turns if t.role == "lead" and t.text.strip())})
         facts = pl.DataFrame(rows, schema_overrides=QUALIFICATION_SCHEMA)
-    scored = score_frame(facts, config)
+    scored = score_frame(facts, config, country)
     ids = [key for key, _ in conversations]  # any JSON value, so kept as Python objects
     order = scored["conversation"].cast(pl.Int64).to_list()
     return scored.with_columns(pl.Series("id", [ids[i] for i in order], dtype=pl.Object)).select(CONTRACT_KEYS)

@@ -32,7 +32,12 @@ class ScoringConfig:
     financing: dict[str, int] = field(default_factory=lambda: {
         "cash": 20, "mortgage_preapproved": 18, "subsidy": 10, "mortgage_needed": 6})
     down_payment: int = 5
+    # Monthly income (in the broker's currency): (at least, points), first match wins. Empty: the
+    # broker country's brackets (INCOME_BRACKETS); a broker without either gets ``income`` flat.
+    income_brackets: tuple[tuple[float, int], ...] = ()
     income: int = 5
+    affordable_rent: int = 5  # a renter whose income is at least rent_income_ratio × the rent
+    rent_income_ratio: float = 3.0
     dicom_clean: int = 3
     # urgency: (max months, points), first match wins
     timeline: tuple[tuple[int, int], ...] = ((3, 12), (6, 8), (12, 4), (120, 1))
@@ -58,6 +63,18 @@ class ScoringConfig:
     warm: int = 40
 
 
+# Net monthly income brackets per market, in its currency: what a household earns that banks and
+# landlords lend or rent to comfortably (a starting point; each broker overrides income_brackets).
+INCOME_BRACKETS: dict[str, tuple[tuple[float, int], ...]] = {
+    "CL": ((3_000_000, 15), (1_800_000, 11), (1_000_000, 7), (0, 3)),
+    "MX": ((80_000, 15), (45_000, 11), (20_000, 7), (0, 3)),
+    "AR": ((4_000_000, 15), (2_000_000, 11), (1_000_000, 7), (0, 3)),
+    "ES": ((4_500, 15), (3_000, 11), (1_800, 7), (0, 3)),
+    "US": ((12_000, 15), (7_000, 11), (4_000, 7), (0, 3)),
+}
+LOCAL_CURRENCY = {"CL": "CLP", "MX": "MXN", "AR": "ARS", "ES": "EUR", "US": "USD"}
+
+
 @dataclass(frozen=True)
 class Engagement:
     """What the conversation's shape says, beyond its content (all optional)."""
@@ -78,11 +95,11 @@ class Score:
 
 
 COMPONENTS = ("operation", "property_type", "bedrooms", "budget", "location", "financing", "down_payment", "income",
-              "dicom_clean", "timeline", "name", "phone", "email", "engagement", "fast_replies", "opted_out",
-              "dicom_dirty", "has_debt", "inactive", "invalid_phone")
+              "affordable_rent", "dicom_clean", "timeline", "name", "phone", "email", "engagement", "fast_replies",
+              "opted_out", "dicom_dirty", "has_debt", "inactive", "invalid_phone")
 
 
-def _first(value: pl.Expr, steps: tuple[tuple[int, int], ...], compare: str) -> pl.Expr:
+def _first(value: pl.Expr, steps: tuple[tuple[float, int], ...], compare: str) -> pl.Expr:
     """Points of the first (limit, points) step the value reaches (``<=`` or ``>=`` the limit), else 0."""
     expr: pl.Expr = pl.lit(0)
     for limit, points in reversed(steps):
@@ -91,11 +108,12 @@ def _first(value: pl.Expr, steps: tuple[tuple[int, int], ...], compare: str) -> 
     return expr
 
 
-def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None) -> pl.DataFrame:
+def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None, country: str | None = None) -> pl.DataFrame:
     """Score every row of a frame of qualifications (the schema's columns).
 
     Optional engagement columns: lead_messages, median_reply_minutes, days_since_last_message,
-    phone_given_but_invalid. Adds score, temperature, financing_ready, reasons (list) and one
+    phone_given_but_invalid. ``country`` (the broker's) picks the income brackets and the currency
+    incomes are read in. Adds score, temperature, financing_ready, reasons (list) and one
     ``points_<component>`` column per ``COMPONENTS`` entry plus ``points_search_ready``.
     """
     c = config or ScoringConfig()
@@ -115,6 +133,15 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None) -> pl.
     over_arrears = (col("arrears_amount") > c.max_arrears).fill_null(False)
     blocked = dirty | over_arrears
     financing_points = col("financing").replace_strict(c.financing, default=0, return_dtype=pl.Int64)
+    market = (country or "").upper()
+    brackets = c.income_brackets or INCOME_BRACKETS.get(market, ())
+    income = col("monthly_income")
+    income_points = (_first(income, brackets, ">=") if brackets
+                     else pl.lit(c.income))
+    # Rent and income in the same (local) currency: comparable without exchange rates.
+    local_rent = ((col("operation") == "rent") & (col("budget_currency") == LOCAL_CURRENCY.get(market, ""))
+                  & (col("budget_period") == "month"))
+    affordable = local_rent & (income >= col("budget_max") * c.rent_income_ratio)
 
     def points(value: int, when: pl.Expr) -> pl.Expr:
         return pl.when(when.fill_null(False)).then(pl.lit(value)).otherwise(pl.lit(0))
@@ -128,7 +155,8 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None) -> pl.
         "financing": pl.when(col("financing").is_not_null() & ~(blocked & (col("financing") != "cash")))
         .then(financing_points).otherwise(pl.lit(0)),
         "down_payment": points(c.down_payment, col("down_payment").is_not_null()),
-        "income": points(c.income, col("monthly_income").is_not_null()),
+        "income": pl.when(income.is_not_null()).then(income_points).otherwise(pl.lit(0)),
+        "affordable_rent": points(c.affordable_rent, affordable),
         "dicom_clean": points(c.dicom_clean, col("dicom_status") == "clean"),
         "timeline": pl.when(col("timeline_months").is_not_null())
         .then(_first(col("timeline_months"), c.timeline, "<=")).otherwise(pl.lit(0)),
@@ -186,14 +214,15 @@ def breakdown(row: dict[str, object]) -> dict[str, int]:
     return out
 
 
-def score(q: Qualification, engagement: Engagement | None = None, config: ScoringConfig | None = None) -> Score:
+def score(q: Qualification, engagement: Engagement | None = None, config: ScoringConfig | None = None,
+          country: str | None = None) -> Score:
     """One lead's score (a convenience; bulk scoring uses ``score_frame``)."""
     e = engagement or Engagement()
     row = {**q.model_dump(), "lead_messages": e.lead_messages, "median_reply_minutes": e.median_reply_minutes,
            "days_since_last_message": e.days_since_last_message,
            "phone_given_but_invalid": e.phone_given_but_invalid}
     frame = pl.DataFrame([row], schema_overrides=QUALIFICATION_SCHEMA | ENGAGEMENT_SCHEMA)
-    out = score_frame(frame, config).row(0, named=True)
+    out = score_frame(frame, config, country).row(0, named=True)
     return Score(out["score"], out["temperature"], breakdown(out), out["financing_ready"], tuple(out["reasons"]))
 
 
