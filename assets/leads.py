@@ -34,6 +34,7 @@ def lead_qualifications(context: AssetExecutionContext, postgres: PostgresResour
     return MaterializeResult(metadata={"candidates": result.candidates, "qualified": result.qualified,
                                        "unchanged_skipped": result.unchanged, "llm_calls": result.llm_calls,
                                        "llm_fallbacks_to_rules": result.fallbacks,
+                                       "llm_answers_remembered": result.remembered,
                                        "by_operation": MetadataValue.json(result.by_operation)})
 
 

@@ -59,3 +59,25 @@ def test_a_broker_on_an_llm_gets_llm_qualifications_and_its_usage_is_accounted(
     calls = fake.calls("openai")
     run(settings, fresh_topics)
     assert fake.calls("openai") == calls
+
+
+def test_an_answer_is_remembered_across_runs_so_seen_content_is_never_sent_again(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory, fake: FakeLLM) -> None:
+    broker = make_broker()
+    configure(settings, broker.broker_id, {"provider": "openai", "model": "gpt-4.1-mini"})
+    fake.script("openai", ok(operation="buy", locations=["Providencia"]))
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.r1", Contact(channel_user_id="569333"),
+                                          "busco depto para comprar en Providencia", 0))
+    run(settings, fresh_topics)
+    calls = fake.calls("openai")
+    # The qualification is lost (a merge undone, a schema migration): the content is the same, so the
+    # next run, in a fresh qualifier, takes the remembered answer instead of asking again.
+    conn = connect(settings.database_url)
+    with conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM leadflow.lead_scores WHERE broker_id = %s", (broker.broker_id,))
+        cur.execute("DELETE FROM leadflow.lead_qualifications WHERE broker_id = %s", (broker.broker_id,))
+    conn.close()
+    result = run(settings, fresh_topics)
+    assert fake.calls("openai") == calls and result["lead_qualifications"]["llm_answers_remembered"] == 1
+    assert rows(settings, "SELECT qualifier, locations FROM leadflow.lead_qualifications WHERE broker_id = %s",
+                broker.broker_id) == [("openai:gpt-4.1-mini", ["providencia"])]

@@ -197,6 +197,7 @@ class QualifyResult:
     unchanged: int = 0
     llm_calls: int = 0
     fallbacks: int = 0
+    remembered: int = 0  # LLM answers given in an earlier run for the same content, not asked again
     by_operation: dict[str, int] = field(default_factory=dict)
 
 
@@ -276,8 +277,12 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
         # Brokers on the rules qualify in one vectorised pass; LLM brokers conversation by conversation.
         by_llm = [item for item in work if item[1] in qualifiers and qualifiers[item[1]].provider is not None]
         by_rules = [item for item in work if not (item[1] in qualifiers and qualifiers[item[1]].provider is not None)]
+        keys = {item[0]: qualifiers[item[1]].cache_key(item[3], country.get(item[1])) for item in by_llm}
+        _recall_answers(cur, qualifiers, by_llm, keys)
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             outcomes = list(pool.map(run, by_llm))
+        _keep_answers(cur, by_llm, outcomes, keys)
+        result.remembered = sum(1 for outcome in outcomes if outcome.cached)
         if by_rules:
             frame = messages_frame([(i, item[3], country.get(item[1])) for i, item in enumerate(by_rules)])
             facts = qualify_frame(frame)
@@ -318,6 +323,29 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
         cur.execute("DELETE FROM leadflow.lead_qualifications WHERE lead_id = ANY(%s)", ([r[0] for r in rows],))
         _copy_rows(cur, "leadflow.lead_qualifications", _QUALIFICATION_COLUMNS, rows)
     return result
+
+
+def _recall_answers(cur: psycopg2.extensions.cursor, qualifiers: dict[int, LLMQualifier],
+                    work: list[tuple[int, int, str, list[Turn]]], keys: dict[int, str]) -> None:
+    """Give each broker's qualifier the answers it got before for these conversations."""
+    wanted: dict[int, list[str]] = {}
+    for lead_id, broker_id, _digest, _turns in work:
+        wanted.setdefault(broker_id, []).append(keys[lead_id])
+    for broker_id, broker_keys in wanted.items():
+        cur.execute("SELECT cache_key, qualifier, qualification FROM leadflow.llm_answers "
+                    "WHERE broker_id = %s AND cache_key = ANY(%s)", (broker_id, broker_keys))
+        qualifiers[broker_id].remember({key: Outcome(Qualification.model_validate(answer), qualifier)
+                                        for key, qualifier, answer in cur.fetchall()})
+
+
+def _keep_answers(cur: psycopg2.extensions.cursor, work: list[tuple[int, int, str, list[Turn]]],
+                  outcomes: list[Outcome], keys: dict[int, str]) -> None:
+    """Keep what the LLMs answered this run (not the rules' fallbacks: those are retried next time)."""
+    for (lead_id, broker_id, _digest, _turns), outcome in zip(work, outcomes, strict=False):
+        if outcome.usage is not None and outcome.fallback_reason is None:
+            cur.execute("""INSERT INTO leadflow.llm_answers (broker_id, cache_key, qualifier, qualification)
+                           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                        (broker_id, keys[lead_id], outcome.qualifier, outcome.qualification.model_dump_json()))
 
 
 def _qualification_row(lead_id: int, broker_id: int, digest: str, q: Qualification, now: datetime,

@@ -15,6 +15,7 @@ said once in the log.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -227,11 +228,22 @@ class LLMQualifier:
     _cache: dict[str, Outcome] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def cache_key(self, turns: Sequence[Turn], country: str | None = None) -> str:
+        """What an answer depends on: provider, model, prompt, the conversation's content and the market."""
+        assert self.provider is not None
+        digest = conversation_hash([t.role for t in turns], [t.text for t in turns])
+        prompt = hashlib.sha256(f"{PROMPT_VERSION}:{self.prompt_additions}".encode()).hexdigest()[:16]
+        return f"{self.provider.name}:{self.provider.model}:{prompt}:{country}:{digest}"
+
+    def remember(self, answers: dict[str, Outcome]) -> None:
+        """Answers given before (another process, another run), so they are not asked for again."""
+        with self._lock:
+            self._cache.update(answers)
+
     def qualify(self, turns: Sequence[Turn], country: str | None = None) -> Outcome:
         if self.provider is None:
             return Outcome(qualify(turns, country), "rules")
-        digest = conversation_hash([t.role for t in turns], [t.text for t in turns])
-        key = f"{self.provider.name}:{self.provider.model}:{PROMPT_VERSION}:{digest}:{country}:{self.prompt_additions}"
+        key = self.cache_key(turns, country)
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
