@@ -35,6 +35,7 @@ def lead_qualifications(context: AssetExecutionContext, postgres: PostgresResour
                                        "unchanged_skipped": result.unchanged, "llm_calls": result.llm_calls,
                                        "llm_fallbacks_to_rules": result.fallbacks,
                                        "llm_answers_remembered": result.remembered,
+                                       "llm_cost_usd": result.cost_usd,
                                        "by_operation": MetadataValue.json(result.by_operation)})
 
 

@@ -41,7 +41,7 @@ def test_a_broker_on_an_llm_gets_llm_qualifications_and_its_usage_is_accounted(
                 Reply(status=500), Reply(status=500), Reply(status=500), Reply(status=500))
     send(settings, fresh_topics, llm_broker, ("whatsapp", "wamid.l1", Contact(channel_user_id="569111"),
                                               "quiero invertir en Ñuñoa, unas 9.000 UF", 0))
-    run(settings, fresh_topics)
+    assert run(settings, fresh_topics)["lead_qualifications"]["llm_cost_usd"] > 0
     send(settings, fresh_topics, failing_broker, ("whatsapp", "wamid.l2", Contact(channel_user_id="569222"),
                                                   "busco arriendo en Macul hasta 500 mil", 0))
     run(settings, fresh_topics)
@@ -79,5 +79,6 @@ def test_an_answer_is_remembered_across_runs_so_seen_content_is_never_sent_again
     conn.close()
     result = run(settings, fresh_topics)
     assert fake.calls("openai") == calls and result["lead_qualifications"]["llm_answers_remembered"] == 1
+    assert result["lead_qualifications"]["llm_cost_usd"] == 0  # nothing asked, nothing paid
     assert rows(settings, "SELECT qualifier, locations FROM leadflow.lead_qualifications WHERE broker_id = %s",
                 broker.broker_id) == [("openai:gpt-4.1-mini", ["providencia"])]

@@ -198,6 +198,7 @@ class QualifyResult:
     llm_calls: int = 0
     fallbacks: int = 0
     remembered: int = 0  # LLM answers given in an earlier run for the same content, not asked again
+    cost_usd: float = 0.0
     by_operation: dict[str, int] = field(default_factory=dict)
 
 
@@ -309,6 +310,7 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
                     totals[4] += outcome.usage.cost_usd
         result.llm_calls = int(sum(t[0] for t in usage.values()))
         result.fallbacks = int(sum(t[1] for t in usage.values()))
+        result.cost_usd = round(float(sum(t[4] for t in usage.values())), 6)
         for (broker_id, provider_name, model), (calls, fallbacks, tokens_in, tokens_out, cost) in usage.items():
             cur.execute("""
                 INSERT INTO leadflow.llm_usage AS u (broker_id, day, provider, model, calls, fallbacks, input_tokens,
