@@ -44,6 +44,7 @@ from leadflow.config import Topics
 from leadflow.db.connection import connect
 from leadflow.events import ChannelMessage, DeliveryStatus
 from leadflow.kafka import Record, assign_from, cluster_id, consume, make_consumer, partitions_of
+from leadflow.offsets import Partition, lock_offsets, store_offsets
 
 log = logging.getLogger(__name__)
 
@@ -270,29 +271,7 @@ def revalidate(batch: DecodedBatch, known_brokers: set[int], cluster: str) -> De
 # --- storage ----------------------------------------------------------------------------------
 
 # (topic, partition)
-Partition = tuple[str, int]
 _COPY_CHUNK = 4 * 1024 * 1024
-
-
-def _lock_offsets(cur: psycopg2.extensions.cursor, cluster: str, tps: list[Partition]) -> dict[Partition, int]:
-    cur.execute(
-        """
-        INSERT INTO leadflow.kafka_offsets (consumer, cluster_id, topic, partition, next_offset)
-        SELECT %s, %s, t, p, 0 FROM unnest(%s::text[], %s::int[]) AS u(t, p)
-        ON CONFLICT DO NOTHING
-        """,
-        (READER, cluster, [t for t, _ in tps], [p for _, p in tps]),
-    )
-    cur.execute(
-        """
-        SELECT topic, partition, next_offset FROM leadflow.kafka_offsets
-        WHERE consumer = %s AND cluster_id = %s AND topic = ANY(%s)
-        ORDER BY topic, partition
-        FOR UPDATE
-        """,
-        (READER, cluster, sorted({t for t, _ in tps})),
-    )
-    return {(t, p): int(o) for t, p, o in cur.fetchall()}
 
 
 def _copy_new_rows(cur: psycopg2.extensions.cursor, table: _Table, batch: DecodedBatch, event_type: str) -> int:
@@ -445,7 +424,7 @@ def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_b
         positions: dict[Partition, int] | None = None
         while max_batches is None or total.batches < max_batches:
             with conn, conn.cursor() as cur:
-                stored = _lock_offsets(cur, cluster, tps)
+                stored = lock_offsets(cur, READER, cluster, tps)
                 if reader is None:
                     assign_from(consumer, stored)
                     reader = _ReadAhead(consumer, topics, cluster, max_records_per_batch, poll_timeout_ms)
@@ -459,15 +438,7 @@ def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_b
                 batch, landed_messages, landed_statuses = _write_batch(cur, read.batch, cluster)
                 landed_dead = _insert_dead_letters(cur, batch)
                 moved = [tp for tp in tps if next_offsets[tp] != stored[tp]]
-                cur.execute(
-                    """
-                    UPDATE leadflow.kafka_offsets o SET next_offset = v.next_offset, updated_at = now()
-                    FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS v(topic, partition, next_offset)
-                    WHERE o.consumer = %s AND o.cluster_id = %s AND o.topic = v.topic AND o.partition = v.partition
-                    """,
-                    ([t for t, _ in moved], [p for _, p in moved], [next_offsets[tp] for tp in moved], READER,
-                     cluster),
-                )
+                store_offsets(cur, READER, cluster, {tp: next_offsets[tp] for tp in moved})
                 positions = next_offsets
                 batch_result = LandingResult(
                     records_read=read.records,
