@@ -60,8 +60,13 @@ class Topics:
     def dead_letters(self) -> str:
         return f"{self.prefix}.dead_letters.v1"
 
+    @property
+    def outbound(self) -> str:
+        """Commands to send (a message, a call, a calendar event), written by campaign targeting."""
+        return f"{self.prefix}.outbound.v1"
+
     def all(self) -> list[str]:
-        return [self.messages, self.dead_letters]
+        return [self.messages, self.dead_letters, self.outbound]
 
 
 @dataclass(frozen=True)
@@ -125,12 +130,25 @@ def load_settings() -> Settings:
     )
 
 
+# Outbound provider APIs; tests and staging point them at local fakes.
+PROVIDER_URLS = {
+    "LEADFLOW_TELEGRAM_API_URL": "https://api.telegram.org",
+    "LEADFLOW_WHATSAPP_API_URL": "https://graph.facebook.com/v21.0",
+}
+
+
+def provider_url(name: str) -> str:
+    return (os.environ.get(name) or PROVIDER_URLS[name]).rstrip("/")
+
+
 def export_environment() -> Settings:
     """Make the resolved settings visible to child processes and Dagster ``EnvVar`` fields.
 
     Dagster resources read ``LEADFLOW_DATABASE_URL`` and friends through ``EnvVar``; dbt reads
     the ``LEADFLOW_PG*`` parts. Filling them from the embedded state here keeps one source of truth.
     """
+    for name in PROVIDER_URLS:
+        os.environ[name] = provider_url(name)
     settings = load_settings()
     os.environ["LEADFLOW_DATABASE_URL"] = settings.database_url
     os.environ["LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers

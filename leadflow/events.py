@@ -135,3 +135,37 @@ class DeadLetter(BaseModel):
     content_type: str | None = None
     body_b64: str
     received_at: datetime = Field(default_factory=utcnow)
+
+
+OutboundChannel = Literal["telegram", "whatsapp", "vapi", "bland", "pipeline"]
+
+
+class OutboundCommand(BaseModel):
+    """Something a campaign step asks the dispatcher to do: send a message, place a call, propose a
+    visit, move a stage. ``send_id`` is the row in ``outbound_sends`` that records its fate."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_type: Literal["outbound"] = "outbound"
+    schema_version: int = SCHEMA_VERSION
+    event_id: str
+    send_id: int
+    broker_id: int
+    broker_slug: str
+    campaign_id: int
+    lead_id: int
+    step: int
+    action: Literal["message", "call", "visit", "move_stage"]
+    channel: OutboundChannel
+    payload: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def build(cls, *, send_id: int, broker_id: int, campaign_id: int, lead_id: int, step: int,
+              **fields: Any) -> OutboundCommand:
+        return cls(event_id=event_id_for(broker_id, "outbound", f"{campaign_id}/{step}", str(lead_id)),
+                   send_id=send_id, broker_id=broker_id, campaign_id=campaign_id, lead_id=lead_id, step=step, **fields)
+
+    def kafka_key(self) -> bytes:
+        # One lead's commands stay in order on one partition.
+        return f"{self.broker_id}:{self.lead_id}".encode()

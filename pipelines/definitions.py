@@ -8,6 +8,7 @@ from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
 from assets.analytics import dbt_project, leadflow_dbt_models
+from assets.campaigns import campaign_sends, lead_consent, outbound_dispatch, segment_memberships
 from assets.landing import landed_messages, landed_rows_have_a_broker, no_duplicate_provider_message_ids
 from assets.leads import (
     lead_qualifications,
@@ -19,8 +20,8 @@ from assets.leads import (
     scores_in_range,
 )
 from leadflow.config import ConfigurationError, export_environment
-from pipelines.jobs import analytics_job, landing_job
-from pipelines.resources import KafkaResource, PostgresResource
+from pipelines.jobs import analytics_job, campaign_batch_schedule, campaign_job, landing_job
+from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
 from sensors.kafka_landing import kafka_landing_sensor
 
 # Fill LEADFLOW_* from the embedded services when they are not set, so EnvVar resolves locally.
@@ -29,16 +30,21 @@ with contextlib.suppress(ConfigurationError):
     export_environment()
 
 defs = Definitions(
-    assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, leadflow_dbt_models],
+    assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_consent, segment_memberships,
+            campaign_sends, outbound_dispatch, leadflow_dbt_models],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
                   scores_in_range, no_stage_regression],
-    jobs=[landing_job, analytics_job],
+    jobs=[landing_job, analytics_job, campaign_job],
+    schedules=[campaign_batch_schedule],
     sensors=[kafka_landing_sensor],
     resources={
         "postgres": PostgresResource(url=EnvVar("LEADFLOW_DATABASE_URL")),
         "kafka": KafkaResource(
             bootstrap_servers=EnvVar("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=EnvVar("LEADFLOW_KAFKA_TOPIC_PREFIX"),
+        ),
+        "channels": ChannelSendersResource(
+            telegram_api_url=EnvVar("LEADFLOW_TELEGRAM_API_URL"), whatsapp_api_url=EnvVar("LEADFLOW_WHATSAPP_API_URL"),
         ),
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir)),
     },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
 from assets.analytics import leadflow_dbt_models
 
@@ -19,3 +19,17 @@ analytics_job = define_asset_job(
     selection=AssetSelection.assets(leadflow_dbt_models),
     description="dbt build of the models over the landed data, with dbt tests as asset checks.",
 )
+
+campaign_job = define_asset_job(
+    "campaign_job",
+    selection=AssetSelection.assets("lead_consent", "segment_memberships", "campaign_sends", "outbound_dispatch"),
+    description="The campaign batch: consent, segments, targeting of every active campaign, and dispatch of the "
+                "sends it decided (launched hourly by campaign_batch_schedule; quiet hours follow each broker's "
+                "timezone).",
+)
+
+# Hourly: each run acts only where a broker's local time allows (quiet hours are per broker timezone),
+# so one schedule serves brokers in every timezone; a step due at night waits for the broker's morning.
+campaign_batch_schedule = ScheduleDefinition(name="campaign_batch_schedule", job=campaign_job,
+                                             cron_schedule="5 * * * *", execution_timezone="UTC",
+                                             default_status=DefaultScheduleStatus.RUNNING)

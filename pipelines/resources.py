@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from dagster import ConfigurableResource
 
 from leadflow.config import Topics
+from leadflow.outbound.senders import Sender, TelegramSender, WhatsAppSender
 
 
 class PostgresResource(ConfigurableResource):
@@ -22,3 +26,18 @@ class KafkaResource(ConfigurableResource):
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+
+class ChannelSendersResource(ConfigurableResource):
+    """The outbound channel APIs (``LEADFLOW_TELEGRAM_API_URL``, ``LEADFLOW_WHATSAPP_API_URL``; empty: the
+    providers' public URLs). Credentials are per broker, read from the environment at send time."""
+
+    telegram_api_url: str = ""
+    whatsapp_api_url: str = ""
+    timeout_s: float = 10.0
+
+    def senders(self, clock: Callable[[], datetime] | None = None) -> dict[str, Sender]:
+        whatsapp = WhatsAppSender(self.whatsapp_api_url or None, self.timeout_s)
+        if clock is not None:
+            whatsapp.clock = clock
+        return {"telegram": TelegramSender(self.telegram_api_url or None, self.timeout_s), "whatsapp": whatsapp}

@@ -16,3 +16,14 @@ def test_definitions_wire_landing_into_dbt_with_the_sensor_and_jobs() -> None:
     checks = {key.name for key in graph.asset_check_keys}
     assert {"landed_rows_have_a_broker", "no_duplicate_provider_message_ids"} <= checks
     assert any(name.startswith("unique_stg_leadflow__messages") for name in checks)  # dbt tests as checks
+
+
+def test_the_campaign_batch_is_scheduled_and_its_assets_follow_the_leads() -> None:
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert AssetKey("lead_stages") in graph.get(AssetKey("lead_consent")).parent_keys
+    assert AssetKey("campaign_sends") in graph.get(AssetKey("outbound_dispatch")).parent_keys
+    [schedule] = defs.schedules or []
+    assert (schedule.name, schedule.job_name, schedule.cron_schedule) == ("campaign_batch_schedule", "campaign_job",
+                                                                          "5 * * * *")

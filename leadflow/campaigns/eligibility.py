@@ -1,0 +1,58 @@
+"""Who may be contacted, when and how: consent, quiet hours, frequency caps, the WhatsApp window.
+
+Everything that can stop or delay a send is decided here, in one place, before anything is sent:
+the targeting applies it to every due step, and the dispatcher applies the window again at send
+time (a retried send may have left the 24-hour window meanwhile).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+# Opt-out words as leads write them, in the languages they use; one match stops every campaign for
+# the lead on every channel. Same words the qualifier reads as ``opted_out`` (rules.py), kept here
+# as the consent authority so that no qualifier (an LLM could miss one) decides consent.
+OPT_OUT = re.compile(
+    r"^\s*(?:baja|stop|unsubscribe|cancelar|alto|parar)\s*[.!]*\s*$|dar(?:me)? de baja|no me (?:vuelvan a )?"
+    r"(?:llamen|llames|llamar|escriban|escribas|contacten|contactes|molesten)|no llamar|no quiero que me "
+    r"(?:llamen|escriban|contacten)|dejen de (?:llamar|escribir|molestar)|bloquead[oa]|stop (?:calling|texting|"
+    r"messaging)|don'?t (?:call|text|contact)|do not (?:call|contact|text)|remove me|\bstop\b|no me escriban mas"
+    r"|no me escriban más", re.IGNORECASE)
+
+WHATSAPP_WINDOW = timedelta(hours=24)
+
+
+def opts_out(text: str | None) -> bool:
+    return bool(text) and OPT_OUT.search(text or "") is not None
+
+
+@dataclass(frozen=True)
+class ContactRules:
+    """A broker's contact rules (``broker_settings.campaigns`` overrides any of them)."""
+
+    quiet_start: int = 21  # local hour from which nobody is contacted …
+    quiet_end: int = 9  # … until this local hour
+    cap_messages: int = 3  # at most this many sends per lead …
+    cap_days: float = 7.0  # … in this many days, across campaigns
+
+
+def quiet_until(now: datetime, timezone: str, rules: ContactRules) -> datetime | None:
+    """When quiet hours end, if ``now`` falls in them in the broker's timezone; else None."""
+    local = now.astimezone(ZoneInfo(timezone))
+    hour = local.hour
+    start, end = rules.quiet_start, rules.quiet_end
+    quiet = (hour >= start or hour < end) if start > end else (start <= hour < end)
+    if not quiet:
+        return None
+    resume = local.replace(hour=end, minute=0, second=0, microsecond=0)
+    if resume <= local:
+        resume += timedelta(days=1)
+    return resume.astimezone(now.tzinfo)
+
+
+def in_whatsapp_window(last_inbound_at: datetime | None, now: datetime) -> bool:
+    """Free-form text is allowed only within 24 hours of the lead's last WhatsApp message."""
+    return last_inbound_at is not None and now - last_inbound_at < WHATSAPP_WINDOW

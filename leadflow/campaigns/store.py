@@ -1,0 +1,322 @@
+"""Segments, consent and campaign batches against PostgreSQL (and Kafka for the outbound commands).
+
+Each function is one step of a batch and one transaction: read what it needs, call the pure
+functions (``segments``, ``targeting``), write the result. Writes carry the keys that make a
+rerun harmless: one open membership per segment and lead, one enrollment per campaign and lead,
+one send per campaign, lead and step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import polars as pl
+import psycopg2.extensions
+
+from leadflow.campaigns.definitions import CampaignDefinition, CampaignStatus
+from leadflow.campaigns.eligibility import OPT_OUT, ContactRules
+from leadflow.campaigns.segments import SegmentRules, members
+from leadflow.campaigns.targeting import Broker, Campaign, Decision, decide, enroll
+from leadflow.campaigns.templates import unknown_variables
+from leadflow.db.connection import transaction
+from leadflow.events import OutboundCommand
+
+_LOCK_CAMPAIGNS = 7_240_010
+
+
+class CampaignError(ValueError):
+    """A segment or campaign that cannot be saved; the message says what to fix."""
+
+
+def _broker_id(cur: psycopg2.extensions.cursor, slug: str) -> int:
+    cur.execute("SELECT broker_id FROM leadflow.brokers WHERE slug = %s", (slug,))
+    row = cur.fetchone()
+    if row is None:
+        raise CampaignError(f"no broker {slug!r} (leadflow brokers list)")
+    return int(row[0])
+
+
+def save_segment(url: str, broker_slug: str, name: str, rules: dict[str, Any]) -> int:
+    """Create or replace a broker's segment; the rules are validated first."""
+    try:
+        SegmentRules.model_validate(rules)
+    except ValueError as exc:
+        raise CampaignError(f"segment {name!r}: {exc}") from exc
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO leadflow.segments (broker_id, name, rules) VALUES (%s, %s, %s)
+                       ON CONFLICT (broker_id, name) DO UPDATE SET rules = EXCLUDED.rules RETURNING segment_id""",
+                    (_broker_id(cur, broker_slug), name, json.dumps(rules)))
+        row = cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def save_campaign(url: str, broker_slug: str, name: str, definition: dict[str, Any],
+                  status: CampaignStatus = "draft") -> int:
+    """Create or replace a broker's campaign; switching it to active stamps ``activated_at``."""
+    try:
+        parsed = CampaignDefinition.model_validate(definition)
+    except ValueError as exc:
+        raise CampaignError(f"campaign {name!r}: {exc}") from exc
+    for number, step in enumerate(parsed.steps, start=1):
+        texts = [step.template or "", *(step.whatsapp_template.parameters if step.whatsapp_template else [])]
+        unknown = [v for text in texts for v in unknown_variables(text)]
+        if unknown:
+            raise CampaignError(f"campaign {name!r} step {number}: unknown variables {', '.join(unknown)}")
+    with transaction(url) as conn, conn.cursor() as cur:
+        broker_id = _broker_id(cur, broker_slug)
+        if parsed.trigger.segment is not None:
+            cur.execute("SELECT 1 FROM leadflow.segments WHERE broker_id = %s AND name = %s",
+                        (broker_id, parsed.trigger.segment))
+            if cur.fetchone() is None:
+                raise CampaignError(f"campaign {name!r}: no segment {parsed.trigger.segment!r} for this broker")
+        cur.execute("""
+            INSERT INTO leadflow.campaigns (broker_id, name, status, definition, activated_at)
+            VALUES (%s, %s, %s, %s, CASE WHEN %s = 'active' THEN now() END)
+            ON CONFLICT (broker_id, name) DO UPDATE SET status = EXCLUDED.status, definition = EXCLUDED.definition,
+                activated_at = CASE WHEN EXCLUDED.status = 'active' AND campaigns.status <> 'active' THEN now()
+                                    ELSE campaigns.activated_at END
+            RETURNING campaign_id""", (broker_id, name, status, parsed.model_dump_json(), status))
+        row = cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+# --- consent -------------------------------------------------------------------------------------
+
+def record_opt_outs(url: str) -> int:
+    """Scan inbound messages not scanned yet for opt-out words; record each lead who said one."""
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_CAMPAIGNS + 1,))
+        cur.execute("SELECT last_message_id FROM leadflow.scan_watermarks WHERE name = 'consent'")
+        row = cur.fetchone()
+        since = int(row[0]) if row else 0
+        cur.execute("""SELECT m.message_id, ml.lead_id, ml.broker_id, m.body, m.sent_at
+                       FROM leadflow.raw_messages m JOIN leadflow.message_leads ml USING (message_id)
+                       WHERE m.message_id > %s AND m.direction = 'inbound' ORDER BY m.message_id""", (since,))
+        rows = cur.fetchall()
+        if not rows:
+            return 0
+        frame = pl.DataFrame(rows, schema=["message_id", "lead_id", "broker_id", "body", "sent_at"], orient="row")
+        said = frame.filter(pl.col("body").str.contains("(?i)" + OPT_OUT.pattern).fill_null(False))
+        first = said.sort("message_id").unique("lead_id", keep="first", maintain_order=True)
+        for message_id, lead_id, broker_id, body, sent_at in first.iter_rows():
+            cur.execute("""INSERT INTO leadflow.lead_consent (lead_id, broker_id, opted_out_at, message_id, reason)
+                           VALUES (%s, %s, %s, %s, %s) ON CONFLICT (lead_id) DO NOTHING""",
+                        (lead_id, broker_id, sent_at, message_id, f"said {(body or '')[:60]!r}"))
+        cur.execute("""INSERT INTO leadflow.scan_watermarks (name, last_message_id) VALUES ('consent', %s)
+                       ON CONFLICT (name) DO UPDATE SET last_message_id = EXCLUDED.last_message_id""",
+                    (int(frame["message_id"].max()),))  # type: ignore[arg-type]
+        return first.height
+
+
+# --- profiles and segments -------------------------------------------------------------------------
+
+PROFILE_SQL = """
+    WITH contact AS (
+        SELECT ml.lead_id,
+               max(m.contact_channel_id) FILTER (WHERE m.channel = 'whatsapp') AS wa_id,
+               max(m.sent_at) FILTER (WHERE m.channel = 'whatsapp' AND m.direction = 'inbound') AS last_whatsapp_at,
+               max(m.contact_channel_id) FILTER (WHERE m.channel = 'telegram') AS telegram_chat_id,
+               max(m.sent_at) FILTER (WHERE m.direction = 'inbound') AS last_inbound_at
+        FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
+        WHERE ml.broker_id = ANY(%(brokers)s)
+        GROUP BY ml.lead_id
+    )
+    SELECT l.lead_id, l.broker_id, b.slug AS broker_slug, b.name AS broker_name,
+           coalesce(q.name, l.display_name) AS name, l.phone_e164, l.email, l.channels,
+           s.score, s.temperature, coalesce(s.financing_ready, false) AS financing_ready,
+           st.stage, st.entered_at AS stage_entered_at, coalesce(st.stalled, false) AS stalled,
+           q.operation, q.property_type, q.bedrooms_min, q.budget_min::float8, q.budget_max::float8,
+           q.budget_currency, q.budget_period, coalesce(q.locations, '{}') AS locations, q.timeline_months,
+           q.financing, q.dicom_status, q.summary,
+           (lc.lead_id IS NOT NULL OR coalesce(q.opted_out, false)) AS opted_out,
+           coalesce((SELECT array_agg(t.tag ORDER BY t.tag) FROM leadflow.lead_tags t WHERE t.lead_id = l.lead_id),
+                    '{}') AS tags,
+           c.wa_id, c.last_whatsapp_at, c.telegram_chat_id, c.last_inbound_at
+    FROM leadflow.leads l JOIN leadflow.brokers b USING (broker_id)
+    LEFT JOIN contact c USING (lead_id)
+    LEFT JOIN leadflow.lead_scores s USING (lead_id)
+    LEFT JOIN leadflow.lead_qualifications q USING (lead_id)
+    LEFT JOIN leadflow.lead_stages st USING (lead_id)
+    LEFT JOIN leadflow.lead_consent lc USING (lead_id)
+    WHERE l.merged_into IS NULL AND l.broker_id = ANY(%(brokers)s)
+"""
+
+
+def load_profiles(cur: psycopg2.extensions.cursor, brokers: list[int], now: datetime) -> pl.DataFrame:
+    """Every live lead of these brokers as one profile row (the columns segments and campaigns read)."""
+    cur.execute(PROFILE_SQL, {"brokers": brokers})
+    names = [d[0] for d in cur.description or []]
+    frame = pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
+    if frame.is_empty():
+        return frame
+    utc = pl.Datetime("us", "UTC")
+    return frame.with_columns(
+        pl.col("last_inbound_at", "last_whatsapp_at", "stage_entered_at").cast(utc),
+        pl.col("tags").cast(pl.List(pl.String)), pl.col("locations").cast(pl.List(pl.String)),
+        pl.col("channels").cast(pl.List(pl.String)),
+    ).with_columns(
+        days_silent=((pl.lit(now) - pl.col("last_inbound_at")).dt.total_seconds() / 86400),
+        days_in_stage=((pl.lit(now) - pl.col("stage_entered_at")).dt.total_seconds() / 86400),
+    )
+
+
+@dataclass
+class SegmentResult:
+    members: dict[str, int] = field(default_factory=dict)  # "broker/segment" → members now
+    entered: int = 0
+    exited: int = 0
+
+
+def refresh_segments(url: str, now: datetime) -> SegmentResult:
+    """Evaluate every segment; open a membership for each lead that entered, close it for each that left."""
+    result = SegmentResult()
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_CAMPAIGNS + 2,))
+        cur.execute("SELECT s.segment_id, s.broker_id, s.rules::text, b.slug || '/' || s.name FROM leadflow.segments s "
+                    "JOIN leadflow.brokers b USING (broker_id)")
+        segments = pl.DataFrame(cur.fetchall(), schema=["segment_id", "broker_id", "rules", "label"], orient="row")
+        if segments.is_empty():
+            return result
+        profiles = load_profiles(cur, segments["broker_id"].unique().to_list(), now)
+        current = members(profiles, segments) if not profiles.is_empty() else members(pl.DataFrame(), segments[:0])
+        cur.execute("SELECT segment_id, lead_id FROM leadflow.segment_memberships WHERE exited_at IS NULL")
+        previous = pl.DataFrame(cur.fetchall(), schema={"segment_id": pl.Int64, "lead_id": pl.Int64}, orient="row")
+        keys = ["segment_id", "lead_id"]
+        entered = current.join(previous, on=keys, how="anti")
+        exited = previous.join(current.select(keys), on=keys, how="anti")
+        for segment_id, broker_id, lead_id in entered.select("segment_id", "broker_id", "lead_id").iter_rows():
+            cur.execute("INSERT INTO leadflow.segment_memberships (segment_id, broker_id, lead_id, entered_at) "
+                        "VALUES (%s, %s, %s, %s)", (segment_id, broker_id, lead_id, now))
+        for segment_id, lead_id in exited.iter_rows():
+            cur.execute("UPDATE leadflow.segment_memberships SET exited_at = %s WHERE segment_id = %s "
+                        "AND lead_id = %s AND exited_at IS NULL", (now, segment_id, lead_id))
+        counts = dict(current.group_by("segment_id").len().iter_rows())
+        result.members = {label: int(counts.get(sid, 0)) for sid, label in segments.select("segment_id",
+                                                                                          "label").iter_rows()}
+        result.entered, result.exited = entered.height, exited.height
+    return result
+
+
+# --- campaign batches ----------------------------------------------------------------------------
+
+@dataclass
+class TargetResult:
+    enrolled: int = 0
+    sent: int = 0  # commands written (pending sends)
+    skipped: dict[str, int] = field(default_factory=dict)  # reason → count
+    deferred: dict[str, int] = field(default_factory=dict)
+    stopped: int = 0
+    already_decided: int = 0  # due steps that a previous run had already written (a rerun)
+
+
+def _contact_rules(cur: psycopg2.extensions.cursor) -> dict[int, ContactRules]:
+    cur.execute("SELECT broker_id, campaigns FROM leadflow.broker_settings")
+    known = ContactRules.__dataclass_fields__
+    return {int(b): ContactRules(**{k: v for k, v in (settings or {}).items() if k in known})
+            for b, settings in cur.fetchall()}
+
+
+def target_campaigns(url: str, now: datetime, publish: Callable[[list[OutboundCommand]], None]) -> TargetResult:
+    """One campaign batch: enroll, decide every due step, write sends and produce their commands.
+
+    ``publish`` must return only once Kafka acknowledged the commands: it runs before the
+    transaction commits, so a failure leaves nothing half-done and the next batch redoes it.
+    """
+    result = TargetResult()
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_CAMPAIGNS,))
+        cur.execute("""SELECT c.campaign_id, c.broker_id, c.name, c.definition, c.activated_at
+                       FROM leadflow.campaigns c WHERE c.status = 'active'""")
+        campaigns = {cid: Campaign(cid, bid, name, CampaignDefinition.model_validate(definition), activated)
+                     for cid, bid, name, definition, activated in cur.fetchall()}
+        if not campaigns:
+            return result
+        broker_ids = sorted({c.broker_id for c in campaigns.values()})
+        rules = _contact_rules(cur)
+        cur.execute("SELECT broker_id, name, timezone FROM leadflow.brokers WHERE broker_id = ANY(%s)", (broker_ids,))
+        brokers = {b: Broker(b, name, tz, rules.get(b, ContactRules())) for b, name, tz in cur.fetchall()}
+        profiles = load_profiles(cur, broker_ids, now)
+        if profiles.is_empty():
+            return result
+        cur.execute("""SELECT m.broker_id, s.name AS segment, m.lead_id FROM leadflow.segment_memberships m
+                       JOIN leadflow.segments s USING (segment_id) WHERE m.exited_at IS NULL""")
+        memberships = pl.DataFrame(cur.fetchall(), schema={"broker_id": pl.Int64, "segment": pl.String,
+                                                           "lead_id": pl.Int64}, orient="row")
+        cur.execute("SELECT campaign_id, lead_id FROM leadflow.campaign_enrollments WHERE campaign_id = ANY(%s)",
+                    (list(campaigns),))
+        enrolled = pl.DataFrame(cur.fetchall(), schema={"campaign_id": pl.Int64, "lead_id": pl.Int64}, orient="row")
+        new = enroll(list(campaigns.values()), profiles, memberships, enrolled, now)
+        for campaign_id, broker_id, lead_id, step, due_at in new.iter_rows():
+            cur.execute("""INSERT INTO leadflow.campaign_enrollments (campaign_id, broker_id, lead_id, enrolled_at,
+                                                                      next_step, next_due_at, status)
+                           VALUES (%s, %s, %s, %s, %s, %s, 'active') ON CONFLICT DO NOTHING""",
+                        (campaign_id, broker_id, lead_id, now, step, due_at))
+        result.enrolled = new.height
+
+        cap_days = max((b.rules.cap_days for b in brokers.values()), default=7.0)
+        cur.execute("""SELECT lead_id, count(*) FROM leadflow.outbound_sends
+                       WHERE broker_id = ANY(%s) AND created_at > %s AND status NOT IN ('skipped', 'failed')
+                             AND channel <> 'pipeline'
+                       GROUP BY lead_id""", (broker_ids, now - timedelta(days=cap_days)))
+        recent = pl.DataFrame(cur.fetchall(), schema={"lead_id": pl.Int64, "sends": pl.Int64}, orient="row")
+        cur.execute("""SELECT campaign_id, lead_id, next_step FROM leadflow.campaign_enrollments
+                       WHERE status = 'active' AND next_due_at <= %s AND campaign_id = ANY(%s)
+                       FOR UPDATE""", (now, list(campaigns)))
+        due = pl.DataFrame(cur.fetchall(), schema={"campaign_id": pl.Int64, "lead_id": pl.Int64,
+                                                   "next_step": pl.Int64}, orient="row")
+        decisions = decide(due, profiles, campaigns, brokers, recent, now)
+        commands = _write_decisions(cur, decisions, now, result)
+        publish(commands)
+    return result
+
+
+def _write_decisions(cur: psycopg2.extensions.cursor, decisions: list[Decision], now: datetime,
+                     result: TargetResult) -> list[OutboundCommand]:
+    commands = []
+    for d in decisions:
+        if d.decision == "defer":
+            result.deferred[d.reason or ""] = result.deferred.get(d.reason or "", 0) + 1
+            cur.execute("UPDATE leadflow.campaign_enrollments SET next_due_at = %s WHERE campaign_id = %s "
+                        "AND lead_id = %s", (d.next_due_at, d.campaign_id, d.lead_id))
+            continue
+        status = {"send": "pending", "skip": "skipped", "stop": "skipped"}[d.decision]
+        cur.execute("""
+            INSERT INTO leadflow.outbound_sends (broker_id, campaign_id, lead_id, step, action, channel, status, reason,
+                                                 payload, next_attempt_at, created_at, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (campaign_id, lead_id, step) DO NOTHING RETURNING send_id""",
+                    (d.broker_id, d.campaign_id, d.lead_id, d.step, d.action, d.channel, status, d.reason,
+                     json.dumps(d.payload) if d.payload is not None else None, now if status == "pending" else None,
+                     now, now))
+        row = cur.fetchone()
+        if row is None:
+            result.already_decided += 1  # written by an earlier run of this batch: never twice
+        elif d.decision == "send":
+            result.sent += 1
+            assert d.payload is not None and d.channel is not None
+            commands.append(OutboundCommand.build(send_id=int(row[0]), broker_id=d.broker_id,
+                                                  broker_slug=str(d.payload.get("broker_slug") or ""),
+                                                  campaign_id=d.campaign_id, lead_id=d.lead_id, step=d.step,
+                                                  action=d.action, channel=d.channel, payload=d.payload,
+                                                  created_at=now))
+        elif d.decision == "skip":
+            result.skipped[d.reason or ""] = result.skipped.get(d.reason or "", 0) + 1
+        else:
+            result.stopped += 1
+        if d.decision == "stop":
+            cur.execute("""UPDATE leadflow.campaign_enrollments SET status = 'stopped', stopped_reason = %s,
+                           next_due_at = NULL WHERE campaign_id = %s AND lead_id = %s""",
+                        (d.reason, d.campaign_id, d.lead_id))
+        else:
+            # Set, not incremented: writing the same decision twice moves the lead on once.
+            cur.execute("""UPDATE leadflow.campaign_enrollments SET next_step = %s, next_due_at = %s,
+                           status = CASE WHEN %s THEN 'done' ELSE 'active' END
+                           WHERE campaign_id = %s AND lead_id = %s""",
+                        (d.step + 1, d.next_due_at, d.done, d.campaign_id, d.lead_id))
+    return commands

@@ -1,0 +1,165 @@
+"""Channel senders: Telegram Bot API ``sendMessage`` and the WhatsApp Cloud API ``messages``.
+
+Each sender is an HTTP client (httpx) for one provider, pointed at the provider's URL or, in tests,
+at a local fake. It answers with the provider's message id, or raises ``RetryLater`` (429, 5xx,
+timeouts: the send stays pending and is retried) or ``Rejected`` (the provider refused for good,
+or credentials are missing: the send fails with the reason).
+
+Credentials per broker, from the environment (never stored): ``LEADFLOW_<SLUG>_TELEGRAM_BOT_TOKEN``,
+``LEADFLOW_<SLUG>_WHATSAPP_ACCESS_TOKEN`` and ``LEADFLOW_<SLUG>_WHATSAPP_PHONE_NUMBER_ID``. Provider
+URLs: ``LEADFLOW_TELEGRAM_API_URL`` (default https://api.telegram.org) and
+``LEADFLOW_WHATSAPP_API_URL`` (default https://graph.facebook.com/v21.0).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+
+from leadflow.brokers import default_secret_env
+from leadflow.campaigns.eligibility import in_whatsapp_window
+from leadflow.config import provider_url
+from leadflow.events import OutboundCommand
+
+
+class RetryLater(RuntimeError):
+    def __init__(self, reason: str, after_s: float = 60.0) -> None:
+        super().__init__(reason)
+        self.after_s = after_s
+
+
+class Rejected(RuntimeError):
+    """The provider will never accept this send as it is; the message says why."""
+
+
+class Skip(RuntimeError):
+    """Sending is no longer allowed (e.g. the WhatsApp window closed and there is no template)."""
+
+
+class Sender(Protocol):
+    def send(self, command: OutboundCommand) -> str: ...
+
+
+def credential(slug: str, kind: str) -> str:
+    name = default_secret_env(slug, kind)
+    value = os.environ.get(name)
+    if not value:
+        raise Rejected(f"{name} is not set: {slug} cannot send through this channel")
+    return value
+
+
+class RateLimiter:
+    """At most ``per_second`` sends overall and one per ``key_interval_s`` per key (a chat)."""
+
+    def __init__(self, per_second: float, key_interval_s: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 1.0 / per_second
+        self.key_interval = key_interval_s
+        self.clock, self.sleep = clock, sleep
+        self.next_any = 0.0
+        self.next_key: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def wait(self, key: str) -> None:
+        with self.lock:
+            now = self.clock()
+            at = max(now, self.next_any, self.next_key.get(key, 0.0))
+            self.next_any = at + self.interval
+            self.next_key[key] = at + self.key_interval
+        if at > now:
+            self.sleep(at - now)
+
+
+def _post(client: httpx.Client, url: str, body: dict[str, Any], headers: dict[str, str] | None = None,
+          tries: int = 2) -> httpx.Response:
+    """POST with one quick retry on a timeout or 5xx; a 429 is handed back at once (the caller waits)."""
+    for attempt in range(tries):
+        try:
+            response = client.post(url, json=body, headers=headers)
+        except httpx.TransportError as exc:
+            if attempt + 1 == tries:
+                raise RetryLater(f"{type(exc).__name__} talking to the provider") from exc
+            time.sleep(0.2 * (attempt + 1))
+            continue
+        if response.status_code >= 500 and attempt + 1 < tries:
+            time.sleep(0.2 * (attempt + 1))
+            continue
+        return response
+    raise AssertionError("unreachable")
+
+
+class TelegramSender:
+    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0,
+                 limiter: RateLimiter | None = None) -> None:
+        self.base_url = (base_url or provider_url("LEADFLOW_TELEGRAM_API_URL")).rstrip("/")
+        self.client = httpx.Client(timeout=timeout_s)
+        # Telegram: about 30 messages a second overall and one a second per chat.
+        self.limiter = limiter or RateLimiter(per_second=30, key_interval_s=1.0)
+
+    def send(self, command: OutboundCommand) -> str:
+        token = credential(command.broker_slug, "telegram_bot_token")
+        chat_id = str(command.payload["chat_id"])
+        self.limiter.wait(chat_id)
+        response = _post(self.client, f"{self.base_url}/bot{token}/sendMessage",
+                         {"chat_id": chat_id, "text": command.payload["text"]})
+        body = _json(response)
+        if response.status_code == 429:
+            after = float((body.get("parameters") or {}).get("retry_after", 30))
+            raise RetryLater("Telegram rate limit (429)", after)
+        if response.status_code >= 500:
+            raise RetryLater(f"Telegram answered {response.status_code}")
+        if not body.get("ok"):
+            raise Rejected(f"Telegram refused: {response.status_code} {body.get('description', '')}".strip())
+        return str(body["result"]["message_id"])
+
+
+class WhatsAppSender:
+    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.base_url = (base_url or provider_url("LEADFLOW_WHATSAPP_API_URL")).rstrip("/")
+        self.client = httpx.Client(timeout=timeout_s)
+        self.clock = clock
+
+    def message(self, command: OutboundCommand) -> dict[str, Any]:
+        """Text inside the 24-hour customer-service window, the approved template outside it."""
+        p = command.payload
+        last = datetime.fromisoformat(p["last_inbound_at"]) if p.get("last_inbound_at") else None
+        if in_whatsapp_window(last, self.clock()):
+            return {"messaging_product": "whatsapp", "to": p["to"], "type": "text", "text": {"body": p["text"]}}
+        template = p.get("template")
+        if not template:
+            raise Skip("outside the WhatsApp 24-hour window and no approved template")
+        components = [{"type": "body", "parameters": [{"type": "text", "text": v} for v in template["parameters"]]}] \
+            if template.get("parameters") else []
+        return {"messaging_product": "whatsapp", "to": p["to"], "type": "template",
+                "template": {"name": template["name"], "language": {"code": template["language"]},
+                             "components": components}}
+
+    def send(self, command: OutboundCommand) -> str:
+        token = credential(command.broker_slug, "whatsapp_access_token")
+        number = credential(command.broker_slug, "whatsapp_phone_number_id")
+        response = _post(self.client, f"{self.base_url}/{number}/messages", self.message(command),
+                         headers={"Authorization": f"Bearer {token}"})
+        body = _json(response)
+        if response.status_code == 429:
+            raise RetryLater("WhatsApp rate limit (429)", float(response.headers.get("retry-after", 60)))
+        if response.status_code >= 500:
+            raise RetryLater(f"WhatsApp answered {response.status_code}")
+        if response.status_code >= 400 or not body.get("messages"):
+            error = (body.get("error") or {}).get("message", "")
+            raise Rejected(f"WhatsApp refused: {response.status_code} {error}".strip())
+        return str(body["messages"][0]["id"])
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

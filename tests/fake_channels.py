@@ -1,0 +1,97 @@
+"""A local stand-in for the Telegram Bot API and the WhatsApp Cloud API (127.0.0.1 only).
+
+Each request takes the next scripted reply for its provider (success by default when nothing is
+scripted — unlike the LLM fake, a send that is not scripted is an ordinary success): an HTTP error
+status, a 429 with the provider's retry hint, or a delay longer than the client's timeout. Every
+request is recorded with its path and body, so tests assert exactly what was sent to whom.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    delay_s: float = 0.0
+    retry_after: int = 1
+
+
+@dataclass
+class FakeChannels:
+    scripts: dict[str, deque[Reply]] = field(default_factory=lambda: {"telegram": deque(), "whatsapp": deque()})
+    requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # provider, path, body
+    server: ThreadingHTTPServer | None = None
+    _ids: int = 0
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def script(self, provider: str, *replies: Reply) -> None:
+        self.scripts[provider].extend(replies)
+
+    def sent(self, provider: str) -> list[dict[str, Any]]:
+        """Bodies the provider accepted (answered 200)."""
+        return [body for p, path, body in self.requests if p == provider and not path.startswith("!")]
+
+    def start(self) -> FakeChannels:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                provider = "telegram" if "/sendMessage" in self.path else "whatsapp"
+                script = fake.scripts[provider]
+                reply = script.popleft() if script else Reply()
+                if reply.delay_s:
+                    time.sleep(reply.delay_s)
+                fake.requests.append((provider, self.path if reply.status == 200 else "!" + self.path, body))
+                fake._ids += 1
+                if provider == "telegram":
+                    if reply.status == 200:
+                        self._send(200, {"ok": True, "result": {"message_id": fake._ids, "chat": {
+                            "id": body.get("chat_id")}, "text": body.get("text")}})
+                    else:
+                        self._send(reply.status, {"ok": False, "error_code": reply.status,
+                                                  "description": f"scripted {reply.status}",
+                                                  "parameters": {"retry_after": reply.retry_after}})
+                    return
+                if self.headers.get("authorization", "") != "Bearer wa-token-not-a-secret":
+                    self._send(401, {"error": {"message": "Invalid OAuth access token", "code": 190}})
+                elif reply.status == 200:
+                    self._send(200, {"messaging_product": "whatsapp", "contacts": [{"wa_id": body.get("to")}],
+                                     "messages": [{"id": f"wamid.fake{fake._ids}"}]})
+                else:
+                    self._send(reply.status, {"error": {"message": f"scripted {reply.status}", "code": reply.status}},
+                               retry_after=reply.retry_after)
+
+            def _send(self, status: int, payload: dict[str, Any], retry_after: int | None = None) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                if retry_after is not None and status == 429:
+                    self.send_header("retry-after", str(retry_after))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
