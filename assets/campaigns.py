@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from assets.leads import lead_stages
+from leadflow.campaigns.outcomes import campaign_stats, close_the_loop
 from leadflow.campaigns.store import record_opt_outs, refresh_segments, target_campaigns
 from leadflow.events import OutboundCommand
 from leadflow.kafka import make_producer, produce_all
@@ -68,3 +69,18 @@ def outbound_dispatch(config: BatchTime, postgres: PostgresResource, kafka: Kafk
         "commands_read": result.commands_read, "sent": result.sent, "malformed": result.malformed,
         "retry_later": MetadataValue.json(result.retry_later), "failed": MetadataValue.json(result.failed),
         "skipped": MetadataValue.json(result.skipped), "already_handled": result.not_pending})
+
+
+@asset(group_name="campaigns", kinds={"postgres"}, deps=[outbound_dispatch],
+       description="Closing the loop: WhatsApp receipts and replies update each send (delivered, read, replied); "
+                   "per campaign: sent, delivered, read, replied, failed, success and reply rates, and the leads "
+                   "that advanced a stage after a touch.")
+def campaign_results(postgres: PostgresResource) -> MaterializeResult:
+    loop = close_the_loop(postgres.url)
+    stats = campaign_stats(postgres.url)
+    return MaterializeResult(metadata={
+        "newly_delivered": loop.delivered, "newly_read": loop.read, "newly_replied": loop.replied,
+        "newly_failed": loop.failed,
+        "campaigns": MetadataValue.json({f"{s['broker_id']}/{s['campaign']}": {k: v for k, v in s.items()
+                                                                               if k not in ("broker_id", "campaign")}
+                                         for s in stats})})

@@ -8,7 +8,13 @@ from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
 from assets.analytics import dbt_project, leadflow_dbt_models
-from assets.campaigns import campaign_sends, lead_consent, outbound_dispatch, segment_memberships
+from assets.campaigns import (
+    campaign_results,
+    campaign_sends,
+    lead_consent,
+    outbound_dispatch,
+    segment_memberships,
+)
 from assets.landing import landed_messages, landed_rows_have_a_broker, no_duplicate_provider_message_ids
 from assets.leads import (
     lead_qualifications,
@@ -31,7 +37,7 @@ with contextlib.suppress(ConfigurationError):
 
 defs = Definitions(
     assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_consent, segment_memberships,
-            campaign_sends, outbound_dispatch, leadflow_dbt_models],
+            campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
                   scores_in_range, no_stage_regression],
     jobs=[landing_job, analytics_job, campaign_job],

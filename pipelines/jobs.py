@@ -22,7 +22,8 @@ analytics_job = define_asset_job(
 
 campaign_job = define_asset_job(
     "campaign_job",
-    selection=AssetSelection.assets("lead_consent", "segment_memberships", "campaign_sends", "outbound_dispatch"),
+    selection=AssetSelection.assets("lead_consent", "segment_memberships", "campaign_sends", "outbound_dispatch",
+                                    "campaign_results"),
     description="The campaign batch: consent, segments, targeting of every active campaign, and dispatch of the "
                 "sends it decided (launched hourly by campaign_batch_schedule; quiet hours follow each broker's "
                 "timezone).",

@@ -188,3 +188,42 @@ def test_the_campaign_job_runs_as_dagster_assets_with_their_metadata(
     assert metadata["lead_consent"]["opted_out_now"] >= 1
     assert metadata["campaign_sends"]["enrolled"] == 2 and metadata["campaign_sends"]["to_send"] == 2
     assert metadata["outbound_dispatch"]["sent"] == 2 and len(fake.sent("whatsapp") + fake.sent("telegram")) == 2
+
+
+def test_receipts_and_replies_close_the_loop_into_campaign_figures(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory, fake: FakeChannels,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from leadflow.campaigns.outcomes import campaign_stats, close_the_loop
+    from leadflow.events import DeliveryState, DeliveryStatus
+
+    DELIVERED: DeliveryState = "delivered"
+    READ: DeliveryState = "read"
+
+    broker = make_broker()
+    credentials(monkeypatch, broker)
+    leads_of(settings, fresh_topics, broker)
+    save_campaign(settings.database_url, broker.slug, "bienvenida",
+                  {"trigger": {"type": "score_threshold", "score_min": 0},
+                   "steps": [HELLO, {"action": "move_stage", "stage": "seguimiento", "delay_hours": 1}]},
+                  status="active")
+    batch(settings, fresh_topics, fake, NOON)
+    [(wamid,)] = rows(settings, "SELECT provider_message_id FROM leadflow.outbound_sends WHERE broker_id = %s "
+                                "AND channel = 'whatsapp'", broker.broker_id)
+    receipts = [DeliveryStatus.build(broker_id=broker.broker_id, broker_slug=broker.slug, channel="whatsapp",
+                                     provider_message_id=wamid, status=status, recipient=CAMILA,
+                                     status_at=NOON + timedelta(minutes=minute))
+                for status, minute in ((DELIVERED, 1), (READ, 2))]
+    produce_all(make_producer(settings.kafka_bootstrap_servers), fresh_topics.messages,
+                [(r.kafka_key(), r.model_dump_json().encode()) for r in receipts])
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.c2", CAMILA, "¡Sí! ¿el sábado?", 185))  # 3 min after
+    run(settings, fresh_topics)  # the backbone lands the receipts and the reply
+    batch(settings, fresh_topics, fake, NOON + timedelta(hours=2))  # second step: both leads move a stage
+    loop = close_the_loop(settings.database_url)
+    assert (loop.delivered, loop.read, loop.replied) == (1, 1, 1)
+    [stats] = campaign_stats(settings.database_url, broker.broker_id)
+    assert {k: stats[k] for k in ("sent", "delivered", "read", "replied", "failed", "skipped")} == {
+        "sent": 4, "delivered": 1, "read": 1, "replied": 1, "failed": 0, "skipped": 0}
+    assert stats["success_rate"] == 1.0 and stats["reply_rate"] == 0.25
+    assert stats["advanced_after_touch"] == 2  # the move_stage step moved both touched leads forward
+    assert rows(settings, "SELECT status FROM leadflow.outbound_sends WHERE provider_message_id = %s",
+                wamid) == [("replied",)]

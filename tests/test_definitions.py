@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetKey
+from dagster import AssetKey, ScheduleDefinition
 
 
 def test_definitions_wire_landing_into_dbt_with_the_sensor_and_jobs() -> None:
@@ -25,5 +25,6 @@ def test_the_campaign_batch_is_scheduled_and_its_assets_follow_the_leads() -> No
     assert AssetKey("lead_stages") in graph.get(AssetKey("lead_consent")).parent_keys
     assert AssetKey("campaign_sends") in graph.get(AssetKey("outbound_dispatch")).parent_keys
     [schedule] = defs.schedules or []
+    assert isinstance(schedule, ScheduleDefinition)
     assert (schedule.name, schedule.job_name, schedule.cron_schedule) == ("campaign_batch_schedule", "campaign_job",
                                                                           "5 * * * *")

@@ -124,11 +124,11 @@ def _move_stage(cur: psycopg2.extensions.cursor, command: OutboundCommand, now: 
 
 
 def _settle(cur: psycopg2.extensions.cursor, send_id: int, status: str, reason: str | None = None,
-            provider_id: str | None = None, retry_at: datetime | None = None) -> None:
+            provider_id: str | None = None, retry_at: datetime | None = None, sent_at: datetime | None = None) -> None:
     cur.execute("""UPDATE leadflow.outbound_sends SET status = %s, reason = %s, updated_at = now(),
                        provider_message_id = coalesce(%s, provider_message_id), next_attempt_at = %s,
-                       sent_at = CASE WHEN %s = 'sent' THEN now() ELSE sent_at END
-                   WHERE send_id = %s""", (status, reason, provider_id, retry_at, status, send_id))
+                       sent_at = coalesce(%s, sent_at)
+                   WHERE send_id = %s""", (status, reason, provider_id, retry_at, sent_at, send_id))
 
 
 def dispatch(url: str, bootstrap: str, topics: Topics, senders: dict[str, Sender],
@@ -160,7 +160,7 @@ def _dispatch_one(conn: psycopg2.extensions.connection, command: OutboundCommand
         if command.channel == "pipeline":
             with conn, conn.cursor() as cur:
                 provider_id = _move_stage(cur, command, clock())
-                _settle(cur, command.send_id, "sent", provider_id=provider_id)
+                _settle(cur, command.send_id, "sent", provider_id=provider_id, sent_at=clock())
             result.sent += 1
             return
         sender = senders.get(command.channel)
@@ -192,6 +192,6 @@ def _dispatch_one(conn: psycopg2.extensions.connection, command: OutboundCommand
         _count(result.failed, str(exc))
         return
     with conn, conn.cursor() as cur:
-        _settle(cur, command.send_id, "sent", provider_id=provider_id)
+        _settle(cur, command.send_id, "sent", provider_id=provider_id, sent_at=clock())
     result.sent += 1
 
