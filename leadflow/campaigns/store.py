@@ -22,7 +22,7 @@ from leadflow.campaigns.eligibility import OPT_OUT, ContactRules
 from leadflow.campaigns.segments import SegmentRules, members
 from leadflow.campaigns.targeting import Broker, Campaign, Decision, decide, enroll
 from leadflow.campaigns.templates import unknown_variables
-from leadflow.db.connection import transaction
+from leadflow.db.connection import copy_rows, transaction
 from leadflow.events import OutboundCommand
 
 _LOCK_CAMPAIGNS = 7_240_010
@@ -252,11 +252,9 @@ def target_campaigns(url: str, now: datetime, publish: Callable[[list[OutboundCo
                     (list(campaigns),))
         enrolled = pl.DataFrame(cur.fetchall(), schema={"campaign_id": pl.Int64, "lead_id": pl.Int64}, orient="row")
         new = enroll(list(campaigns.values()), profiles, memberships, enrolled, now)
-        for campaign_id, broker_id, lead_id, step, due_at in new.iter_rows():
-            cur.execute("""INSERT INTO leadflow.campaign_enrollments (campaign_id, broker_id, lead_id, enrolled_at,
-                                                                      next_step, next_due_at, status)
-                           VALUES (%s, %s, %s, %s, %s, %s, 'active') ON CONFLICT DO NOTHING""",
-                        (campaign_id, broker_id, lead_id, now, step, due_at))
+        copy_rows(cur, "leadflow.campaign_enrollments", ["campaign_id", "broker_id", "lead_id", "enrolled_at",
+                                                         "next_step", "next_due_at", "status"],
+                  ((c, b, lead, now, step, due_at, "active") for c, b, lead, step, due_at in new.iter_rows()))
         result.enrolled = new.height
 
         cap_days = max((b.rules.cap_days for b in brokers.values()), default=7.0)
@@ -276,31 +274,55 @@ def target_campaigns(url: str, now: datetime, publish: Callable[[list[OutboundCo
     return result
 
 
+_DECISION_COLUMNS = ["campaign_id", "broker_id", "lead_id", "step", "action", "channel", "decision", "reason",
+                     "payload", "next_due_at", "done"]
+
+
 def _write_decisions(cur: psycopg2.extensions.cursor, decisions: list[Decision], now: datetime,
                      result: TargetResult) -> list[OutboundCommand]:
+    """Write every decision in bulk: COPY into a scratch table, then set-based statements.
+
+    A send row is inserted once per (campaign, lead, step) — ``ON CONFLICT DO NOTHING`` — and only
+    the rows inserted now become commands, so a batch written twice produces its commands once.
+    """
+    cur.execute("""CREATE TEMP TABLE decisions (campaign_id bigint, broker_id bigint, lead_id bigint, step integer,
+                       action text, channel text, decision text, reason text, payload jsonb, next_due_at timestamptz,
+                       done boolean) ON COMMIT DROP""")
+    copy_rows(cur, "decisions", _DECISION_COLUMNS,
+              ((d.campaign_id, d.broker_id, d.lead_id, d.step, d.action, d.channel, d.decision, d.reason,
+                json.dumps(d.payload) if d.payload is not None else None, d.next_due_at, d.done) for d in decisions))
+    cur.execute("""
+        INSERT INTO leadflow.outbound_sends (broker_id, campaign_id, lead_id, step, action, channel, status, reason,
+                                             payload, next_attempt_at, created_at, updated_at)
+        SELECT broker_id, campaign_id, lead_id, step, action, channel,
+               CASE WHEN decision = 'send' THEN 'pending' ELSE 'skipped' END, reason, payload,
+               CASE WHEN decision = 'send' THEN %(now)s::timestamptz END, %(now)s, %(now)s
+        FROM decisions WHERE decision <> 'defer'
+        ON CONFLICT (campaign_id, lead_id, step) DO NOTHING
+        RETURNING send_id, campaign_id, lead_id, step, status""", {"now": now})
+    inserted = {(c, lead, step): (send_id, status) for send_id, c, lead, step, status in cur.fetchall()}
+    # Deferred: the same step, later. Stopped (opted out): the enrollment ends. Otherwise the lead moves
+    # on — set, not incremented, so writing the same decision twice moves it once.
+    cur.execute("""
+        UPDATE leadflow.campaign_enrollments e SET
+            next_step = CASE WHEN d.decision IN ('send', 'skip') THEN d.step + 1 ELSE e.next_step END,
+            next_due_at = CASE WHEN d.decision = 'stop' THEN NULL ELSE d.next_due_at END,
+            status = CASE WHEN d.decision = 'stop' THEN 'stopped'
+                          WHEN d.decision IN ('send', 'skip') AND d.done THEN 'done' ELSE e.status END,
+            stopped_reason = CASE WHEN d.decision = 'stop' THEN d.reason ELSE e.stopped_reason END
+        FROM decisions d WHERE e.campaign_id = d.campaign_id AND e.lead_id = d.lead_id""")
     commands = []
     for d in decisions:
         if d.decision == "defer":
             result.deferred[d.reason or ""] = result.deferred.get(d.reason or "", 0) + 1
-            cur.execute("UPDATE leadflow.campaign_enrollments SET next_due_at = %s WHERE campaign_id = %s "
-                        "AND lead_id = %s", (d.next_due_at, d.campaign_id, d.lead_id))
             continue
-        status = {"send": "pending", "skip": "skipped", "stop": "skipped"}[d.decision]
-        cur.execute("""
-            INSERT INTO leadflow.outbound_sends (broker_id, campaign_id, lead_id, step, action, channel, status, reason,
-                                                 payload, next_attempt_at, created_at, updated_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (campaign_id, lead_id, step) DO NOTHING RETURNING send_id""",
-                    (d.broker_id, d.campaign_id, d.lead_id, d.step, d.action, d.channel, status, d.reason,
-                     json.dumps(d.payload) if d.payload is not None else None, now if status == "pending" else None,
-                     now, now))
-        row = cur.fetchone()
-        if row is None:
+        written = inserted.get((d.campaign_id, d.lead_id, d.step))
+        if written is None:
             result.already_decided += 1  # written by an earlier run of this batch: never twice
         elif d.decision == "send":
             result.sent += 1
             assert d.payload is not None and d.channel is not None
-            commands.append(OutboundCommand.build(send_id=int(row[0]), broker_id=d.broker_id,
+            commands.append(OutboundCommand.build(send_id=int(written[0]), broker_id=d.broker_id,
                                                   broker_slug=str(d.payload.get("broker_slug") or ""),
                                                   campaign_id=d.campaign_id, lead_id=d.lead_id, step=d.step,
                                                   action=d.action, channel=d.channel, payload=d.payload,
@@ -309,14 +331,4 @@ def _write_decisions(cur: psycopg2.extensions.cursor, decisions: list[Decision],
             result.skipped[d.reason or ""] = result.skipped.get(d.reason or "", 0) + 1
         else:
             result.stopped += 1
-        if d.decision == "stop":
-            cur.execute("""UPDATE leadflow.campaign_enrollments SET status = 'stopped', stopped_reason = %s,
-                           next_due_at = NULL WHERE campaign_id = %s AND lead_id = %s""",
-                        (d.reason, d.campaign_id, d.lead_id))
-        else:
-            # Set, not incremented: writing the same decision twice moves the lead on once.
-            cur.execute("""UPDATE leadflow.campaign_enrollments SET next_step = %s, next_due_at = %s,
-                           status = CASE WHEN %s THEN 'done' ELSE 'active' END
-                           WHERE campaign_id = %s AND lead_id = %s""",
-                        (d.step + 1, d.next_due_at, d.done, d.campaign_id, d.lead_id))
     return commands

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import csv
+import io
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -36,3 +39,15 @@ def transaction(url: str) -> Iterator[psycopg2.extensions.connection]:
             yield conn
     finally:
         conn.close()
+
+
+def copy_rows(cur: psycopg2.extensions.cursor, table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY rows into a table (CSV, so text needs no escaping of its own; None is NULL)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for row in rows:
+        writer.writerow(["\\N" if v is None else v for v in row])
+    if buffer.tell() == 0:
+        return
+    buffer.seek(0)
+    cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)

@@ -12,7 +12,6 @@ themselves, and each is incremental:
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +20,7 @@ from typing import Any
 import polars as pl
 import psycopg2.extensions
 
-from leadflow.db.connection import transaction
+from leadflow.db.connection import copy_rows, transaction
 from leadflow.leads.conversations import assemble, median_reply_minutes
 from leadflow.leads.identity import LINK_SCHEMA, resolve
 from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline, StageFacts, advance, visit_accepted
@@ -49,20 +48,6 @@ def _frame(cur: psycopg2.extensions.cursor, sql: str, params: tuple[Any, ...] = 
 def _pg_array(values: list[str] | None) -> str:
     items = ['"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values or []]
     return "{" + ",".join(items) + "}"
-
-
-def _copy_rows(cur: psycopg2.extensions.cursor, table: str, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
-    """COPY rows (CSV, so text needs no escaping of its own) into a table."""
-    if not rows:
-        return
-    import csv
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in rows:
-        writer.writerow(["\\N" if v is None else v for v in row])
-    buffer.seek(0)
-    cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
 
 
 # --- identity -----------------------------------------------------------------------------------
@@ -109,8 +94,8 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
             pl.col("reason").str.replace(r"^first seen in message -(\d+) \(.*\)$", "stated by lead $1 in a message"))
         new_lead_ids = sorted(set(new_links["lead_id"].to_list()) - set(links["lead_id"].to_list()))
         broker_of = dict(new_links.select("lead_id", "broker_id").unique().iter_rows())
-        _copy_rows(cur, "leadflow.leads", ["lead_id", "broker_id"], [(i, broker_of[i]) for i in new_lead_ids])
-        _copy_rows(cur, "leadflow.lead_identities", list(LINK_SCHEMA),
+        copy_rows(cur, "leadflow.leads", ["lead_id", "broker_id"], [(i, broker_of[i]) for i in new_lead_ids])
+        copy_rows(cur, "leadflow.lead_identities", list(LINK_SCHEMA),
                    list(new_links.select(list(LINK_SCHEMA)).iter_rows()))
         for broker_id, merged, into, reason in resolution.merges.iter_rows():
             cur.execute("""
@@ -129,7 +114,7 @@ def resolve_new_messages(url: str, max_messages: int = 200_000) -> ResolveResult
             cur.execute("UPDATE leadflow.leads SET merged_into = %s, message_count = 0, changed_at = now() "
                         "WHERE lead_id = %s", (into, merged))
         assigned = resolution.message_leads.filter(pl.col("message_id") > 0)
-        _copy_rows(cur, "leadflow.message_leads", ["message_id", "broker_id", "lead_id"],
+        copy_rows(cur, "leadflow.message_leads", ["message_id", "broker_id", "lead_id"],
                    list(assigned.select("message_id", "broker_id", "lead_id").iter_rows()))
         touched = sorted(set(assigned["lead_id"].to_list())
                          | set(resolution.merges["into_lead_id"].to_list()))
@@ -323,7 +308,7 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
                     cost_usd = u.cost_usd + EXCLUDED.cost_usd""",
                         (broker_id, now, provider_name, model, calls, fallbacks, tokens_in, tokens_out, cost))
         cur.execute("DELETE FROM leadflow.lead_qualifications WHERE lead_id = ANY(%s)", ([r[0] for r in rows],))
-        _copy_rows(cur, "leadflow.lead_qualifications", _QUALIFICATION_COLUMNS, rows)
+        copy_rows(cur, "leadflow.lead_qualifications", _QUALIFICATION_COLUMNS, rows)
     return result
 
 
@@ -425,7 +410,7 @@ def score_qualified_leads(url: str, as_of: datetime | None = None,
                 rows.append((row["lead_id"], row["broker_id"], row["score"], row["temperature"],
                              json.dumps(breakdown(row)), row["financing_ready"], _pg_array(row["reasons"]), now))
         cur.execute("DELETE FROM leadflow.lead_scores WHERE lead_id = ANY(%s)", ([r[0] for r in rows],))
-        _copy_rows(cur, "leadflow.lead_scores", ["lead_id", "broker_id", "score", "temperature", "breakdown",
+        copy_rows(cur, "leadflow.lead_scores", ["lead_id", "broker_id", "score", "temperature", "breakdown",
                                                  "financing_ready", "reasons", "scored_at"], rows)
     return result
 
@@ -485,7 +470,7 @@ def update_stages(url: str, as_of: datetime | None = None) -> StageResult:
                     entered_at = CASE WHEN leadflow.lead_stages.stage = EXCLUDED.stage
                                       THEN leadflow.lead_stages.entered_at ELSE EXCLUDED.entered_at END""",
                         (lead_id, broker_id, final, now, now))
-        _copy_rows(cur, "leadflow.stage_events", ["broker_id", "lead_id", "from_stage", "to_stage", "occurred_at",
+        copy_rows(cur, "leadflow.stage_events", ["broker_id", "lead_id", "from_stage", "to_stage", "occurred_at",
                                                   "reason", "automatic", "sequence"], events)
         result.transitions = len(events)
         result.stalled = _flag_stalled(cur, pipelines, as_of)
