@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from leadflow.config import ConfigurationError, export_environment
 
@@ -170,6 +171,41 @@ def _leads(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_argument(value: str) -> Any:
+    """A JSON document given inline or as @file."""
+    import json
+
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    return json.loads(text)
+
+
+def _campaigns(args: argparse.Namespace) -> int:
+    from leadflow.campaigns.outcomes import campaign_stats
+    from leadflow.campaigns.store import CampaignError, save_campaign, save_segment
+
+    settings = export_environment()
+    try:
+        if args.command == "segments":
+            segment_id = save_segment(settings.database_url, args.broker, args.name, _json_argument(args.rules))
+            print(f"segment {args.name!r} saved (id {segment_id}); members are evaluated by the next campaign batch")
+        elif args.action == "save":
+            campaign_id = save_campaign(settings.database_url, args.broker, args.name,
+                                        _json_argument(args.definition), status=args.status)
+            print(f"campaign {args.name!r} saved (id {campaign_id}, {args.status})")
+        else:
+            header = ("campaign", "sent", "deliv.", "read", "replied", "failed", "skipped", "pending", "advanced")
+            print("{:30s} {:>6s} {:>6s} {:>6s} {:>7s} {:>6s} {:>7s} {:>7s} {:>8s}  success  reply".format(*header))
+            for s in campaign_stats(settings.database_url):
+                rates = [f"{r:7.0%}" if r is not None else "      -" for r in (s["success_rate"], s["reply_rate"])]
+                print(f"{s['campaign'][:30]:30s} {s['sent']:6d} {s['delivered']:6d} {s['read']:6d} {s['replied']:7d} "
+                      f"{s['failed']:6d} {s['skipped']:7d} {s['pending']:7d} {s['advanced_after_touch']:8d} "
+                      f"{rates[0]} {rates[1]}")
+    except (CampaignError, ValueError) as exc:
+        print(f"leadflow {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from leadflow.demo.run import run_demo
     from leadflow.services import manager
@@ -256,6 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
     apart.add_argument("lead_b", type=int)
     apart.add_argument("--reason", default="kept apart by an operator")
     p.set_defaults(func=_leads)
+
+    p = sub.add_parser("segments", help="save a broker's segment (rules as JSON)")
+    p.add_argument("action", choices=["save"])
+    p.add_argument("--broker", required=True, help="the broker's slug")
+    p.add_argument("--name", required=True)
+    p.add_argument("--rules", required=True, help='JSON ({"all": [{"field", "op", "value"}, …]}) or @file')
+    p.set_defaults(func=_campaigns)
+
+    p = sub.add_parser("campaigns", help="save a broker's campaign; show every campaign's figures")
+    campaigns = p.add_subparsers(dest="action", required=True)
+    save = campaigns.add_parser("save", help="create or replace a campaign (trigger and steps as JSON)")
+    save.add_argument("--broker", required=True, help="the broker's slug")
+    save.add_argument("--name", required=True)
+    save.add_argument("--definition", required=True, help='JSON ({"trigger": …, "steps": […]}) or @file')
+    save.add_argument("--status", choices=["draft", "active", "paused", "completed"], default="draft")
+    campaigns.add_parser("stats", help="sent, delivered, read, replied, failed per campaign")
+    p.set_defaults(func=_campaigns)
 
     p = sub.add_parser("demo", help="run the backbone end to end on a generated stream")
     p.add_argument("--contacts", type=int, default=300, help="contacts per demo broker")

@@ -227,3 +227,25 @@ def test_receipts_and_replies_close_the_loop_into_campaign_figures(
     assert stats["advanced_after_touch"] == 2  # the move_stage step moved both touched leads forward
     assert rows(settings, "SELECT status FROM leadflow.outbound_sends WHERE provider_message_id = %s",
                 wamid) == [("replied",)]
+
+
+def test_operators_save_segments_and_campaigns_from_the_command_line(
+        settings: Settings, make_broker: BrokerFactory, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from leadflow.cli import main
+
+    broker = make_broker()
+    rules = {"all": [{"field": "temperature", "op": "eq", "value": "warm"},
+                     {"field": "operation", "op": "eq", "value": "rent"}]}
+    assert main(["segments", "save", "--broker", broker.slug, "--name", "arrendatarios tibios",
+                 "--rules", json.dumps(rules)]) == 0
+    definition = {"trigger": {"type": "inactivity", "days": 7, "segment": "arrendatarios tibios"}, "steps": [HELLO]}
+    assert main(["campaigns", "save", "--broker", broker.slug, "--name", "recordatorio", "--status", "active",
+                 "--definition", json.dumps(definition)]) == 0
+    assert rows(settings, "SELECT status, activated_at IS NOT NULL FROM leadflow.campaigns WHERE broker_id = %s",
+                broker.broker_id) == [("active", True)]
+    bad = {"all": [{"field": "sueldo", "op": "gte", "value": 1}]}
+    assert main(["segments", "save", "--broker", broker.slug, "--name", "x", "--rules", json.dumps(bad)]) == 1
+    assert "unknown field 'sueldo'" in capsys.readouterr().err
+    assert main(["campaigns", "stats"]) == 0
