@@ -134,6 +134,9 @@ def load_settings() -> Settings:
 PROVIDER_URLS = {
     "LEADFLOW_TELEGRAM_API_URL": "https://api.telegram.org",
     "LEADFLOW_WHATSAPP_API_URL": "https://graph.facebook.com/v21.0",
+    "LEADFLOW_VAPI_API_URL": "https://api.vapi.ai",
+    "LEADFLOW_BLAND_API_URL": "https://api.bland.ai",
+    "LEADFLOW_GOOGLE_CALENDAR_API_URL": "https://www.googleapis.com/calendar/v3",
 }
 
 

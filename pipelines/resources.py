@@ -8,7 +8,7 @@ from datetime import datetime
 from dagster import ConfigurableResource
 
 from leadflow.config import Topics
-from leadflow.outbound.senders import Sender, TelegramSender, WhatsAppSender
+from leadflow.outbound.senders import BlandCaller, Sender, TelegramSender, VapiCaller, WhatsAppSender
 
 
 class PostgresResource(ConfigurableResource):
@@ -34,10 +34,14 @@ class ChannelSendersResource(ConfigurableResource):
 
     telegram_api_url: str = ""
     whatsapp_api_url: str = ""
+    vapi_api_url: str = ""
+    bland_api_url: str = ""
     timeout_s: float = 10.0
 
     def senders(self, clock: Callable[[], datetime] | None = None) -> dict[str, Sender]:
         whatsapp = WhatsAppSender(self.whatsapp_api_url or None, self.timeout_s)
         if clock is not None:
             whatsapp.clock = clock
-        return {"telegram": TelegramSender(self.telegram_api_url or None, self.timeout_s), "whatsapp": whatsapp}
+        return {"telegram": TelegramSender(self.telegram_api_url or None, self.timeout_s), "whatsapp": whatsapp,
+                "vapi": VapiCaller(self.vapi_api_url or None, self.timeout_s),
+                "bland": BlandCaller(self.bland_api_url or None, self.timeout_s)}

@@ -1,4 +1,5 @@
-"""A local stand-in for the Telegram Bot API and the WhatsApp Cloud API (127.0.0.1 only).
+"""A local stand-in for the Telegram Bot API, the WhatsApp Cloud API, VAPI and Bland calls and the
+Google Calendar API (127.0.0.1 only).
 
 Each request takes the next scripted reply for its provider (success by default when nothing is
 scripted — unlike the LLM fake, a send that is not scripted is an ordinary success): an HTTP error
@@ -24,9 +25,24 @@ class Reply:
     retry_after: int = 1
 
 
+PROVIDERS = ("telegram", "whatsapp", "vapi", "bland", "calendar")
+
+
+def _provider(path: str) -> str:
+    if "/sendMessage" in path:
+        return "telegram"
+    if path.endswith("/v1/calls"):
+        return "bland"
+    if path.endswith("/call"):
+        return "vapi"
+    if "/calendars/" in path:
+        return "calendar"
+    return "whatsapp"
+
+
 @dataclass
 class FakeChannels:
-    scripts: dict[str, deque[Reply]] = field(default_factory=lambda: {"telegram": deque(), "whatsapp": deque()})
+    scripts: dict[str, deque[Reply]] = field(default_factory=lambda: {p: deque() for p in PROVIDERS})
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # provider, path, body
     server: ThreadingHTTPServer | None = None
     _ids: int = 0
@@ -52,7 +68,7 @@ class FakeChannels:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                provider = "telegram" if "/sendMessage" in self.path else "whatsapp"
+                provider = _provider(self.path)
                 script = fake.scripts[provider]
                 reply = script.popleft() if script else Reply()
                 if reply.delay_s:
@@ -68,6 +84,9 @@ class FakeChannels:
                                                   "description": f"scripted {reply.status}",
                                                   "parameters": {"retry_after": reply.retry_after}})
                     return
+                if provider != "whatsapp":
+                    self._other(provider, reply, body)
+                    return
                 if self.headers.get("authorization", "") != "Bearer wa-token-not-a-secret":
                     self._send(401, {"error": {"message": "Invalid OAuth access token", "code": 190}})
                 elif reply.status == 200:
@@ -76,6 +95,17 @@ class FakeChannels:
                 else:
                     self._send(reply.status, {"error": {"message": f"scripted {reply.status}", "code": reply.status}},
                                retry_after=reply.retry_after)
+
+            def _other(self, provider: str, reply: Reply, body: dict[str, Any]) -> None:
+                if reply.status != 200:
+                    self._send(reply.status, {"message": f"scripted {reply.status}"}, retry_after=reply.retry_after)
+                elif provider == "vapi":
+                    self._send(201, {"id": f"call-{fake._ids}", "status": "queued", "customer": body.get("customer")})
+                elif provider == "bland":
+                    self._send(200, {"status": "success", "call_id": f"bland-{fake._ids}"})
+                else:
+                    self._send(200, {"kind": "calendar#event", "id": f"evt{fake._ids}", "status": "confirmed",
+                                     "htmlLink": f"https://calendar.example/evt{fake._ids}", **body})
 
             def _send(self, status: int, payload: dict[str, Any], retry_after: int | None = None) -> None:
                 data = json.dumps(payload).encode()

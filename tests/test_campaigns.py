@@ -249,3 +249,35 @@ def test_operators_save_segments_and_campaigns_from_the_command_line(
     assert main(["segments", "save", "--broker", broker.slug, "--name", "x", "--rules", json.dumps(bad)]) == 1
     assert "unknown field 'sueldo'" in capsys.readouterr().err
     assert main(["campaigns", "stats"]) == 0
+
+
+def test_a_call_step_places_calls_through_vapi_and_bland_with_the_leads_facts(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory, fake: FakeChannels,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from leadflow.outbound.senders import BlandCaller, VapiCaller
+
+    vapi_broker, bland_broker = make_broker(), make_broker()
+    for broker, kinds in ((vapi_broker, ("vapi_api_key", "vapi_assistant_id", "vapi_phone_number_id")),
+                          (bland_broker, ("bland_api_key",))):
+        for kind in kinds:
+            monkeypatch.setenv(default_secret_env(broker.slug, kind), f"{kind}-not-a-secret")
+        send(settings, fresh_topics, broker,
+             ("whatsapp", f"wamid.call-{broker.slug}", CAMILA, "Hola, soy Camila, busco depto en Ñuñoa", 0))
+        provider = "vapi" if broker is vapi_broker else "bland"
+        save_campaign(settings.database_url, broker.slug, "llamada",
+                      {"trigger": {"type": "score_threshold", "score_min": 0},
+                       "steps": [{"action": "call", "provider": provider}]}, status="active")
+    run(settings, fresh_topics)
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    target(settings.database_url, NOON, lambda commands: produce_all(
+        producer, fresh_topics.outbound, [(c.kafka_key(), c.model_dump_json().encode()) for c in commands]))
+    result = dispatch(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics,
+                      {"vapi": VapiCaller(fake.url, 2), "bland": BlandCaller(fake.url, 2)}, clock=lambda: NOON)
+    assert result.sent == 2
+    [vapi] = fake.sent("vapi")
+    [bland] = fake.sent("bland")
+    assert vapi["customer"]["number"] == "+56911112222" and vapi["assistantId"] == "vapi_assistant_id-not-a-secret"
+    assert bland["phone_number"] == "+56911112222" and "Ñuñoa" in bland["task"] and "Camila" in bland["task"]
+    ids = rows(settings, "SELECT channel, provider_message_id FROM leadflow.outbound_sends WHERE broker_id IN (%s, %s) "
+                         "ORDER BY channel", vapi_broker.broker_id, bland_broker.broker_id)
+    assert [channel for channel, _ in ids] == ["bland", "vapi"] and all(i for _, i in ids)

@@ -27,6 +27,11 @@ from leadflow.campaigns.definitions import CampaignDefinition, Step
 from leadflow.campaigns.eligibility import ContactRules, in_whatsapp_window, quiet_until
 from leadflow.campaigns.templates import render
 
+# What the voice agent is asked to do when a call step has no template of its own.
+DEFAULT_CALL_TASK = ("Llama a {{name}} de parte de {{broker}} para retomar su búsqueda: {{operation}} "
+                     "{{property_type}} en {{location}}, presupuesto {{budget}}. Confirma si sigue interesado y "
+                     "ofrece agendar una visita.")
+
 ENROLLMENT_SCHEMA: dict[str, pl.DataType] = {"campaign_id": pl.Int64(), "broker_id": pl.Int64(), "lead_id": pl.Int64(),
                                        "next_step": pl.Int64(), "next_due_at": pl.Datetime("us", "UTC")}
 
@@ -121,8 +126,8 @@ def _route(step: Step, lead: dict[str, Any], now: datetime) -> tuple[str | None,
     if step.action == "call":
         if not lead.get("phone_e164"):
             return None, "no phone number to call"
-        return step.provider, {"phone": lead["phone_e164"], "name": lead.get("name") or "",
-                               "context": lead.get("summary") or ""}
+        task = render(step.template or DEFAULT_CALL_TASK, lead)
+        return step.provider, {"phone": lead["phone_e164"], "name": lead.get("name") or "", "task": task}
     text = render(step.template or "", lead)
     wants = step.channel
     if wants in ("auto", "whatsapp") and lead.get("wa_id"):

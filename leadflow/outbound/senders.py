@@ -5,10 +5,12 @@ at a local fake. It answers with the provider's message id, or raises ``RetryLat
 timeouts: the send stays pending and is retried) or ``Rejected`` (the provider refused for good,
 or credentials are missing: the send fails with the reason).
 
+Voice calls: VAPI ``POST /call`` and Bland ``POST /v1/calls``.
+
 Credentials per broker, from the environment (never stored): ``LEADFLOW_<SLUG>_TELEGRAM_BOT_TOKEN``,
-``LEADFLOW_<SLUG>_WHATSAPP_ACCESS_TOKEN`` and ``LEADFLOW_<SLUG>_WHATSAPP_PHONE_NUMBER_ID``. Provider
-URLs: ``LEADFLOW_TELEGRAM_API_URL`` (default https://api.telegram.org) and
-``LEADFLOW_WHATSAPP_API_URL`` (default https://graph.facebook.com/v21.0).
+``LEADFLOW_<SLUG>_WHATSAPP_ACCESS_TOKEN`` and ``_WHATSAPP_PHONE_NUMBER_ID``, ``_VAPI_API_KEY``,
+``_VAPI_ASSISTANT_ID`` and ``_VAPI_PHONE_NUMBER_ID``, ``_BLAND_API_KEY``. Provider URLs:
+``LEADFLOW_<PROVIDER>_API_URL`` (defaults in ``leadflow.config.PROVIDER_URLS``).
 """
 
 from __future__ import annotations
@@ -155,6 +157,59 @@ class WhatsAppSender:
             error = (body.get("error") or {}).get("message", "")
             raise Rejected(f"WhatsApp refused: {response.status_code} {error}".strip())
         return str(body["messages"][0]["id"])
+
+
+def _verdict(provider: str, response: httpx.Response) -> dict[str, Any]:
+    """The body of a successful answer; RetryLater for 429/5xx; Rejected for any other refusal."""
+    body = _json(response)
+    if response.status_code == 429:
+        raise RetryLater(f"{provider} rate limit (429)", float(response.headers.get("retry-after", 60)))
+    if response.status_code >= 500:
+        raise RetryLater(f"{provider} answered {response.status_code}")
+    if response.status_code >= 400:
+        detail = body.get("message") or body.get("error") or ""
+        raise Rejected(f"{provider} refused: {response.status_code} {detail}".strip())
+    return body
+
+
+class VapiCaller:
+    """An outbound call by the broker's VAPI assistant, told who the lead is and what they want."""
+
+    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0) -> None:
+        self.base_url = (base_url or provider_url("LEADFLOW_VAPI_API_URL")).rstrip("/")
+        self.client = httpx.Client(timeout=timeout_s)
+
+    def send(self, command: OutboundCommand) -> str:
+        slug, p = command.broker_slug, command.payload
+        body = {"assistantId": credential(slug, "vapi_assistant_id"),
+                "phoneNumberId": credential(slug, "vapi_phone_number_id"),
+                "customer": {"number": p["phone"], **({"name": p["name"]} if p.get("name") else {})},
+                "assistantOverrides": {"variableValues": {"name": p.get("name") or "", "task": p.get("task") or ""}}}
+        response = _post(self.client, f"{self.base_url}/call", body,
+                         headers={"Authorization": f"Bearer {credential(slug, 'vapi_api_key')}"})
+        answer = _verdict("VAPI", response)
+        if not answer.get("id"):
+            raise Rejected("VAPI answered without a call id")
+        return str(answer["id"])
+
+
+class BlandCaller:
+    """An outbound call by Bland's agent with the step's task (a prompt with the lead's facts)."""
+
+    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0) -> None:
+        self.base_url = (base_url or provider_url("LEADFLOW_BLAND_API_URL")).rstrip("/")
+        self.client = httpx.Client(timeout=timeout_s)
+
+    def send(self, command: OutboundCommand) -> str:
+        p = command.payload
+        body = {"phone_number": p["phone"], "task": p.get("task") or "",
+                "request_data": {"lead_id": command.lead_id, "name": p.get("name") or ""}}
+        response = _post(self.client, f"{self.base_url}/v1/calls", body,
+                         headers={"Authorization": credential(command.broker_slug, "bland_api_key")})
+        answer = _verdict("Bland", response)
+        if answer.get("status") != "success" or not answer.get("call_id"):
+            raise Rejected(f"Bland did not place the call: {answer.get('message') or answer.get('status')}")
+        return str(answer["call_id"])
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
