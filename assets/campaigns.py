@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from assets.leads import lead_stages
 from leadflow.campaigns.outcomes import campaign_stats, close_the_loop
 from leadflow.campaigns.store import record_opt_outs, refresh_segments, target_campaigns
+from leadflow.campaigns.visits import schedule_accepted_visits
 from leadflow.events import OutboundCommand
 from leadflow.kafka import make_producer, produce_all
 from leadflow.outbound.dispatcher import dispatch
@@ -73,14 +74,18 @@ def outbound_dispatch(config: BatchTime, postgres: PostgresResource, kafka: Kafk
 
 @asset(group_name="campaigns", kinds={"postgres"}, deps=[outbound_dispatch],
        description="Closing the loop: WhatsApp receipts and replies update each send (delivered, read, replied); "
+                   "accepted visits go into the broker's Google Calendar (and the lead to 'agendado'); "
                    "per campaign: sent, delivered, read, replied, failed, success and reply rates, and the leads "
                    "that advanced a stage after a touch.")
-def campaign_results(postgres: PostgresResource) -> MaterializeResult:
+def campaign_results(config: BatchTime, postgres: PostgresResource,
+                     channels: ChannelSendersResource) -> MaterializeResult:
     loop = close_the_loop(postgres.url)
+    visits = schedule_accepted_visits(postgres.url, channels.calendar(), config.moment())
     stats = campaign_stats(postgres.url)
     return MaterializeResult(metadata={
         "newly_delivered": loop.delivered, "newly_read": loop.read, "newly_replied": loop.replied,
-        "newly_failed": loop.failed,
+        "newly_failed": loop.failed, "visits_accepted": visits.accepted, "visits_in_calendar": visits.scheduled,
+        "visit_calendar_failures": MetadataValue.json(visits.failed),
         "campaigns": MetadataValue.json({f"{s['broker_id']}/{s['campaign']}": {k: v for k, v in s.items()
                                                                                if k not in ("broker_id", "campaign")}
                                          for s in stats})})

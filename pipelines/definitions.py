@@ -52,6 +52,7 @@ defs = Definitions(
         "channels": ChannelSendersResource(
             telegram_api_url=EnvVar("LEADFLOW_TELEGRAM_API_URL"), whatsapp_api_url=EnvVar("LEADFLOW_WHATSAPP_API_URL"),
             vapi_api_url=EnvVar("LEADFLOW_VAPI_API_URL"), bland_api_url=EnvVar("LEADFLOW_BLAND_API_URL"),
+            google_calendar_api_url=EnvVar("LEADFLOW_GOOGLE_CALENDAR_API_URL"),
         ),
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir)),
     },

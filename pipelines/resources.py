@@ -8,7 +8,14 @@ from datetime import datetime
 from dagster import ConfigurableResource
 
 from leadflow.config import Topics
-from leadflow.outbound.senders import BlandCaller, Sender, TelegramSender, VapiCaller, WhatsAppSender
+from leadflow.outbound.senders import (
+    BlandCaller,
+    GoogleCalendar,
+    Sender,
+    TelegramSender,
+    VapiCaller,
+    WhatsAppSender,
+)
 
 
 class PostgresResource(ConfigurableResource):
@@ -36,6 +43,7 @@ class ChannelSendersResource(ConfigurableResource):
     whatsapp_api_url: str = ""
     vapi_api_url: str = ""
     bland_api_url: str = ""
+    google_calendar_api_url: str = ""
     timeout_s: float = 10.0
 
     def senders(self, clock: Callable[[], datetime] | None = None) -> dict[str, Sender]:
@@ -45,3 +53,6 @@ class ChannelSendersResource(ConfigurableResource):
         return {"telegram": TelegramSender(self.telegram_api_url or None, self.timeout_s), "whatsapp": whatsapp,
                 "vapi": VapiCaller(self.vapi_api_url or None, self.timeout_s),
                 "bland": BlandCaller(self.bland_api_url or None, self.timeout_s)}
+
+    def calendar(self) -> GoogleCalendar:
+        return GoogleCalendar(self.google_calendar_api_url or None, self.timeout_s)

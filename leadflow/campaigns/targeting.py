@@ -26,6 +26,7 @@ import polars as pl
 from leadflow.campaigns.definitions import CampaignDefinition, Step
 from leadflow.campaigns.eligibility import ContactRules, in_whatsapp_window, quiet_until
 from leadflow.campaigns.templates import render
+from leadflow.campaigns.visits import describe_slot, proposed_slot
 
 # What the voice agent is asked to do when a call step has no template of its own.
 DEFAULT_CALL_TASK = ("Llama a {{name}} de parte de {{broker}} para retomar su búsqueda: {{operation}} "
@@ -119,7 +120,7 @@ def _condition_failure(step: Step, lead: dict[str, Any]) -> str | None:
     return None
 
 
-def _route(step: Step, lead: dict[str, Any], now: datetime) -> tuple[str | None, dict[str, Any] | str]:
+def _route(step: Step, lead: dict[str, Any], now: datetime, timezone: str) -> tuple[str | None, dict[str, Any] | str]:
     """(channel, payload) for a step, or (None, reason) when the lead cannot be reached that way."""
     if step.action == "move_stage":
         return "pipeline", {"stage": step.stage}
@@ -128,6 +129,11 @@ def _route(step: Step, lead: dict[str, Any], now: datetime) -> tuple[str | None,
             return None, "no phone number to call"
         task = render(step.template or DEFAULT_CALL_TASK, lead)
         return step.provider, {"phone": lead["phone_e164"], "name": lead.get("name") or "", "task": task}
+    visit: dict[str, Any] | None = None
+    if step.action == "visit":
+        slot = proposed_slot(now, timezone)
+        lead = {**lead, "visit_time": describe_slot(slot)}
+        visit = {"start": slot.isoformat(), "minutes": step.visit_minutes}
     text = render(step.template or "", lead)
     wants = step.channel
     if wants in ("auto", "whatsapp") and lead.get("wa_id"):
@@ -138,13 +144,13 @@ def _route(step: Step, lead: dict[str, Any], now: datetime) -> tuple[str | None,
                                    "parameters": [render(p, lead) for p in step.whatsapp_template.parameters]}
         elif not in_whatsapp_window(lead.get("last_whatsapp_at"), now):
             return None, "outside the WhatsApp 24-hour window and no approved template"
-        if step.action == "visit":
-            payload["visit"] = {"minutes": step.visit_minutes}
+        if visit is not None:
+            payload["visit"] = visit
         return "whatsapp", payload
     if wants in ("auto", "telegram") and lead.get("telegram_chat_id"):
         payload = {"chat_id": lead["telegram_chat_id"], "text": text}
-        if step.action == "visit":
-            payload["visit"] = {"minutes": step.visit_minutes}
+        if visit is not None:
+            payload["visit"] = visit
         return "telegram", payload
     return None, f"no {'chat' if wants == 'auto' else wants} channel for this lead"
 
@@ -173,7 +179,8 @@ def decide(due: pl.DataFrame, profiles: pl.DataFrame, campaigns: dict[int, Campa
             decisions.append(Decision(**base, decision="stop", reason="opted out", done=True))
             continue
         failure = _condition_failure(step, lead)
-        channel, routed = (None, failure) if failure else _route(step, lead, now)
+        timezone = brokers[campaign.broker_id].timezone
+        channel, routed = (None, failure) if failure else _route(step, lead, now, timezone)
         if channel is None:
             decisions.append(Decision(**base, decision="skip", reason=str(routed), next_due_at=following, done=last))
             continue

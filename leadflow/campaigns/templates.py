@@ -7,10 +7,10 @@ from typing import Any
 
 _VARIABLE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 VARIABLES = ("name", "first_name", "budget", "location", "locations", "operation", "property_type", "bedrooms",
-             "broker", "stage")
+             "broker", "stage", "visit_time")
 _FALLBACKS = {"name": "", "first_name": "", "location": "la zona que buscas", "locations": "la zona que buscas",
               "budget": "tu presupuesto", "property_type": "propiedad", "bedrooms": "", "operation": "",
-              "broker": "", "stage": ""}
+              "broker": "", "stage": "", "visit_time": "pronto"}
 
 
 def _money(value: float | None, currency: str | None) -> str | None:
@@ -30,7 +30,7 @@ def variables(profile: dict[str, Any]) -> dict[str, str]:
         "location": places[0] if places else None, "locations": ", ".join(places) or None,
         "operation": profile.get("operation"), "property_type": profile.get("property_type"),
         "bedrooms": str(profile["bedrooms_min"]) if profile.get("bedrooms_min") is not None else None,
-        "broker": profile.get("broker_name"), "stage": profile.get("stage"),
+        "broker": profile.get("broker_name"), "stage": profile.get("stage"), "visit_time": profile.get("visit_time"),
     }
     return {key: value if value else _FALLBACKS[key] for key, value in values.items()}
 

@@ -136,6 +136,11 @@ _DECLINED = re.compile(r"\b(?:no puedo|no me acomoda|no gracias|otro dia|otro dÃ
                        re.IGNORECASE)
 
 
+def accepts_visit(text: str) -> bool:
+    """A lead's answer to a visit proposal that says yes (and not "no puedo")."""
+    return bool(_VISIT_ACCEPTED.search(text)) and not _DECLINED.search(text)
+
+
 def visit_accepted(turns: Sequence[dict[str, Any]]) -> bool:
     """The lead said yes right after the agent proposed a visit (until a calendar integration says so)."""
     proposed = False
@@ -144,7 +149,7 @@ def visit_accepted(turns: Sequence[dict[str, Any]]) -> bool:
         if turn.get("role") == "agent":
             proposed = bool(_VISIT_PROPOSED.search(text))
         elif proposed:
-            if _VISIT_ACCEPTED.search(text) and not _DECLINED.search(text):
+            if accepts_visit(text):
                 return True
             proposed = False
     return False

@@ -502,3 +502,23 @@ def _flag_stalled(cur: psycopg2.extensions.cursor, pipelines: dict[int, Pipeline
     cur.execute("SELECT count(*) FROM leadflow.lead_stages WHERE stalled")
     row = cur.fetchone()
     return int(row[0]) if row else 0
+
+
+def move_lead_forward(cur: psycopg2.extensions.cursor, broker_id: int, lead_id: int, target: str, pipeline: Pipeline,
+                      now: datetime, reason: str, automatic: bool) -> str | None:
+    """Put a lead in ``target`` if that is forward in its pipeline, with the stage event; returns the stage
+    it left, or None when it was already there or further (stages never go back)."""
+    cur.execute("SELECT stage FROM leadflow.lead_stages WHERE lead_id = %s FOR UPDATE", (lead_id,))
+    row = cur.fetchone()
+    stage = row[0] if row else None
+    if pipeline.position(target) <= pipeline.position(stage):
+        return None
+    cur.execute("""INSERT INTO leadflow.stage_events (broker_id, lead_id, from_stage, to_stage, occurred_at, reason,
+                                                      automatic, sequence)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, 0)""",
+                (broker_id, lead_id, stage, target, now, reason, automatic))
+    cur.execute("""INSERT INTO leadflow.lead_stages (lead_id, broker_id, stage, entered_at, evaluated_at)
+                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT (lead_id) DO UPDATE SET stage = EXCLUDED.stage,
+                   entered_at = EXCLUDED.entered_at, stalled = false, stalled_days = NULL""",
+                (lead_id, broker_id, target, now, now))
+    return stage or ""

@@ -23,6 +23,7 @@ from leadflow.db.connection import connect, transaction
 from leadflow.events import OutboundCommand
 from leadflow.kafka import assign_from, cluster_id, consume, make_consumer, partitions_of
 from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline
+from leadflow.leads.store import move_lead_forward
 from leadflow.offsets import lock_offsets, store_offsets
 from leadflow.outbound.senders import Rejected, RetryLater, Sender, Skip
 
@@ -103,23 +104,12 @@ def _move_stage(cur: psycopg2.extensions.cursor, command: OutboundCommand, now: 
     cur.execute("SELECT pipeline FROM leadflow.broker_settings WHERE broker_id = %s", (command.broker_id,))
     row = cur.fetchone()
     pipeline = Pipeline.from_settings(row[0]) if row else DEFAULT_PIPELINE
-    cur.execute("SELECT stage FROM leadflow.lead_stages WHERE lead_id = %s FOR UPDATE", (command.lead_id,))
-    current = cur.fetchone()
-    stage = current[0] if current else None
-    try:
-        if pipeline.position(target) <= pipeline.position(stage):
-            raise Skip(f"the lead is already at {stage}")
-    except StopIteration as exc:
-        raise Rejected(f"stage {target!r} is not in the broker's pipeline") from exc
-    cur.execute("""INSERT INTO leadflow.stage_events (broker_id, lead_id, from_stage, to_stage, occurred_at, reason,
-                                                      automatic, sequence)
-                   VALUES (%s, %s, %s, %s, %s, %s, false, 0)""",
-                (command.broker_id, command.lead_id, stage, target, now,
-                 f"campaign {command.payload.get('campaign')} step {command.step + 1}"))
-    cur.execute("""INSERT INTO leadflow.lead_stages (lead_id, broker_id, stage, entered_at, evaluated_at)
-                   VALUES (%s, %s, %s, %s, %s) ON CONFLICT (lead_id) DO UPDATE SET stage = EXCLUDED.stage,
-                   entered_at = EXCLUDED.entered_at, stalled = false, stalled_days = NULL""",
-                (command.lead_id, command.broker_id, target, now, now))
+    if target not in {s.code for s in pipeline.stages}:
+        raise Rejected(f"stage {target!r} is not in the broker's pipeline")
+    left = move_lead_forward(cur, command.broker_id, command.lead_id, target, pipeline, now,
+                             f"campaign {command.payload.get('campaign')} step {command.step + 1}", automatic=False)
+    if left is None:
+        raise Skip("the lead is already at that stage or further")
     return f"stage:{target}"
 
 

@@ -212,6 +212,25 @@ class BlandCaller:
         return str(answer["call_id"])
 
 
+class GoogleCalendar:
+    """Google Calendar ``events.insert`` on the broker's calendar (``LEADFLOW_<SLUG>_GOOGLE_CALENDAR_TOKEN``,
+    an OAuth access token, and ``LEADFLOW_<SLUG>_GOOGLE_CALENDAR_ID``, default "primary")."""
+
+    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0) -> None:
+        self.base_url = (base_url or provider_url("LEADFLOW_GOOGLE_CALENDAR_API_URL")).rstrip("/")
+        self.client = httpx.Client(timeout=timeout_s)
+
+    def insert(self, broker_slug: str, event: dict[str, Any]) -> str:
+        token = credential(broker_slug, "google_calendar_token")
+        calendar = os.environ.get(default_secret_env(broker_slug, "google_calendar_id")) or "primary"
+        response = _post(self.client, f"{self.base_url}/calendars/{calendar}/events", event,
+                         headers={"Authorization": f"Bearer {token}"})
+        answer = _verdict("Google Calendar", response)
+        if not answer.get("id"):
+            raise Rejected("Google Calendar answered without an event id")
+        return str(answer["id"])
+
+
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
