@@ -28,6 +28,7 @@ from assets.leads import (
 from leadflow.config import ConfigurationError, export_environment
 from pipelines.jobs import analytics_job, campaign_batch_schedule, campaign_job, landing_job
 from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
+from sensors.campaign_triggers import campaign_trigger_sensor
 from sensors.kafka_landing import kafka_landing_sensor
 
 # Fill LEADFLOW_* from the embedded services when they are not set, so EnvVar resolves locally.
@@ -42,7 +43,7 @@ defs = Definitions(
                   scores_in_range, no_stage_regression],
     jobs=[landing_job, analytics_job, campaign_job],
     schedules=[campaign_batch_schedule],
-    sensors=[kafka_landing_sensor],
+    sensors=[kafka_landing_sensor, campaign_trigger_sensor],
     resources={
         "postgres": PostgresResource(url=EnvVar("LEADFLOW_DATABASE_URL")),
         "kafka": KafkaResource(

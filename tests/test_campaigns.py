@@ -321,3 +321,30 @@ def test_an_accepted_visit_goes_into_the_brokers_calendar_and_the_lead_is_schedu
     # A second pass schedules nothing twice.
     again = schedule_accepted_visits(settings.database_url, GoogleCalendar(fake.url, 2), NOON + timedelta(hours=2))
     assert (again.accepted, again.scheduled, len(fake.sent("calendar"))) == (0, 0, 1)
+
+
+def test_the_trigger_sensor_asks_for_a_batch_once_per_new_stage_move_or_score(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+
+    from pipelines.resources import PostgresResource
+    from sensors.campaign_triggers import campaign_trigger_sensor
+
+    def tick(cursor: str | None) -> SensorResult | SkipReason:
+        with DagsterInstance.ephemeral() as instance:
+            context = build_sensor_context(instance=instance, cursor=cursor,
+                                           resources={"postgres": PostgresResource(url=settings.database_url)})
+            result = campaign_trigger_sensor(context)
+        assert isinstance(result, SensorResult | SkipReason)
+        return result
+
+    broker = make_broker()
+    save_campaign(settings.database_url, broker.slug, "nuevos-potenciales", {
+        "trigger": {"type": "stage_change", "stage": "potencial"}, "steps": [HELLO]}, status="active")
+    first = tick(None)
+    assert isinstance(first, SensorResult) and first.run_requests
+    assert isinstance(tick(first.cursor), SkipReason)  # nothing new: no second batch
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.s1", CAMILA, "Hola, soy Camila, busco depto", 0))
+    run(settings, fresh_topics)  # scores and stage moves arrive
+    later = tick(first.cursor)
+    assert isinstance(later, SensorResult) and later.cursor != first.cursor

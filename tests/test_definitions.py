@@ -11,7 +11,7 @@ def test_definitions_wire_landing_into_dbt_with_the_sensor_and_jobs() -> None:
     graph = defs.resolve_asset_graph()
     staging = AssetKey(["staging", "stg_leadflow__messages"])
     assert AssetKey("landed_messages") in graph.get(staging).parent_keys
-    assert {s.name for s in defs.sensors or []} == {"kafka_landing_sensor"}
+    assert {s.name for s in defs.sensors or []} == {"kafka_landing_sensor", "campaign_trigger_sensor"}
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"landing_job", "analytics_job"}
     checks = {key.name for key in graph.asset_check_keys}
     assert {"landed_rows_have_a_broker", "no_duplicate_provider_message_ids"} <= checks

@@ -332,3 +332,23 @@ def _write_decisions(cur: psycopg2.extensions.cursor, decisions: list[Decision],
         else:
             result.stopped += 1
     return commands
+
+
+def trigger_watermark(url: str) -> str | None:
+    """How far the events that can enroll leads have come (stage moves, scores), for brokers with an
+    active campaign triggered by them; None when no such campaign is active."""
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("""
+            WITH brokers AS (
+                SELECT DISTINCT broker_id FROM leadflow.campaigns
+                WHERE status = 'active' AND definition -> 'trigger' ->> 'type' IN ('stage_change', 'score_threshold')
+            )
+            SELECT (SELECT count(*) FROM brokers),
+                   (SELECT coalesce(max(stage_event_id), 0) FROM leadflow.stage_events WHERE broker_id IN
+                        (SELECT broker_id FROM brokers)),
+                   (SELECT coalesce(extract(epoch FROM max(scored_at))::bigint, 0) FROM leadflow.lead_scores
+                    WHERE broker_id IN (SELECT broker_id FROM brokers))""")
+        row = cur.fetchone()
+    assert row is not None
+    active, stage_event, scored = row
+    return None if not active else f"stages{stage_event}-scores{scored}"
