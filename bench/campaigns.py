@@ -170,3 +170,77 @@ def bench_dispatch(database_url: str, bootstrap: str, count: int) -> None:
     print(f"{'dispatcher (read, claim, send, record)':40s} {count / ours:11,.0f} sends/s   "
           f"ratio {bare / ours:.2f} of the baseline")
     print("   (Telegram sends are held to its limits by design: 30/s overall, 1/s per chat)")
+
+
+def bench_batch(database_url: str, bootstrap: str, count: int) -> None:
+    """One whole campaign batch on PostgreSQL and Kafka: load the profiles of ``count`` leads (10 brokers),
+    enroll and decide for 100 campaigns, write every decision and produce every command."""
+    import uuid
+
+    from leadflow.brokers import add_broker
+    from leadflow.campaigns.store import save_campaign, target_campaigns
+    from leadflow.config import Topics
+    from leadflow.db.connection import transaction
+    from leadflow.events import OutboundCommand
+    from leadflow.kafka import ensure_topics, make_producer, produce_all
+
+    run = uuid.uuid4().hex[:6]
+    brokers = [add_broker(database_url, f"batch-{run}-{b}", name=f"Batch {b}", country="CL",
+                          timezone="America/Santiago") for b in range(10)]
+    ids = [b.broker_id for b in brokers]
+    started = time.perf_counter()
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        cur.execute("""
+            CREATE TEMP TABLE seed ON COMMIT DROP AS
+            SELECT nextval('leadflow.lead_id_seq') AS lead_id, (%(ids)s::bigint[])[1 + g %% 10] AS broker_id, g
+            FROM generate_series(1, %(count)s) AS g""", {"ids": ids, "count": count})
+        cur.execute("""INSERT INTO leadflow.leads (lead_id, broker_id, display_name, phone_e164, channels,
+                                                   message_count, first_message_at, last_message_at)
+                       SELECT lead_id, broker_id, 'Lead ' || g, '+569' || (10000000 + g), '{whatsapp}', 1,
+                              %(now)s - (g %% 60) * interval '1 day', %(now)s - (g %% 60) * interval '1 day'
+                       FROM seed""", {"now": NOW})
+        cur.execute("""
+            WITH m AS (
+                INSERT INTO leadflow.raw_messages (broker_id, event_id, channel, provider_message_id,
+                    contact_channel_id, contact_phone, direction, message_type, body, sent_at, received_at,
+                    schema_version, payload, kafka_topic, kafka_partition, kafka_offset)
+                SELECT broker_id, gen_random_uuid(), 'whatsapp', 'wamid.seed' || g, '569' || (10000000 + g),
+                       '+569' || (10000000 + g), 'inbound', 'text', 'hola, busco depto',
+                       %(now)s - (g %% 60) * interval '1 day', %(now)s, 1, '{}'::jsonb, 'seed', 0, g
+                FROM seed RETURNING message_id, broker_id, kafka_offset)
+            INSERT INTO leadflow.message_leads (message_id, broker_id, lead_id)
+            SELECT m.message_id, m.broker_id, s.lead_id FROM m JOIN seed s ON s.g = m.kafka_offset""", {"now": NOW})
+        cur.execute("""INSERT INTO leadflow.lead_scores (lead_id, broker_id, score, temperature, breakdown,
+                                                         financing_ready, scored_at)
+                       SELECT lead_id, broker_id, g %% 101, CASE WHEN g %% 101 >= 70 THEN 'hot' WHEN g %% 101 >= 40
+                              THEN 'warm' ELSE 'cold' END, '{}'::jsonb, false, %(now)s FROM seed""", {"now": NOW})
+        cur.execute("""INSERT INTO leadflow.lead_qualifications (lead_id, broker_id, qualifier, schema_version,
+                           conversation_hash, operation, budget_max, budget_currency, locations, opted_out)
+                       SELECT lead_id, broker_id, 'rules', 1, md5(g::text), CASE WHEN g %% 2 = 0 THEN 'buy' ELSE 'rent'
+                              END, 1000 + g %% 9000, 'UF', ARRAY['ñuñoa'], g %% 33 = 0 FROM seed""", {})
+        cur.execute("""INSERT INTO leadflow.lead_stages (lead_id, broker_id, stage, entered_at, evaluated_at)
+                       SELECT lead_id, broker_id, 'entrada', %(now)s - interval '3 days', %(now)s FROM seed""",
+                    {"now": NOW})
+    seeded = time.perf_counter() - started
+    step = {"action": "message", "template": "Hola {{first_name}}, ¿vemos opciones en {{location}} hasta {{budget}}?",
+            "whatsapp_template": {"name": "seguimiento", "language": "es", "parameters": ["{{first_name}}"]}}
+    triggers = [{"type": "score_threshold", "score_min": 97}, {"type": "inactivity", "days": 57},
+                {"type": "score_threshold", "score_min": 99}]
+    for broker in brokers:
+        for k in range(10):
+            save_campaign(database_url, broker.slug, f"c{k}", {"trigger": triggers[k % 3], "steps": [
+                step, {**step, "delay_hours": 48}]}, status="active")
+    topics = Topics(f"batch{run}")
+    ensure_topics(bootstrap, topics.all(), 3)
+    producer = make_producer(bootstrap)
+
+    def publish(commands: list[OutboundCommand]) -> None:
+        produce_all(producer, topics.outbound, [(c.kafka_key(), c.model_dump_json().encode()) for c in commands])
+
+    started = time.perf_counter()
+    result = target_campaigns(database_url, NOW, publish)
+    elapsed = time.perf_counter() - started
+    print(f"\n== campaign batch on PostgreSQL + Kafka: {count:,} leads, 100 campaigns (seeded in {seeded:.0f} s)")
+    print(f"{'whole batch (load, enroll, decide, write, produce)':52s} {elapsed:8.2f} s   (target < 30 s)")
+    print(f"   enrolled {result.enrolled:,}, to send {result.sent:,}, skipped {sum(result.skipped.values()):,}, "
+          f"stopped (opted out) {result.stopped:,}")

@@ -218,15 +218,15 @@ def test_receipts_and_replies_close_the_loop_into_campaign_figures(
     send(settings, fresh_topics, broker, ("whatsapp", "wamid.c2", CAMILA, "¡Sí! ¿el sábado?", 185))  # 3 min after
     run(settings, fresh_topics)  # the backbone lands the receipts and the reply
     batch(settings, fresh_topics, fake, NOON + timedelta(hours=2))  # second step: both leads move a stage
-    loop = close_the_loop(settings.database_url)
+    loop = close_the_loop(settings.database_url, broker.broker_id)
     assert (loop.delivered, loop.read, loop.replied) == (1, 1, 1)
     [stats] = campaign_stats(settings.database_url, broker.broker_id)
     assert {k: stats[k] for k in ("sent", "delivered", "read", "replied", "failed", "skipped")} == {
         "sent": 4, "delivered": 1, "read": 1, "replied": 1, "failed": 0, "skipped": 0}
     assert stats["success_rate"] == 1.0 and stats["reply_rate"] == 0.25
     assert stats["advanced_after_touch"] == 2  # the move_stage step moved both touched leads forward
-    assert rows(settings, "SELECT status FROM leadflow.outbound_sends WHERE provider_message_id = %s",
-                wamid) == [("replied",)]
+    assert rows(settings, "SELECT status FROM leadflow.outbound_sends WHERE provider_message_id = %s "
+                          "AND broker_id = %s", wamid, broker.broker_id) == [("replied",)]
 
 
 def test_operators_save_segments_and_campaigns_from_the_command_line(
@@ -307,7 +307,7 @@ def test_an_accepted_visit_goes_into_the_brokers_calendar_and_the_lead_is_schedu
     send(settings, fresh_topics, broker, ("whatsapp", "wamid.v2", CAMILA, "Sí, me acomoda, nos vemos", 190),
          ("telegram", "9102", TOMAS, "No puedo esa semana, gracias", 191))
     run(settings, fresh_topics)
-    close_the_loop(settings.database_url)
+    close_the_loop(settings.database_url, broker.broker_id)
     result = schedule_accepted_visits(settings.database_url, GoogleCalendar(fake.url, 2), NOON + timedelta(hours=1))
     assert (result.accepted, result.scheduled) == (1, 1)  # Tomás declined
     [event] = fake.sent("calendar")

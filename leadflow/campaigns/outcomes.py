@@ -25,8 +25,10 @@ class LoopResult:
     replied: int = 0
 
 
-def close_the_loop(url: str) -> LoopResult:
+def close_the_loop(url: str, broker_id: int | None = None) -> LoopResult:
+    """Match receipts and replies to sends (of one broker, or all)."""
     result = LoopResult()
+    only = {"broker": broker_id}
     with transaction(url) as conn, conn.cursor() as cur:
         for receipt, column in (("delivered", "delivered_at"), ("read", "read_at")):
             cur.execute(f"""
@@ -34,7 +36,8 @@ def close_the_loop(url: str) -> LoopResult:
                 FROM leadflow.delivery_statuses d
                 WHERE s.{column} IS NULL AND s.provider_message_id IS NOT NULL AND d.broker_id = s.broker_id
                   AND d.channel = s.channel AND d.provider_message_id = s.provider_message_id
-                  AND d.status = %s""", (receipt,))
+                  AND d.status = %(receipt)s AND (%(broker)s::bigint IS NULL OR s.broker_id = %(broker)s)""",
+                        {**only, "receipt": receipt})
             setattr(result, receipt, cur.rowcount)
         cur.execute("""
             UPDATE leadflow.outbound_sends s
@@ -42,7 +45,8 @@ def close_the_loop(url: str) -> LoopResult:
                 updated_at = now()
             FROM leadflow.delivery_statuses d
             WHERE s.status = 'sent' AND s.delivered_at IS NULL AND d.broker_id = s.broker_id AND d.channel = s.channel
-              AND d.provider_message_id = s.provider_message_id AND d.status = 'failed'""")
+              AND d.provider_message_id = s.provider_message_id AND d.status = 'failed'
+              AND (%(broker)s::bigint IS NULL OR s.broker_id = %(broker)s)""", only)
         result.failed = cur.rowcount
         cur.execute("""
             UPDATE leadflow.outbound_sends s SET replied_at = r.replied_at, updated_at = now()
@@ -53,17 +57,19 @@ def close_the_loop(url: str) -> LoopResult:
                 JOIN leadflow.raw_messages m ON m.message_id = ml.message_id
                 WHERE s.replied_at IS NULL AND s.sent_at IS NOT NULL AND s.channel IN ('whatsapp', 'telegram')
                   AND m.direction = 'inbound' AND m.sent_at > s.sent_at
-                  AND m.sent_at <= s.sent_at + make_interval(days => %s)
+                  AND m.sent_at <= s.sent_at + make_interval(days => %(days)s)
+                  AND (%(broker)s::bigint IS NULL OR s.broker_id = %(broker)s)
                 GROUP BY s.send_id
             ) r
-            WHERE s.send_id = r.send_id""", (REPLY_WINDOW_DAYS,))
+            WHERE s.send_id = r.send_id""", {**only, "days": REPLY_WINDOW_DAYS})
         result.replied = cur.rowcount
         cur.execute("""
             UPDATE leadflow.outbound_sends SET status = CASE WHEN replied_at IS NOT NULL THEN 'replied'
                                                              WHEN read_at IS NOT NULL THEN 'read'
                                                              ELSE 'delivered' END
             WHERE status IN ('sent', 'delivered', 'read')
-              AND (replied_at IS NOT NULL OR read_at IS NOT NULL OR delivered_at IS NOT NULL)""")
+              AND (replied_at IS NOT NULL OR read_at IS NOT NULL OR delivered_at IS NOT NULL)
+              AND (%(broker)s::bigint IS NULL OR broker_id = %(broker)s)""", only)
     return result
 
 
