@@ -22,7 +22,7 @@ from leadflow.campaigns.eligibility import OPT_OUT, ContactRules
 from leadflow.campaigns.segments import SegmentRules, members
 from leadflow.campaigns.targeting import Broker, Campaign, Decision, decide, enroll
 from leadflow.campaigns.templates import unknown_variables
-from leadflow.db.connection import copy_rows, transaction
+from leadflow.db.connection import copy_rows, read_frame, transaction
 from leadflow.events import OutboundCommand
 
 _LOCK_CAMPAIGNS = 7_240_010
@@ -116,6 +116,7 @@ def record_opt_outs(url: str) -> int:
 
 # --- profiles and segments -------------------------------------------------------------------------
 
+# Arrays travel as text joined by U+001F and times as epoch microseconds: COPY's CSV, read by polars.
 PROFILE_SQL = """
     WITH contact AS (
         SELECT ml.lead_id,
@@ -126,40 +127,55 @@ PROFILE_SQL = """
         FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
         WHERE ml.broker_id = ANY(%(brokers)s)
         GROUP BY ml.lead_id
+    ), tags AS (
+        SELECT lead_id, array_to_string(array_agg(tag ORDER BY tag), E'\\x1f') AS tags FROM leadflow.lead_tags
+        WHERE broker_id = ANY(%(brokers)s) GROUP BY lead_id
     )
     SELECT l.lead_id, l.broker_id, b.slug AS broker_slug, b.name AS broker_name,
-           coalesce(q.name, l.display_name) AS name, l.phone_e164, l.email, l.channels,
+           coalesce(q.name, l.display_name) AS name, l.phone_e164, l.email,
+           array_to_string(l.channels, E'\\x1f') AS channels,
            s.score, s.temperature, coalesce(s.financing_ready, false) AS financing_ready,
-           st.stage, st.entered_at AS stage_entered_at, coalesce(st.stalled, false) AS stalled,
+           st.stage, (extract(epoch FROM st.entered_at) * 1000000)::bigint AS stage_entered_at,
+           coalesce(st.stalled, false) AS stalled,
            q.operation, q.property_type, q.bedrooms_min, q.budget_min::float8, q.budget_max::float8,
-           q.budget_currency, q.budget_period, coalesce(q.locations, '{}') AS locations, q.timeline_months,
-           q.financing, q.dicom_status, q.summary,
-           (lc.lead_id IS NOT NULL OR coalesce(q.opted_out, false)) AS opted_out,
-           coalesce((SELECT array_agg(t.tag ORDER BY t.tag) FROM leadflow.lead_tags t WHERE t.lead_id = l.lead_id),
-                    '{}') AS tags,
-           c.wa_id, c.last_whatsapp_at, c.telegram_chat_id, c.last_inbound_at
+           q.budget_currency, q.budget_period, array_to_string(q.locations, E'\\x1f') AS locations,
+           q.timeline_months, q.financing, q.dicom_status, q.summary,
+           (lc.lead_id IS NOT NULL OR coalesce(q.opted_out, false)) AS opted_out, t.tags,
+           c.wa_id, (extract(epoch FROM c.last_whatsapp_at) * 1000000)::bigint AS last_whatsapp_at,
+           c.telegram_chat_id, (extract(epoch FROM c.last_inbound_at) * 1000000)::bigint AS last_inbound_at
     FROM leadflow.leads l JOIN leadflow.brokers b USING (broker_id)
     LEFT JOIN contact c USING (lead_id)
+    LEFT JOIN tags t USING (lead_id)
     LEFT JOIN leadflow.lead_scores s USING (lead_id)
     LEFT JOIN leadflow.lead_qualifications q USING (lead_id)
     LEFT JOIN leadflow.lead_stages st USING (lead_id)
     LEFT JOIN leadflow.lead_consent lc USING (lead_id)
     WHERE l.merged_into IS NULL AND l.broker_id = ANY(%(brokers)s)
 """
+_TEXT, _INT, _FLOAT = pl.String, pl.Int64, pl.Float64
+PROFILE_CSV = {
+    "lead_id": _INT, "broker_id": _INT, "broker_slug": _TEXT, "broker_name": _TEXT, "name": _TEXT,
+    "phone_e164": _TEXT, "email": _TEXT, "channels": _TEXT, "score": _INT, "temperature": _TEXT,
+    "financing_ready": _TEXT, "stage": _TEXT, "stage_entered_at": _INT, "stalled": _TEXT, "operation": _TEXT,
+    "property_type": _TEXT, "bedrooms_min": _INT, "budget_min": _FLOAT, "budget_max": _FLOAT,
+    "budget_currency": _TEXT, "budget_period": _TEXT, "locations": _TEXT, "timeline_months": _INT,
+    "financing": _TEXT, "dicom_status": _TEXT, "summary": _TEXT, "opted_out": _TEXT, "tags": _TEXT, "wa_id": _TEXT,
+    "last_whatsapp_at": _INT, "telegram_chat_id": _TEXT, "last_inbound_at": _INT,
+}
 
 
 def load_profiles(cur: psycopg2.extensions.cursor, brokers: list[int], now: datetime) -> pl.DataFrame:
     """Every live lead of these brokers as one profile row (the columns segments and campaigns read)."""
-    cur.execute(PROFILE_SQL, {"brokers": brokers})
-    names = [d[0] for d in cur.description or []]
-    frame = pl.DataFrame(cur.fetchall(), schema=names, orient="row", infer_schema_length=None)
+    frame: pl.DataFrame = read_frame(cur, PROFILE_SQL, {"brokers": brokers}, PROFILE_CSV)
     if frame.is_empty():
         return frame
-    utc = pl.Datetime("us", "UTC")
+    lists = ("channels", "locations", "tags")
+    times = ("last_inbound_at", "last_whatsapp_at", "stage_entered_at")
     return frame.with_columns(
-        pl.col("last_inbound_at", "last_whatsapp_at", "stage_entered_at").cast(utc),
-        pl.col("tags").cast(pl.List(pl.String)), pl.col("locations").cast(pl.List(pl.String)),
-        pl.col("channels").cast(pl.List(pl.String)),
+        *(pl.col(c).str.split("\x1f").list.eval(pl.element().filter(pl.element() != ""))
+          .fill_null(pl.lit([], pl.List(pl.String))) for c in lists),
+        *(pl.from_epoch(pl.col(c), "us").dt.replace_time_zone("UTC") for c in times),
+        *(pl.col(c) == "t" for c in ("financing_ready", "stalled", "opted_out")),
     ).with_columns(
         days_silent=((pl.lit(now) - pl.col("last_inbound_at")).dt.total_seconds() / 86400),
         days_in_stage=((pl.lit(now) - pl.col("stage_entered_at")).dt.total_seconds() / 86400),
@@ -291,6 +307,7 @@ def _write_decisions(cur: psycopg2.extensions.cursor, decisions: list[Decision],
     copy_rows(cur, "decisions", _DECISION_COLUMNS,
               ((d.campaign_id, d.broker_id, d.lead_id, d.step, d.action, d.channel, d.decision, d.reason,
                 json.dumps(d.payload) if d.payload is not None else None, d.next_due_at, d.done) for d in decisions))
+    cur.execute("ANALYZE decisions")  # a scratch table has no statistics: without them the joins below go quadratic
     cur.execute("""
         INSERT INTO leadflow.outbound_sends (broker_id, campaign_id, lead_id, step, action, channel, status, reason,
                                              payload, next_attempt_at, created_at, updated_at)

@@ -51,3 +51,20 @@ def copy_rows(cur: psycopg2.extensions.cursor, table: str, columns: list[str], r
         return
     buffer.seek(0)
     cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
+
+
+def read_frame(cur: psycopg2.extensions.cursor, sql: str, params: Any, schema: dict[str, Any]) -> Any:
+    """A query's rows as a polars frame through COPY … TO STDOUT (CSV): one pass, no Python row objects.
+
+    ``schema`` maps every column to its polars type as CSV gives it; timestamps should be selected as
+    epoch microseconds and arrays as text joined by U+001F (see ``leadflow.campaigns.store``).
+    """
+    import polars as pl
+
+    query = cur.mogrify(sql, params).decode()
+    buffer = io.BytesIO()
+    cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
+    buffer.seek(0)
+    if buffer.getbuffer().nbytes == 0:
+        return pl.DataFrame(schema=schema)
+    return pl.read_csv(buffer, schema=schema)
