@@ -8,7 +8,6 @@ from assets.leads import lead_stages
 from leadflow.campaigns.outcomes import campaign_stats, close_the_loop
 from leadflow.campaigns.store import record_opt_outs, refresh_segments, target_campaigns
 from leadflow.campaigns.visits import schedule_accepted_visits
-from leadflow.events import OutboundCommand
 from leadflow.kafka import make_producer, produce_all
 from leadflow.outbound.dispatcher import dispatch
 from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
@@ -45,8 +44,8 @@ def campaign_sends(context: AssetExecutionContext, config: BatchTime, postgres: 
                    kafka: KafkaResource) -> MaterializeResult:
     producer = make_producer(kafka.bootstrap_servers)
 
-    def publish(commands: list[OutboundCommand]) -> None:
-        produce_all(producer, kafka.topics.outbound, [(c.kafka_key(), c.model_dump_json().encode()) for c in commands])
+    def publish(commands: list[tuple[bytes, bytes]]) -> None:
+        produce_all(producer, kafka.topics.outbound, commands)
 
     result = target_campaigns(postgres.url, config.moment(), publish)
     context.log.info("enrolled %s, %s to send, skipped %s, deferred %s", result.enrolled, result.sent,

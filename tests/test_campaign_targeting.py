@@ -13,7 +13,7 @@ from leadflow.campaigns.definitions import CampaignDefinition
 from leadflow.campaigns.eligibility import ContactRules, opts_out, quiet_until
 from leadflow.campaigns.segments import SegmentRules, members
 from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll
-from leadflow.campaigns.templates import render, unknown_variables
+from leadflow.campaigns.templates import render_expr, template_columns, unknown_variables
 
 NOON_SANTIAGO = datetime(2026, 11, 26, 15, tzinfo=UTC)  # 12:00 in Santiago (UTC-3)
 
@@ -65,12 +65,19 @@ HELLO = {"action": "message", "template": "Hola {{first_name}}, ¿vemos un depto
 SANTIAGO = {1: Broker(1, "Acme", "America/Santiago")}
 
 
+class Decided(dict[str, Any]):
+    """One decision row, read as attributes (``payload`` parsed)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self[name]
+
+
 def decide_one(leads: pl.DataFrame, c: Campaign, now: datetime = NOON_SANTIAGO, sends: int = 0,
-               brokers: dict[int, Broker] | None = None) -> Any:
+               brokers: dict[int, Broker] | None = None) -> Decided:
     due = pl.DataFrame({"campaign_id": [c.campaign_id], "lead_id": [1], "next_step": [0]})
     recent = pl.DataFrame({"lead_id": [1], "sends": [sends]})
-    [decision] = decide(due, leads, {c.campaign_id: c}, brokers or SANTIAGO, recent, now)
-    return decision
+    [row] = decide(due, leads, {c.campaign_id: c}, brokers or SANTIAGO, recent, now).iter_rows(named=True)
+    return Decided(row, payload=json.loads(row["payload"]) if row["payload"] else None)
 
 
 def test_triggered_leads_are_enrolled_once_and_opted_out_leads_never() -> None:
@@ -139,6 +146,13 @@ def test_opt_out_words_as_leads_write_them() -> None:
 
 
 def test_templates_fill_what_is_known_and_name_unknown_variables() -> None:
-    assert render("Hola {{name}}, ¿sigues buscando en {{location}}?", {"name": None, "locations": []}) == \
-        "Hola, ¿sigues buscando en la zona que buscas?"
+    known = profiles({}).with_columns(visit_time=pl.lit("mañana"), broker_name=pl.lit("Acme"),
+                                      budget_min=pl.lit(None, pl.Float64), property_type=pl.lit(None, pl.String))
+    unknown = known.with_columns(name=pl.lit(None, pl.String), locations=pl.lit([], pl.List(pl.String)),
+                                 budget_max=pl.lit(None, pl.Float64))
+    template = "Hola {{first_name}} , ¿sigues buscando en {{location}} hasta {{budget}}?"
+    rendered = [frame.with_columns(**template_columns()).select(render_expr(template)).item()
+                for frame in (known, unknown)]
+    assert rendered == ["Hola Camila, ¿sigues buscando en Ñuñoa hasta 5.200 UF?",
+                        "Hola, ¿sigues buscando en la zona que buscas hasta tu presupuesto?"]
     assert unknown_variables("Hola {{nombre}}") == ["nombre"]

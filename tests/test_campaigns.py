@@ -20,7 +20,7 @@ from leadflow.campaigns.store import (
 )
 from leadflow.campaigns.store import target_campaigns as target
 from leadflow.config import Settings, Topics
-from leadflow.events import Contact, OutboundCommand
+from leadflow.events import Contact
 from leadflow.kafka import make_producer, produce_all
 from leadflow.outbound.dispatcher import DispatchResult, dispatch
 from leadflow.outbound.senders import RateLimiter, Sender, TelegramSender, WhatsAppSender
@@ -53,8 +53,8 @@ def batch(settings: Settings, topics: Topics, fake: FakeChannels, now: datetime)
     """One campaign batch at ``now``: consent, segments, targeting (commands to Kafka) and dispatch."""
     producer = make_producer(settings.kafka_bootstrap_servers)
 
-    def publish(commands: list[OutboundCommand]) -> None:
-        produce_all(producer, topics.outbound, [(c.kafka_key(), c.model_dump_json().encode()) for c in commands])
+    def publish(commands: list[tuple[bytes, bytes]]) -> None:
+        produce_all(producer, topics.outbound, commands)
 
     record_opt_outs(settings.database_url)
     refresh_segments(settings.database_url, now)
@@ -269,8 +269,7 @@ def test_a_call_step_places_calls_through_vapi_and_bland_with_the_leads_facts(
                        "steps": [{"action": "call", "provider": provider}]}, status="active")
     run(settings, fresh_topics)
     producer = make_producer(settings.kafka_bootstrap_servers)
-    target(settings.database_url, NOON, lambda commands: produce_all(
-        producer, fresh_topics.outbound, [(c.kafka_key(), c.model_dump_json().encode()) for c in commands]))
+    target(settings.database_url, NOON, lambda commands: produce_all(producer, fresh_topics.outbound, commands))
     result = dispatch(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics,
                       {"vapi": VapiCaller(fake.url, 2), "bland": BlandCaller(fake.url, 2)}, clock=lambda: NOON)
     assert result.sent == 2

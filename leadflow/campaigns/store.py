@@ -20,10 +20,10 @@ import psycopg2.extensions
 from leadflow.campaigns.definitions import CampaignDefinition, CampaignStatus
 from leadflow.campaigns.eligibility import OPT_OUT, ContactRules
 from leadflow.campaigns.segments import SegmentRules, members
-from leadflow.campaigns.targeting import Broker, Campaign, Decision, decide, enroll
+from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll
 from leadflow.campaigns.templates import unknown_variables
-from leadflow.db.connection import copy_rows, read_frame, transaction
-from leadflow.events import OutboundCommand
+from leadflow.db.connection import copy_frame, copy_rows, read_frame, transaction
+from leadflow.events import SCHEMA_VERSION, event_id_for
 
 _LOCK_CAMPAIGNS = 7_240_010
 
@@ -238,11 +238,12 @@ def _contact_rules(cur: psycopg2.extensions.cursor) -> dict[int, ContactRules]:
             for b, settings in cur.fetchall()}
 
 
-def target_campaigns(url: str, now: datetime, publish: Callable[[list[OutboundCommand]], None]) -> TargetResult:
+def target_campaigns(url: str, now: datetime, publish: Callable[[list[tuple[bytes, bytes]]], None]) -> TargetResult:
     """One campaign batch: enroll, decide every due step, write sends and produce their commands.
 
-    ``publish`` must return only once Kafka acknowledged the commands: it runs before the
-    transaction commits, so a failure leaves nothing half-done and the next batch redoes it.
+    ``publish`` gets (key, value) records of ``OutboundCommand`` JSON and must return only once Kafka
+    acknowledged them: it runs before the transaction commits, so a failure leaves nothing
+    half-done and the next batch redoes it.
     """
     result = TargetResult()
     with transaction(url) as conn, conn.cursor() as cur:
@@ -290,25 +291,19 @@ def target_campaigns(url: str, now: datetime, publish: Callable[[list[OutboundCo
     return result
 
 
-_DECISION_COLUMNS = ["campaign_id", "broker_id", "lead_id", "step", "action", "channel", "decision", "reason",
-                     "payload", "next_due_at", "done"]
-
-
-def _write_decisions(cur: psycopg2.extensions.cursor, decisions: list[Decision], now: datetime,
-                     result: TargetResult) -> list[OutboundCommand]:
-    """Write every decision in bulk: COPY into a scratch table, then set-based statements.
+def _write_decisions(cur: psycopg2.extensions.cursor, decisions: pl.DataFrame, now: datetime,
+                     result: TargetResult) -> list[tuple[bytes, bytes]]:
+    """Write every decision in bulk (COPY, then set-based statements); the commands to produce.
 
     A send row is inserted once per (campaign, lead, step) — ``ON CONFLICT DO NOTHING`` — and only
     the rows inserted now become commands, so a batch written twice produces its commands once.
     """
-    cur.execute("""CREATE TEMP TABLE decisions (campaign_id bigint, broker_id bigint, lead_id bigint, step integer,
-                       action text, channel text, decision text, reason text, payload jsonb, next_due_at timestamptz,
-                       done boolean) ON COMMIT DROP""")
-    copy_rows(cur, "decisions", _DECISION_COLUMNS,
-              ((d.campaign_id, d.broker_id, d.lead_id, d.step, d.action, d.channel, d.decision, d.reason,
-                json.dumps(d.payload) if d.payload is not None else None, d.next_due_at, d.done) for d in decisions))
+    cur.execute("""CREATE TEMP TABLE decisions (campaign_id bigint, broker_id bigint, broker_slug text, lead_id bigint,
+                       step integer, action text, channel text, decision text, reason text, payload jsonb,
+                       next_due_at timestamptz, done boolean) ON COMMIT DROP""")
+    copy_frame(cur, "decisions", decisions)
     cur.execute("ANALYZE decisions")  # a scratch table has no statistics: without them the joins below go quadratic
-    cur.execute("""
+    inserted: pl.DataFrame = read_frame(cur, """
         INSERT INTO leadflow.outbound_sends (broker_id, campaign_id, lead_id, step, action, channel, status, reason,
                                              payload, next_attempt_at, created_at, updated_at)
         SELECT broker_id, campaign_id, lead_id, step, action, channel,
@@ -316,8 +311,8 @@ def _write_decisions(cur: psycopg2.extensions.cursor, decisions: list[Decision],
                CASE WHEN decision = 'send' THEN %(now)s::timestamptz END, %(now)s, %(now)s
         FROM decisions WHERE decision <> 'defer'
         ON CONFLICT (campaign_id, lead_id, step) DO NOTHING
-        RETURNING send_id, campaign_id, lead_id, step, status""", {"now": now})
-    inserted = {(c, lead, step): (send_id, status) for send_id, c, lead, step, status in cur.fetchall()}
+        RETURNING send_id, campaign_id, lead_id, step""", {"now": now},
+        {"send_id": pl.Int64, "campaign_id": pl.Int64, "lead_id": pl.Int64, "step": pl.Int64})
     # Deferred: the same step, later. Stopped (opted out): the enrollment ends. Otherwise the lead moves
     # on — set, not incremented, so writing the same decision twice moves it once.
     cur.execute("""
@@ -328,27 +323,41 @@ def _write_decisions(cur: psycopg2.extensions.cursor, decisions: list[Decision],
                           WHEN d.decision IN ('send', 'skip') AND d.done THEN 'done' ELSE e.status END,
             stopped_reason = CASE WHEN d.decision = 'stop' THEN d.reason ELSE e.stopped_reason END
         FROM decisions d WHERE e.campaign_id = d.campaign_id AND e.lead_id = d.lead_id""")
-    commands = []
-    for d in decisions:
-        if d.decision == "defer":
-            result.deferred[d.reason or ""] = result.deferred.get(d.reason or "", 0) + 1
-            continue
-        written = inserted.get((d.campaign_id, d.lead_id, d.step))
-        if written is None:
-            result.already_decided += 1  # written by an earlier run of this batch: never twice
-        elif d.decision == "send":
-            result.sent += 1
-            assert d.payload is not None and d.channel is not None
-            commands.append(OutboundCommand.build(send_id=int(written[0]), broker_id=d.broker_id,
-                                                  broker_slug=str(d.payload.get("broker_slug") or ""),
-                                                  campaign_id=d.campaign_id, lead_id=d.lead_id, step=d.step,
-                                                  action=d.action, channel=d.channel, payload=d.payload,
-                                                  created_at=now))
-        elif d.decision == "skip":
-            result.skipped[d.reason or ""] = result.skipped.get(d.reason or "", 0) + 1
+    keys = ["campaign_id", "lead_id", "step"]
+    written = decisions.join(inserted, on=keys, how="left")
+    counts = written.group_by("decision", "reason", pl.col("send_id").is_not_null().alias("new")).len()
+    for decision, reason, new, count in counts.iter_rows():
+        if decision == "defer":
+            result.deferred[reason] = result.deferred.get(reason, 0) + count
+        elif not new:
+            result.already_decided += count  # written by an earlier run of this batch: never twice
+        elif decision == "send":
+            result.sent += count
+        elif decision == "skip":
+            result.skipped[reason] = result.skipped.get(reason, 0) + count
         else:
-            result.stopped += 1
-    return commands
+            result.stopped += count
+    return _commands(written.filter((pl.col("decision") == "send") & pl.col("send_id").is_not_null()), now)
+
+
+def _commands(sends: pl.DataFrame, now: datetime) -> list[tuple[bytes, bytes]]:
+    """(Kafka key, ``OutboundCommand`` JSON) for each new send, built over columns."""
+    if sends.is_empty():
+        return []
+    event_ids = [event_id_for(b, "outbound", f"{c}/{s}", str(lead)) for b, c, s, lead in
+                 sends.select("broker_id", "campaign_id", "step", "lead_id").iter_rows()]
+    col, lit = pl.col, pl.lit
+    text = lambda name: col(name).cast(pl.String)  # noqa: E731
+    built = sends.with_columns(pl.Series("event_id", event_ids)).select(
+        key=pl.concat_str(text("broker_id"), lit(":"), text("lead_id")),
+        value=pl.concat_str(
+            lit(f'{{"event_type":"outbound","schema_version":{SCHEMA_VERSION},"event_id":"'), col("event_id"),
+            lit('","send_id":'), text("send_id"), lit(',"broker_id":'), text("broker_id"),
+            lit(',"broker_slug":"'), col("broker_slug"), lit('","campaign_id":'), text("campaign_id"),
+            lit(',"lead_id":'), text("lead_id"), lit(',"step":'), text("step"), lit(',"action":"'), col("action"),
+            lit('","channel":"'), col("channel"), lit('","payload":'), col("payload"),
+            lit(f',"created_at":"{now.isoformat()}"}}')))
+    return list(zip([k.encode() for k in built["key"]], [v.encode() for v in built["value"]], strict=True))
 
 
 def trigger_watermark(url: str) -> str | None:

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import polars as pl
 
-from leadflow.campaigns.definitions import CampaignDefinition, Step
-from leadflow.campaigns.eligibility import ContactRules, in_whatsapp_window, quiet_until
-from leadflow.campaigns.templates import render
+from leadflow.campaigns.definitions import CampaignDefinition
+from leadflow.campaigns.eligibility import WHATSAPP_WINDOW, ContactRules, quiet_until
+from leadflow.campaigns.templates import render_expr, template_columns
 from leadflow.campaigns.visits import describe_slot, proposed_slot
 
 # What the voice agent is asked to do when a call step has no template of its own.
@@ -89,113 +88,154 @@ def enroll(campaigns: list[Campaign], profiles: pl.DataFrame, members: pl.DataFr
     return pl.concat(found) if found else pl.DataFrame(schema=ENROLLMENT_SCHEMA)
 
 
-@dataclass(frozen=True)
-class Decision:
-    campaign_id: int
-    broker_id: int
-    lead_id: int
-    step: int
-    action: str
-    decision: str  # send | skip | defer | stop
-    reason: str | None = None
-    channel: str | None = None
-    payload: dict[str, Any] | None = None
-    next_due_at: datetime | None = None  # defer: when to look again; send/skip: when the next step is due
-    done: bool = False  # no step left after this one
+DECISION_SCHEMA: dict[str, pl.DataType] = {
+    "campaign_id": pl.Int64(), "broker_id": pl.Int64(), "broker_slug": pl.String(), "lead_id": pl.Int64(),
+    "step": pl.Int64(), "action": pl.String(), "channel": pl.String(), "decision": pl.String(),
+    "reason": pl.String(), "payload": pl.String(), "next_due_at": pl.Datetime("us", "UTC"), "done": pl.Boolean()}
 
 
-def _condition_failure(step: Step, lead: dict[str, Any]) -> str | None:
-    c = step.conditions
-    score = lead.get("score")
-    if c.score_min is not None and (score is None or score < c.score_min):
-        return f"score {score} below {c.score_min}"
-    if c.score_max is not None and (score is None or score > c.score_max):
-        return f"score {score} above {c.score_max}"
-    missing = [f for f in c.required_fields if lead.get(f) in (None, [], "")]
-    if missing:
-        return f"missing {', '.join(missing)}"
-    tagged = sorted(set(c.excluded_tags) & set(lead.get("tags") or []))
-    if tagged:
-        return f"tagged {', '.join(tagged)}"
-    return None
+def _steps(campaigns: dict[int, Campaign]) -> pl.DataFrame:
+    """Every step of every campaign as a row: what ``decide`` joins the due leads to."""
+    rows = []
+    for c in campaigns.values():
+        for index, step in enumerate(c.definition.steps):
+            following = c.definition.steps[index + 1] if index + 1 < len(c.definition.steps) else None
+            wa = step.whatsapp_template
+            rows.append({
+                "campaign_id": c.campaign_id, "step": index, "campaign": c.name, "action": step.action,
+                "template": step.template or (DEFAULT_CALL_TASK if step.action == "call" else ""),
+                "wa_name": wa.name if wa else None, "wa_language": wa.language if wa else None,
+                "wa_parameters": list(wa.parameters) if wa else [], "wants": step.channel, "provider": step.provider,
+                "target_stage": step.stage, "visit_minutes": step.visit_minutes,
+                "score_min": step.conditions.score_min, "score_max": step.conditions.score_max,
+                "required": list(step.conditions.required_fields), "excluded": list(step.conditions.excluded_tags),
+                "next_delay_s": following.delay_hours * 3600 if following else None, "last": following is None})
+    return pl.DataFrame(rows, schema_overrides={"wa_name": pl.String, "wa_language": pl.String,
+                                               "wa_parameters": pl.List(pl.String), "target_stage": pl.String,
+                                               "score_min": pl.Int64, "score_max": pl.Int64,
+                                               "required": pl.List(pl.String), "excluded": pl.List(pl.String),
+                                               "next_delay_s": pl.Float64})
 
 
-def _route(step: Step, lead: dict[str, Any], now: datetime, timezone: str) -> tuple[str | None, dict[str, Any] | str]:
-    """(channel, payload) for a step, or (None, reason) when the lead cannot be reached that way."""
-    if step.action == "move_stage":
-        return "pipeline", {"stage": step.stage}
-    if step.action == "call":
-        if not lead.get("phone_e164"):
-            return None, "no phone number to call"
-        task = render(step.template or DEFAULT_CALL_TASK, lead)
-        return step.provider, {"phone": lead["phone_e164"], "name": lead.get("name") or "", "task": task}
-    visit: dict[str, Any] | None = None
-    if step.action == "visit":
-        slot = proposed_slot(now, timezone)
-        lead = {**lead, "visit_time": describe_slot(slot)}
-        visit = {"start": slot.isoformat(), "minutes": step.visit_minutes}
-    text = render(step.template or "", lead)
-    wants = step.channel
-    if wants in ("auto", "whatsapp") and lead.get("wa_id"):
-        payload: dict[str, Any] = {"to": lead["wa_id"], "text": text,
-                                   "last_inbound_at": _iso(lead.get("last_whatsapp_at"))}
-        if step.whatsapp_template is not None:  # the dispatcher uses it if the window has closed by then
-            payload["template"] = {"name": step.whatsapp_template.name, "language": step.whatsapp_template.language,
-                                   "parameters": [render(p, lead) for p in step.whatsapp_template.parameters]}
-        elif not in_whatsapp_window(lead.get("last_whatsapp_at"), now):
-            return None, "outside the WhatsApp 24-hour window and no approved template"
-        if visit is not None:
-            payload["visit"] = visit
-        return "whatsapp", payload
-    if wants in ("auto", "telegram") and lead.get("telegram_chat_id"):
-        payload = {"chat_id": lead["telegram_chat_id"], "text": text}
-        if visit is not None:
-            payload["visit"] = visit
-        return "telegram", payload
-    return None, f"no {'chat' if wants == 'auto' else wants} channel for this lead"
+# What ``decide`` reads from a profile; a column a caller's profiles lack is read as unknown (null).
+_PROFILE_COLUMNS: dict[str, pl.DataType] = {
+    "name": pl.String(), "phone_e164": pl.String(), "score": pl.Int64(), "stage": pl.String(),
+    "operation": pl.String(), "property_type": pl.String(), "bedrooms_min": pl.Int64(), "budget_min": pl.Float64(),
+    "budget_max": pl.Float64(), "budget_currency": pl.String(), "locations": pl.List(pl.String()),
+    "tags": pl.List(pl.String()), "opted_out": pl.Boolean(), "wa_id": pl.String(), "telegram_chat_id": pl.String(),
+    "last_whatsapp_at": pl.Datetime("us", "UTC"), "broker_slug": pl.String(), "broker_name": pl.String(),
+}
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+def _missing(field: str) -> pl.Expr:
+    col = pl.col(field)
+    if field in ("locations", "tags", "channels"):
+        return col.is_null() | (col.list.len() == 0)
+    return col.is_null() | (col.cast(pl.String) == "")
 
 
 def decide(due: pl.DataFrame, profiles: pl.DataFrame, campaigns: dict[int, Campaign], brokers: dict[int, Broker],
-           recent_sends: pl.DataFrame, now: datetime) -> list[Decision]:
-    """A decision for every due step. ``due``: campaign_id, lead_id, next_step; ``recent_sends``:
-    lead_id, sends (how many the lead got within its broker's cap window)."""
-    joined = due.join(profiles, on="lead_id", how="inner").join(recent_sends, on="lead_id", how="left")
-    quiet = {b.broker_id: quiet_until(now, b.timezone, b.rules) for b in brokers.values()}
-    decisions = []
-    for lead in joined.iter_rows(named=True):
-        campaign = campaigns[lead["campaign_id"]]
-        steps = campaign.definition.steps
-        index = int(lead["next_step"])
-        step = steps[index]
-        last = index + 1 >= len(steps)
-        following = None if last else now + timedelta(hours=steps[index + 1].delay_hours)
-        base = {"campaign_id": campaign.campaign_id, "broker_id": campaign.broker_id, "lead_id": lead["lead_id"],
-                "step": index, "action": step.action}
-        if lead["opted_out"]:
-            decisions.append(Decision(**base, decision="stop", reason="opted out", done=True))
-            continue
-        failure = _condition_failure(step, lead)
-        timezone = brokers[campaign.broker_id].timezone
-        channel, routed = (None, failure) if failure else _route(step, lead, now, timezone)
-        if channel is None:
-            decisions.append(Decision(**base, decision="skip", reason=str(routed), next_due_at=following, done=last))
-            continue
-        assert isinstance(routed, dict)
-        broker = brokers[campaign.broker_id]
-        if channel != "pipeline":
-            resume = quiet[campaign.broker_id]
-            if resume is not None:
-                decisions.append(Decision(**base, decision="defer", reason="quiet hours", next_due_at=resume))
-                continue
-            if (lead.get("sends") or 0) >= broker.rules.cap_messages:
-                decisions.append(Decision(**base, decision="defer", reason="frequency cap",
-                                          next_due_at=now + timedelta(days=1)))
-                continue
-        routed.update(campaign=campaign.name, broker_slug=lead.get("broker_slug"))
-        decisions.append(Decision(**base, decision="send", channel=channel, payload=routed, next_due_at=following,
-                                  done=last))
-    return decisions
+           recent_sends: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """A decision for every due step, as one frame (``DECISION_SCHEMA``), computed over columns.
+
+    ``due``: campaign_id, lead_id, next_step; ``recent_sends``: lead_id, sends (how many the lead got
+    within its broker's cap window). ``payload`` is the send's JSON (what the dispatcher needs).
+    """
+    if due.is_empty():
+        return pl.DataFrame(schema=DECISION_SCHEMA)
+    utc = pl.Datetime("us", "UTC")
+    broker_rows = []
+    for b in brokers.values():
+        slot = proposed_slot(now, b.timezone)
+        broker_rows.append({"broker_id": b.broker_id, "quiet_until": quiet_until(now, b.timezone, b.rules),
+                            "cap": b.rules.cap_messages, "visit_start": slot.isoformat(),
+                            "visit_time": describe_slot(slot)})
+    broker_frame = pl.DataFrame(broker_rows, schema_overrides={"quiet_until": utc})
+    profiles = profiles.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in _PROFILE_COLUMNS.items()
+                                     if name not in profiles.columns)
+    frame = (due.rename({"next_step": "step"}).join(_steps(campaigns), on=["campaign_id", "step"])
+             .join(profiles, on="lead_id").join(recent_sends, on="lead_id", how="left")
+             .join(broker_frame, on="broker_id", how="left"))
+    if frame.is_empty():
+        return pl.DataFrame(schema=DECISION_SCHEMA)
+    col, lit = pl.col, pl.lit
+    required = sorted({f for c in campaigns.values() for st in c.definition.steps
+                       for f in st.conditions.required_fields})
+    missing = pl.concat_str([pl.when(col("required").list.contains(f) & _missing(f)).then(lit(f)) for f in required],
+                            separator=", ", ignore_nulls=True) if required else lit("")
+    tagged = col("tags").list.set_intersection(col("excluded")).list.sort().list.join(", ")
+    failure = (pl.when(col("score_min").is_not_null() & (col("score").is_null() | (col("score") < col("score_min"))))
+               .then(pl.format("score {} below {}", col("score"), col("score_min")))
+               .when(col("score_max").is_not_null() & (col("score").is_null() | (col("score") > col("score_max"))))
+               .then(pl.format("score {} above {}", col("score"), col("score_max")))
+               .when(missing != "").then(lit("missing ") + missing)
+               .when(tagged != "").then(lit("tagged ") + tagged))
+    wa_ok = col("wants").is_in(["auto", "whatsapp"]) & col("wa_id").is_not_null()
+    tg_ok = col("wants").is_in(["auto", "telegram"]) & col("telegram_chat_id").is_not_null()
+    in_window = col("last_whatsapp_at").is_not_null() & (lit(now) - col("last_whatsapp_at") < WHATSAPP_WINDOW)
+    channel = (pl.when(col("action") == "move_stage").then(lit("pipeline"))
+               .when(col("action") == "call").then(pl.when(col("phone_e164").is_not_null()).then(col("provider")))
+               .when(wa_ok).then(lit("whatsapp")).when(tg_ok).then(lit("telegram")))
+    unreachable = (pl.when(col("action") == "call").then(lit("no phone number to call"))
+                   .otherwise(pl.format("no {} channel for this lead",
+                                        pl.when(col("wants") == "auto").then(lit("chat")).otherwise(col("wants")))))
+    following = pl.when(~col("last")).then(lit(now) + pl.duration(seconds=col("next_delay_s")))
+    frame = frame.with_columns(_failure=failure, channel=channel).with_columns(
+        decision=pl.when(col("opted_out")).then(lit("stop"))
+        .when(col("_failure").is_not_null() | col("channel").is_null()).then(lit("skip"))
+        .when((col("channel") == "whatsapp") & col("wa_name").is_null() & ~in_window).then(lit("skip"))
+        .when((col("channel") != "pipeline") & col("quiet_until").is_not_null()).then(lit("defer"))
+        .when((col("channel") != "pipeline") & (col("sends").fill_null(0) >= col("cap"))).then(lit("defer"))
+        .otherwise(lit("send")),
+        reason=pl.when(col("opted_out")).then(lit("opted out"))
+        .when(col("_failure").is_not_null()).then(col("_failure"))
+        .when(col("channel").is_null()).then(unreachable)
+        .when((col("channel") == "whatsapp") & col("wa_name").is_null() & ~in_window)
+        .then(lit("outside the WhatsApp 24-hour window and no approved template"))
+        .when((col("channel") != "pipeline") & col("quiet_until").is_not_null()).then(lit("quiet hours"))
+        .when((col("channel") != "pipeline") & (col("sends").fill_null(0) >= col("cap"))).then(lit("frequency cap")),
+    ).with_columns(
+        channel=pl.when(col("decision").is_in(["send", "defer"])).then(col("channel")),
+        next_due_at=pl.when(col("reason") == "quiet hours").then(col("quiet_until"))
+        .when(col("reason") == "frequency cap").then(lit(now + timedelta(days=1)))
+        .when(col("decision").is_in(["send", "skip"])).then(following).cast(utc),
+        done=col("decision").is_in(["send", "skip", "stop"]) & (col("last") | (col("decision") == "stop")),
+    )
+    sends = _with_payloads(frame.filter(col("decision") == "send"), now)
+    others = frame.filter(col("decision") != "send").with_columns(payload=lit(None, pl.String))
+    decided = pl.concat([sends, others], how="diagonal_relaxed").select(list(DECISION_SCHEMA))
+    return decided.cast(pl.Schema(DECISION_SCHEMA))
+
+
+def _with_payloads(sends: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """Each send's payload (JSON), per channel, with its templates rendered over the lead's columns."""
+    if sends.is_empty():
+        return sends.with_columns(payload=pl.lit(None, pl.String))
+    col, lit = pl.col, pl.lit
+    sends = sends.with_columns(**template_columns())
+    parts = []
+    keyed = sends.with_columns(_params=col("wa_parameters").list.join("\x1f"))
+    for (template, params), group in keyed.group_by("template", "_params"):
+        rendered = [render_expr(p) for p in str(params).split("\x1f")] if params else []
+        parts.append(group.with_columns(text=render_expr(str(template)), wa_rendered=pl.concat_list(rendered)
+                                        if rendered else lit([], pl.List(pl.String))))
+    sends = pl.concat(parts, how="diagonal_relaxed")
+    visit = pl.when(col("action") == "visit").then(pl.struct(start=col("visit_start"), minutes=col("visit_minutes")))
+    template = pl.when(col("wa_name").is_not_null()).then(pl.struct(
+        name=col("wa_name"), language=col("wa_language"), parameters=col("wa_rendered")))
+    last_inbound = col("last_whatsapp_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00")
+    payloads = {
+        "whatsapp": pl.struct(to=col("wa_id"), text=col("text"), last_inbound_at=last_inbound, template=template,
+                              visit=visit, campaign=col("campaign"), broker_slug=col("broker_slug")),
+        "telegram": pl.struct(chat_id=col("telegram_chat_id"), text=col("text"), visit=visit,
+                              campaign=col("campaign"), broker_slug=col("broker_slug")),
+        "vapi": pl.struct(phone=col("phone_e164"), name=col("name").fill_null(""), task=col("text"),
+                          campaign=col("campaign"), broker_slug=col("broker_slug")),
+        "bland": pl.struct(phone=col("phone_e164"), name=col("name").fill_null(""), task=col("text"),
+                           campaign=col("campaign"), broker_slug=col("broker_slug")),
+        "pipeline": pl.struct(stage=col("target_stage"), campaign=col("campaign"), broker_slug=col("broker_slug")),
+    }
+    out = []
+    for (channel,), group in sends.group_by("channel"):
+        out.append(group.with_columns(payload=payloads[str(channel)].struct.json_encode()))
+    return pl.concat(out, how="diagonal_relaxed")

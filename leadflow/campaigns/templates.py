@@ -1,47 +1,56 @@
-"""Message templates: ``{{name}}``, ``{{budget}}``, ``{{location}}`` … filled from the lead's profile."""
+"""Message templates: ``{{name}}``, ``{{budget}}``, ``{{location}}`` … filled from the lead's profile.
+
+Rendered as polars expressions over the profile columns, one template at a time for all its leads;
+a fact the lead has not given becomes a neutral phrase ("la zona que buscas"), never an empty hole.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+
+import polars as pl
+
+from leadflow.qualification.summary import money
 
 _VARIABLE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
-VARIABLES = ("name", "first_name", "budget", "location", "locations", "operation", "property_type", "bedrooms",
-             "broker", "stage", "visit_time")
 _FALLBACKS = {"name": "", "first_name": "", "location": "la zona que buscas", "locations": "la zona que buscas",
               "budget": "tu presupuesto", "property_type": "propiedad", "bedrooms": "", "operation": "",
               "broker": "", "stage": "", "visit_time": "pronto"}
+VARIABLES = tuple(_FALLBACKS)
 
 
-def _money(value: float | None, currency: str | None) -> str | None:
-    if value is None:
-        return None
-    text = f"{value:,.0f}".replace(",", ".")  # Spanish grouping: 5.200 UF
-    return f"{text} {currency}" if currency else text
-
-
-def variables(profile: dict[str, Any]) -> dict[str, str]:
-    """The values a template can use, from one lead profile (missing facts get a neutral phrase)."""
-    name = (profile.get("name") or "").strip()
-    places = [p.title() for p in profile.get("locations") or []]
+def template_columns() -> dict[str, pl.Expr]:
+    """The template variables as columns (``_v_<name>``) of a frame of lead profiles."""
+    col = pl.col
+    name = col("name").fill_null("").str.strip_chars()
+    places = col("locations").list.eval(pl.element().str.to_titlecase())
+    amount = pl.coalesce(col("budget_max"), col("budget_min")).round(0)
     values = {
-        "name": name, "first_name": name.split()[0] if name else "",
-        "budget": _money(profile.get("budget_max") or profile.get("budget_min"), profile.get("budget_currency")),
-        "location": places[0] if places else None, "locations": ", ".join(places) or None,
-        "operation": profile.get("operation"), "property_type": profile.get("property_type"),
-        "bedrooms": str(profile["bedrooms_min"]) if profile.get("bedrooms_min") is not None else None,
-        "broker": profile.get("broker_name"), "stage": profile.get("stage"), "visit_time": profile.get("visit_time"),
+        "name": name, "first_name": name.str.split(" ").list.first(),
+        "budget": pl.when(amount.is_not_null()).then(money(amount, col("budget_currency"), spanish=True)),
+        "location": places.list.first(), "locations": places.list.join(", "),
+        "operation": col("operation"), "property_type": col("property_type"),
+        "bedrooms": col("bedrooms_min").cast(pl.String), "broker": col("broker_name"), "stage": col("stage"),
+        "visit_time": col("visit_time"),
     }
-    return {key: value if value else _FALLBACKS[key] for key, value in values.items()}
+    return {f"_v_{key}": pl.when(value.is_null() | (value == "")).then(pl.lit(_FALLBACKS[key])).otherwise(value)
+            for key, value in values.items()}
 
 
-def render(template: str, profile: dict[str, Any]) -> str:
-    """The template with its variables filled; an unknown variable is left as written (and listed by
-    ``unknown_variables`` when a campaign is saved), never an error at send time."""
-    values = variables(profile)
-    text = _VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-    return re.sub(r"\s+([,.!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
+def render_expr(template: str) -> pl.Expr:
+    """The template filled from the ``_v_`` columns; an unknown variable stays as written (and is
+    refused when a campaign is saved, see ``unknown_variables``), never an error at send time."""
+    parts: list[pl.Expr] = []
+    position = 0
+    for m in _VARIABLE.finditer(template):
+        parts.append(pl.lit(template[position:m.start()]))
+        name = m.group(1)
+        parts.append(pl.col(f"_v_{name}") if name in _FALLBACKS else pl.lit(m.group(0)))
+        position = m.end()
+    parts.append(pl.lit(template[position:]))
+    return (pl.concat_str(parts).str.replace_all(r"[ \t]{2,}", " ").str.replace_all(r"\s+([,.!?])", "${1}")
+            .str.strip_chars())
 
 
 def unknown_variables(template: str) -> list[str]:
-    return [name for name in _VARIABLE.findall(template) if name not in VARIABLES]
+    return [name for name in _VARIABLE.findall(template) if name not in _FALLBACKS]

@@ -68,3 +68,13 @@ def read_frame(cur: psycopg2.extensions.cursor, sql: str, params: Any, schema: d
     if buffer.getbuffer().nbytes == 0:
         return pl.DataFrame(schema=schema)
     return pl.read_csv(buffer, schema=schema)
+
+
+def copy_frame(cur: psycopg2.extensions.cursor, table: str, frame: Any) -> None:
+    """COPY a polars frame into a table whose columns carry the frame's names (times as UTC)."""
+    if frame.is_empty():
+        return
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f+00", null_value="")
+    buffer.seek(0)
+    cur.copy_expert(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)", buffer)
