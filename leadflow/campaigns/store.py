@@ -22,7 +22,7 @@ from leadflow.campaigns.eligibility import OPT_OUT, ContactRules
 from leadflow.campaigns.segments import SegmentRules, members
 from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll
 from leadflow.campaigns.templates import unknown_variables
-from leadflow.db.connection import copy_frame, copy_rows, read_frame, transaction
+from leadflow.db.connection import copy_frame, read_frame, transaction
 from leadflow.events import SCHEMA_VERSION, event_id_for
 
 _LOCK_CAMPAIGNS = 7_240_010
@@ -261,42 +261,64 @@ def target_campaigns(url: str, now: datetime, publish: Callable[[list[tuple[byte
         profiles = load_profiles(cur, broker_ids, now)
         if profiles.is_empty():
             return result
-        cur.execute("""SELECT m.broker_id, s.name AS segment, m.lead_id FROM leadflow.segment_memberships m
-                       JOIN leadflow.segments s USING (segment_id) WHERE m.exited_at IS NULL""")
-        memberships = pl.DataFrame(cur.fetchall(), schema={"broker_id": pl.Int64, "segment": pl.String,
-                                                           "lead_id": pl.Int64}, orient="row")
-        cur.execute("SELECT campaign_id, lead_id FROM leadflow.campaign_enrollments WHERE campaign_id = ANY(%s)",
-                    (list(campaigns),))
-        enrolled = pl.DataFrame(cur.fetchall(), schema={"campaign_id": pl.Int64, "lead_id": pl.Int64}, orient="row")
+        memberships: pl.DataFrame = read_frame(cur, """
+            SELECT m.broker_id, s.name AS segment, m.lead_id FROM leadflow.segment_memberships m
+            JOIN leadflow.segments s USING (segment_id) WHERE m.exited_at IS NULL""", {},
+            {"broker_id": pl.Int64, "segment": pl.String, "lead_id": pl.Int64})
+        ids = {"campaigns": list(campaigns)}
+        enrolled: pl.DataFrame = read_frame(cur, """
+            SELECT campaign_id, lead_id FROM leadflow.campaign_enrollments WHERE campaign_id = ANY(%(campaigns)s)""",
+            ids, {"campaign_id": pl.Int64, "lead_id": pl.Int64})
         new = enroll(list(campaigns.values()), profiles, memberships, enrolled, now)
-        copy_rows(cur, "leadflow.campaign_enrollments", ["campaign_id", "broker_id", "lead_id", "enrolled_at",
-                                                         "next_step", "next_due_at", "status"],
-                  ((c, b, lead, now, step, due_at, "active") for c, b, lead, step, due_at in new.iter_rows()))
         result.enrolled = new.height
 
         cap_days = max((b.rules.cap_days for b in brokers.values()), default=7.0)
-        cur.execute("""SELECT lead_id, count(*) FROM leadflow.outbound_sends
-                       WHERE broker_id = ANY(%s) AND created_at > %s AND status NOT IN ('skipped', 'failed')
-                             AND channel <> 'pipeline'
-                       GROUP BY lead_id""", (broker_ids, now - timedelta(days=cap_days)))
-        recent = pl.DataFrame(cur.fetchall(), schema={"lead_id": pl.Int64, "sends": pl.Int64}, orient="row")
-        cur.execute("""SELECT campaign_id, lead_id, next_step FROM leadflow.campaign_enrollments
-                       WHERE status = 'active' AND next_due_at <= %s AND campaign_id = ANY(%s)
-                       FOR UPDATE""", (now, list(campaigns)))
-        due = pl.DataFrame(cur.fetchall(), schema={"campaign_id": pl.Int64, "lead_id": pl.Int64,
-                                                   "next_step": pl.Int64}, orient="row")
+        recent: pl.DataFrame = read_frame(cur, """
+            SELECT lead_id, count(*) AS sends FROM leadflow.outbound_sends
+            WHERE broker_id = ANY(%(brokers)s) AND created_at > %(since)s AND status NOT IN ('skipped', 'failed')
+                  AND channel <> 'pipeline'
+            GROUP BY lead_id""", {"brokers": broker_ids, "since": now - timedelta(days=cap_days)},
+            {"lead_id": pl.Int64, "sends": pl.Int64})
+        # No row locks needed: the advisory lock above keeps batches from running side by side.
+        due: pl.DataFrame = read_frame(cur, """
+            SELECT campaign_id, lead_id, next_step FROM leadflow.campaign_enrollments
+            WHERE status = 'active' AND next_due_at <= %(now)s AND campaign_id = ANY(%(campaigns)s)""",
+            {**ids, "now": now}, {"campaign_id": pl.Int64, "lead_id": pl.Int64, "next_step": pl.Int64})
+        # New enrollments whose first step is due now are decided in this batch too, and written once,
+        # already moved on by their decision.
+        due = pl.concat([due, new.filter(pl.col("next_due_at") <= now).select(due.columns)])
         decisions = decide(due, profiles, campaigns, brokers, recent, now)
-        commands = _write_decisions(cur, decisions, now, result)
+        keys = ["campaign_id", "lead_id"]
+        copy_frame(cur, "leadflow.campaign_enrollments", _moved_on(
+            new.join(decisions, on=keys, how="left", suffix="_decided"), now))
+        existing = decisions.join(new.select(keys), on=keys, how="anti")
+        commands = _write_decisions(cur, decisions, existing, now, result)
         publish(commands)
     return result
 
 
-def _write_decisions(cur: psycopg2.extensions.cursor, decisions: pl.DataFrame, now: datetime,
-                     result: TargetResult) -> list[tuple[bytes, bytes]]:
+def _moved_on(enrollments: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """New enrollments as they stand after their first decision (if one was taken in this batch)."""
+    col = pl.col
+    moves = col("decision").is_in(["send", "skip"])
+    return enrollments.select(
+        "campaign_id", "broker_id", "lead_id", enrolled_at=pl.lit(now).dt.convert_time_zone("UTC"),
+        next_step=pl.when(moves).then(col("step") + 1).otherwise(col("next_step")),
+        next_due_at=pl.when(col("decision") == "stop").then(None).when(col("decision").is_not_null())
+        .then(col("next_due_at_decided")).otherwise(col("next_due_at")),
+        status=pl.when(col("decision") == "stop").then(pl.lit("stopped"))
+        .when(moves & col("done")).then(pl.lit("done")).otherwise(pl.lit("active")),
+        stopped_reason=pl.when(col("decision") == "stop").then(col("reason")),
+    )
+
+
+def _write_decisions(cur: psycopg2.extensions.cursor, decisions: pl.DataFrame, existing: pl.DataFrame,
+                     now: datetime, result: TargetResult) -> list[tuple[bytes, bytes]]:
     """Write every decision in bulk (COPY, then set-based statements); the commands to produce.
 
     A send row is inserted once per (campaign, lead, step) — ``ON CONFLICT DO NOTHING`` — and only
     the rows inserted now become commands, so a batch written twice produces its commands once.
+    ``existing``: the decisions about enrollments already in the table, which move on here.
     """
     cur.execute("""CREATE TEMP TABLE decisions (campaign_id bigint, broker_id bigint, broker_slug text, lead_id bigint,
                        step integer, action text, channel text, decision text, reason text, payload jsonb,
@@ -315,6 +337,11 @@ def _write_decisions(cur: psycopg2.extensions.cursor, decisions: pl.DataFrame, n
         {"send_id": pl.Int64, "campaign_id": pl.Int64, "lead_id": pl.Int64, "step": pl.Int64})
     # Deferred: the same step, later. Stopped (opted out): the enrollment ends. Otherwise the lead moves
     # on — set, not incremented, so writing the same decision twice moves it once.
+    cur.execute("""CREATE TEMP TABLE moves (campaign_id bigint, lead_id bigint, step integer, decision text,
+                       reason text, next_due_at timestamptz, done boolean) ON COMMIT DROP""")
+    copy_frame(cur, "moves", existing.select("campaign_id", "lead_id", "step", "decision", "reason", "next_due_at",
+                                             "done"))
+    cur.execute("ANALYZE moves")
     cur.execute("""
         UPDATE leadflow.campaign_enrollments e SET
             next_step = CASE WHEN d.decision IN ('send', 'skip') THEN d.step + 1 ELSE e.next_step END,
@@ -322,7 +349,7 @@ def _write_decisions(cur: psycopg2.extensions.cursor, decisions: pl.DataFrame, n
             status = CASE WHEN d.decision = 'stop' THEN 'stopped'
                           WHEN d.decision IN ('send', 'skip') AND d.done THEN 'done' ELSE e.status END,
             stopped_reason = CASE WHEN d.decision = 'stop' THEN d.reason ELSE e.stopped_reason END
-        FROM decisions d WHERE e.campaign_id = d.campaign_id AND e.lead_id = d.lead_id""")
+        FROM moves d WHERE e.campaign_id = d.campaign_id AND e.lead_id = d.lead_id""")
     keys = ["campaign_id", "lead_id", "step"]
     written = decisions.join(inserted, on=keys, how="left")
     counts = written.group_by("decision", "reason", pl.col("send_id").is_not_null().alias("new")).len()
