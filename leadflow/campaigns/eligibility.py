@@ -7,26 +7,28 @@ time (a retried send may have left the 24-hour window meanwhile).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import polars as pl
+
 # Opt-out words as leads write them, in the languages they use; one match stops every campaign for
 # the lead on every channel. Same words the qualifier reads as ``opted_out`` (rules.py), kept here
 # as the consent authority so that no qualifier (an LLM could miss one) decides consent.
-OPT_OUT = re.compile(
-    r"^\s*(?:baja|stop|unsubscribe|cancelar|alto|parar)\s*[.!]*\s*$|dar(?:me)? de baja|no me (?:vuelvan a )?"
+OPT_OUT = (
+    r"(?i)^\s*(?:baja|stop|unsubscribe|cancelar|alto|parar)\s*[.!]*\s*$|dar(?:me)? de baja|no me (?:vuelvan a )?"
     r"(?:llamen|llames|llamar|escriban|escribas|contacten|contactes|molesten)|no llamar|no quiero que me "
     r"(?:llamen|escriban|contacten)|dejen de (?:llamar|escribir|molestar)|bloquead[oa]|stop (?:calling|texting|"
     r"messaging)|don'?t (?:call|text|contact)|do not (?:call|contact|text)|remove me|\bstop\b|no me escriban mas"
-    r"|no me escriban más", re.IGNORECASE)
+    r"|no me escriban más")
 
 WHATSAPP_WINDOW = timedelta(hours=24)
 
 
-def opts_out(text: str | None) -> bool:
-    return bool(text) and OPT_OUT.search(text or "") is not None
+def opts_out(text: pl.Expr) -> pl.Expr:
+    """Whether each message says its writer does not want to be contacted (null text: no)."""
+    return text.str.contains(OPT_OUT).fill_null(False)
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import polars as pl
 import psycopg2.extensions
 
 from leadflow.campaigns.definitions import CampaignDefinition, CampaignStatus
-from leadflow.campaigns.eligibility import OPT_OUT, ContactRules
-from leadflow.campaigns.segments import SegmentRules, members
+from leadflow.campaigns.eligibility import ContactRules, opts_out
+from leadflow.campaigns.segments import SegmentRules, members, membership_changes
 from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll
 from leadflow.campaigns.templates import unknown_variables
 from leadflow.db.connection import copy_frame, read_frame, transaction
@@ -102,7 +102,7 @@ def record_opt_outs(url: str) -> int:
         if not rows:
             return 0
         frame = pl.DataFrame(rows, schema=["message_id", "lead_id", "broker_id", "body", "sent_at"], orient="row")
-        said = frame.filter(pl.col("body").str.contains("(?i)" + OPT_OUT.pattern).fill_null(False))
+        said = frame.filter(opts_out(pl.col("body")))
         first = said.sort("message_id").unique("lead_id", keep="first", maintain_order=True)
         for message_id, lead_id, broker_id, body, sent_at in first.iter_rows():
             cur.execute("""INSERT INTO leadflow.lead_consent (lead_id, broker_id, opted_out_at, message_id, reason)
@@ -203,9 +203,7 @@ def refresh_segments(url: str, now: datetime) -> SegmentResult:
         current = members(profiles, segments) if not profiles.is_empty() else members(pl.DataFrame(), segments[:0])
         cur.execute("SELECT segment_id, lead_id FROM leadflow.segment_memberships WHERE exited_at IS NULL")
         previous = pl.DataFrame(cur.fetchall(), schema={"segment_id": pl.Int64, "lead_id": pl.Int64}, orient="row")
-        keys = ["segment_id", "lead_id"]
-        entered = current.join(previous, on=keys, how="anti")
-        exited = previous.join(current.select(keys), on=keys, how="anti")
+        entered, exited = membership_changes(current, previous)
         for segment_id, broker_id, lead_id in entered.select("segment_id", "broker_id", "lead_id").iter_rows():
             cur.execute("INSERT INTO leadflow.segment_memberships (segment_id, broker_id, lead_id, entered_at) "
                         "VALUES (%s, %s, %s, %s)", (segment_id, broker_id, lead_id, now))

@@ -16,7 +16,6 @@ _VARIABLE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _FALLBACKS = {"name": "", "first_name": "", "location": "la zona que buscas", "locations": "la zona que buscas",
               "budget": "tu presupuesto", "property_type": "propiedad", "bedrooms": "", "operation": "",
               "broker": "", "stage": "", "visit_time": "pronto"}
-VARIABLES = tuple(_FALLBACKS)
 
 
 def template_columns() -> dict[str, pl.Expr]:
