@@ -155,4 +155,6 @@ def test_templates_fill_what_is_known_and_name_unknown_variables() -> None:
                 for frame in (known, unknown)]
     assert rendered == ["Hola Camila, ¿sigues buscando en Ñuñoa hasta 5.200 UF?",
                         "Hola, ¿sigues buscando en la zona que buscas hasta tu presupuesto?"]
+    words = known.with_columns(**template_columns()).select(render_expr("quieres {{operation}} {{property_type}}"))
+    assert words.item() == "quieres comprar propiedad"  # codes read as Spanish words; unknown type: a neutral one
     assert unknown_variables("Hola {{nombre}}") == ["nombre"]

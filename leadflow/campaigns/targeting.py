@@ -32,8 +32,9 @@ DEFAULT_CALL_TASK = ("Llama a {{name}} de parte de {{broker}} para retomar su b√
                      "{{property_type}} en {{location}}, presupuesto {{budget}}. Confirma si sigue interesado y "
                      "ofrece agendar una visita.")
 
-ENROLLMENT_SCHEMA: dict[str, pl.DataType] = {"campaign_id": pl.Int64(), "broker_id": pl.Int64(), "lead_id": pl.Int64(),
-                                       "next_step": pl.Int64(), "next_due_at": pl.Datetime("us", "UTC")}
+ENROLLMENT_SCHEMA: dict[str, pl.DataType] = {
+    "campaign_id": pl.Int64(), "broker_id": pl.Int64(), "lead_id": pl.Int64(), "next_step": pl.Int64(),
+    "next_due_at": pl.Datetime("us", "UTC")}
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ import re
 
 import polars as pl
 
-from leadflow.qualification.summary import money
+from leadflow.qualification.summary import PHRASES, money
 
 _VARIABLE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_WORDS = {"operation": PHRASES["es"]["operation"], "type": PHRASES["es"]["type"]}
 _FALLBACKS = {"name": "", "first_name": "", "location": "la zona que buscas", "locations": "la zona que buscas",
               "budget": "tu presupuesto", "property_type": "propiedad", "bedrooms": "", "operation": "",
               "broker": "", "stage": "", "visit_time": "pronto"}
@@ -28,7 +29,9 @@ def template_columns() -> dict[str, pl.Expr]:
         "name": name, "first_name": name.str.split(" ").list.first(),
         "budget": pl.when(amount.is_not_null()).then(money(amount, col("budget_currency"), spanish=True)),
         "location": places.list.first(), "locations": places.list.join(", "),
-        "operation": col("operation"), "property_type": col("property_type"),
+        # Leads read Spanish: the schema's codes become words ("buy" → "comprar").
+        "operation": col("operation").replace_strict(_WORDS["operation"], default=None, return_dtype=pl.String),
+        "property_type": col("property_type").replace_strict(_WORDS["type"], default=None, return_dtype=pl.String),
         "bedrooms": col("bedrooms_min").cast(pl.String), "broker": col("broker_name"), "stage": col("stage"),
         "visit_time": col("visit_time"),
     }

@@ -6,9 +6,11 @@ over the qualification columns, so a million summaries cost one pass.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
-_PHRASES: dict[str, dict[str, dict[str, str] | str]] = {
+PHRASES: dict[str, dict[str, Any]] = {
     "es": {
         "operation": {"buy": "comprar", "rent": "arrendar", "sell": "vender", "invest": "invertir en"},
         "type": {"apartment": "departamento", "house": "casa", "land": "terreno", "office": "oficina",
@@ -51,7 +53,7 @@ def money(value: pl.Expr, currency: pl.Expr, spanish: bool) -> pl.Expr:
 
 
 def _sentence(language: str) -> pl.Expr:
-    p = _PHRASES[language]
+    p = PHRASES[language]
     spanish = language == "es"
     operation, kind = _lookup("operation", p["operation"]), _lookup("property_type", p["type"])
     if spanish:
