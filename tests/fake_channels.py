@@ -10,12 +10,13 @@ request is recorded with its path and body, so tests assert exactly what was sen
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import LocalServer, send_json
 
 
 @dataclass
@@ -41,16 +42,11 @@ def _provider(path: str) -> str:
 
 
 @dataclass
-class FakeChannels:
+class FakeChannels(LocalServer):
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: {p: deque() for p in PROVIDERS})
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # provider, path, body
-    server: ThreadingHTTPServer | None = None
     _ids: int = 0
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def script(self, provider: str, *replies: Reply) -> None:
         self.scripts[provider].extend(replies)
@@ -108,20 +104,9 @@ class FakeChannels:
                                      "htmlLink": f"https://calendar.example/evt{fake._ids}", **body})
 
             def _send(self, status: int, payload: dict[str, Any], retry_after: int | None = None) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                if retry_after is not None and status == 429:
-                    self.send_header("retry-after", str(retry_after))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload,
+                          {"retry-after": str(retry_after)} if retry_after is not None and status == 429 else None)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
 
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()

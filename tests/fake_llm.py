@@ -8,12 +8,13 @@ client's timeout. Every request is recorded, so tests can count calls and inspec
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.local_http import LocalServer, send_json
 
 
 @dataclass
@@ -29,16 +30,11 @@ def ok(**answer: Any) -> Reply:
 
 
 @dataclass
-class FakeLLM:
+class FakeLLM(LocalServer):
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: {p: deque() for p in ("openai", "anthropic",
                                                                                             "gemini")})
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def script(self, provider: str, *replies: Reply) -> None:
         self.scripts[provider].extend(replies)
@@ -73,24 +69,11 @@ class FakeLLM:
                 self._send(200, _shape(provider, text, reply.answer))
 
             def _send(self, status: int, payload: dict[str, Any], retry_after: bool = False) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                if retry_after:
-                    self.send_header("retry-after", "0")
-                    self.send_header("retry-after-ms", "10")
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload, {"retry-after": "0", "retry-after-ms": "10"} if retry_after else None)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.serve(Handler)
         return self
 
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 def _shape(provider: str, text: str, answer: dict[str, Any] | None) -> dict[str, Any]:

@@ -32,8 +32,7 @@ PHRASES: dict[str, dict[str, Any]] = {
 }
 
 
-def _lookup(column: str, table: dict[str, str] | str) -> pl.Expr:
-    assert isinstance(table, dict)
+def _lookup(column: str, table: dict[str, str]) -> pl.Expr:
     return pl.col(column).replace_strict(table, default=None, return_dtype=pl.String)
 
 
