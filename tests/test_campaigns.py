@@ -347,3 +347,23 @@ def test_the_trigger_sensor_asks_for_a_batch_once_per_new_stage_move_or_score(
     run(settings, fresh_topics)  # scores and stage moves arrive
     later = tick(first.cursor)
     assert isinstance(later, SensorResult) and later.cursor != first.cursor
+
+
+def test_an_unreadable_command_is_counted_and_its_send_still_goes_out(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory, fake: FakeChannels,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = make_broker()
+    credentials(monkeypatch, broker)
+    leads_of(settings, fresh_topics, broker)
+    save_campaign(settings.database_url, broker.slug, "bienvenida",
+                  {"trigger": {"type": "score_threshold", "score_min": 0}, "steps": [HELLO]}, status="active")
+    garbled: list[tuple[bytes, bytes]] = []
+    target(settings.database_url, NOON, lambda commands: garbled.extend((k, b"{not json") for k, _ in commands))
+    produce_all(make_producer(settings.kafka_bootstrap_servers), fresh_topics.outbound, garbled)
+    senders: dict[str, Sender] = {"telegram": TelegramSender(fake.url, 2, RateLimiter(1000, 0)),
+                                  "whatsapp": WhatsAppSender(fake.url, 2, clock=lambda: NOON)}
+    result = dispatch(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics, senders,
+                      clock=lambda: NOON)
+    assert result.malformed == 2 and result.sent == 2  # the sends were owed in PostgreSQL, not only on the topic
+    assert rows(settings, "SELECT DISTINCT status FROM leadflow.outbound_sends WHERE broker_id = %s",
+                broker.broker_id) == [("sent",)]

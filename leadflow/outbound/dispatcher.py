@@ -1,8 +1,9 @@
 """The dispatcher: outbound commands from Kafka → the channel → the send's fate in ``outbound_sends``.
 
 Reads the outbound topic from its own offsets in PostgreSQL, then sends each command whose send is
-still ``pending``. A send is claimed (``pending`` → ``sending``, committed) before the provider is
-called, so a command read twice — a rerun, a crash before the offsets were stored — is never sent
+still ``pending``, and every other due ``pending`` send (a retry, or one whose command was
+unreadable). A send is claimed (``pending`` → ``sending``, committed) before the provider is called,
+so a command read twice — a rerun, a crash before the offsets were stored — is never sent
 twice; a crash during the call leaves it ``sending``, reported and never resent blindly. After the
 call: ``sent`` with the provider's id, ``pending`` again with a later ``next_attempt_at`` (429, 5xx,
 timeout: retried by the next dispatch, nothing lost), ``failed`` with the reason, or ``skipped``.
@@ -86,12 +87,13 @@ def _claim(cur: psycopg2.extensions.cursor, send_id: int) -> bool:
 
 
 def _due_retries(cur: psycopg2.extensions.cursor, now: datetime, limit: int) -> list[OutboundCommand]:
-    """Sends that were tried and must be tried again now (their command was read in an earlier run)."""
+    """Pending sends that are due, whatever became of their command: retries after a provider failure,
+    and sends whose command was unreadable or not read yet (the table, not the topic, is what is owed)."""
     cur.execute("""
         SELECT s.send_id, s.broker_id, b.slug, s.campaign_id, s.lead_id, s.step, s.action, s.channel, s.payload,
                s.created_at
         FROM leadflow.outbound_sends s JOIN leadflow.brokers b USING (broker_id)
-        WHERE s.status = 'pending' AND s.attempts > 0 AND s.next_attempt_at <= %s
+        WHERE s.status = 'pending' AND s.next_attempt_at <= %s
         ORDER BY s.next_attempt_at LIMIT %s""", (now, limit))
     return [OutboundCommand.build(send_id=r[0], broker_id=r[1], broker_slug=r[2], campaign_id=r[3], lead_id=r[4],
                                   step=r[5], action=r[6], channel=r[7], payload=r[8], created_at=r[9])
