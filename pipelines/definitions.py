@@ -7,7 +7,7 @@ import contextlib
 from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
-from assets.analytics import dbt_project, leadflow_dbt_models
+from assets.analytics import dbt_docs, dbt_project, leadflow_dbt_models
 from assets.campaigns import (
     campaign_results,
     campaign_sends,
@@ -28,6 +28,7 @@ from assets.leads import (
 from leadflow.config import ConfigurationError, export_environment
 from pipelines.jobs import analytics_job, campaign_batch_schedule, campaign_job, landing_job
 from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
+from sensors.analytics_refresh import analytics_refresh_sensor
 from sensors.campaign_triggers import campaign_trigger_sensor
 from sensors.kafka_landing import kafka_landing_sensor
 
@@ -38,12 +39,12 @@ with contextlib.suppress(ConfigurationError):
 
 defs = Definitions(
     assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_consent, segment_memberships,
-            campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models],
+            campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models, dbt_docs],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
                   scores_in_range, no_stage_regression],
     jobs=[landing_job, analytics_job, campaign_job],
     schedules=[campaign_batch_schedule],
-    sensors=[kafka_landing_sensor, campaign_trigger_sensor],
+    sensors=[kafka_landing_sensor, campaign_trigger_sensor, analytics_refresh_sensor],
     resources={
         "postgres": PostgresResource(url=EnvVar("LEADFLOW_DATABASE_URL")),
         "kafka": KafkaResource(

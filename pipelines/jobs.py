@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, DefaultScheduleStatus, ScheduleDefinition, define_asset_job
 
-from assets.analytics import leadflow_dbt_models
+from assets.analytics import dbt_docs, leadflow_dbt_models
 
 landing_job = define_asset_job(
     "landing_job",
@@ -16,8 +16,9 @@ landing_job = define_asset_job(
 
 analytics_job = define_asset_job(
     "analytics_job",
-    selection=AssetSelection.assets(leadflow_dbt_models),
-    description="dbt build of the models over the landed data, with dbt tests as asset checks.",
+    selection=AssetSelection.assets(leadflow_dbt_models, dbt_docs),
+    description="dbt build of the funnel analytics as of the run's start (incremental where the data grows), "
+                "dbt tests as asset checks, then dbt docs (launched by analytics_refresh_sensor when data changed).",
 )
 
 campaign_job = define_asset_job(

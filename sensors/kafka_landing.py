@@ -8,7 +8,7 @@ move, so the same fingerprint comes back: the attempt number goes up, giving a n
 
 
 from dagster import (
-    DagsterRunStatus,
+    DefaultSensorStatus,
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
@@ -20,13 +20,11 @@ from dagster import (
 from leadflow.landing import probe
 from pipelines.jobs import landing_job
 from pipelines.resources import KafkaResource, PostgresResource
+from sensors.runs import IN_FLIGHT
 
 FINGERPRINT_TAG = "leadflow/offsets"
-_IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
-              DagsterRunStatus.STARTED]
 
-
-@sensor(job=landing_job, minimum_interval_seconds=15,
+@sensor(default_status=DefaultSensorStatus.RUNNING, job=landing_job, minimum_interval_seconds=15,
         description="Requests a landing run when Kafka holds records past the offsets stored in PostgreSQL.")
 def kafka_landing_sensor(context: SensorEvaluationContext, postgres: PostgresResource,
                          kafka: KafkaResource) -> SensorResult | SkipReason:
@@ -35,7 +33,7 @@ def kafka_landing_sensor(context: SensorEvaluationContext, postgres: PostgresRes
         return SkipReason("no records past the stored offsets")
     runs = context.instance.get_runs(
         filters=RunsFilter(job_name=landing_job.name, tags={FINGERPRINT_TAG: found.fingerprint}))
-    if any(run.status in _IN_FLIGHT for run in runs):
+    if any(run.status in IN_FLIGHT for run in runs):
         return SkipReason(f"a landing from offsets {found.fingerprint} is already in flight")
     attempt = len(runs)
     return SensorResult(

@@ -1,6 +1,28 @@
--- Each lead's first contact: when, and through which channel (the funnel's "source").
+-- Each lead's first contact: when, through which channel and how it reached us (the funnel's
+-- channel and source). Incremental on leads.changed_at, which landing and merges bump: a run
+-- redoes only the leads touched since the last one (with a lookback for transactions that
+-- committed late). Merged leads stay, flagged, so a merge replaces the row it made stale.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='lead_id',
+    )
+}}
 
 with
+
+leads as (
+
+    select * from {{ ref('stg_leadflow__leads') }}
+
+    {% if is_incremental() %}
+    where changed_at > (select coalesce(max(changed_at), '-infinity') from {{ this }})
+                       - interval '{{ var("incremental_lookback_minutes") }} minutes'
+    {% endif %}
+
+),
 
 messages as (
 
@@ -14,25 +36,18 @@ message_leads as (
 
 ),
 
-leads as (
+first_touches as (
 
-    select * from {{ ref('stg_leadflow__leads') }}
-    where not is_merged
-
-),
-
-touches as (
-
-    select
+    select distinct on (message_leads.lead_id)
         message_leads.lead_id,
         messages.channel,
-        messages.sent_at,
-        row_number() over (partition by message_leads.lead_id order by messages.sent_at, messages.message_id)
-            as touch_number
+        messages.contact_source,
+        messages.sent_at
 
-    from message_leads
+    from leads
+    inner join message_leads using (lead_id)
     inner join messages using (message_id)
-    where messages.sent_at <= '{{ var("as_of") }}'::timestamptz
+    order by message_leads.lead_id, messages.sent_at, messages.message_id
 
 ),
 
@@ -41,12 +56,15 @@ final as (
     select
         leads.lead_id,
         leads.broker_id,
-        touches.channel as first_channel,
-        touches.sent_at as first_contact_at,
-        date_trunc('week', touches.sent_at)::date as first_contact_week
+        leads.is_merged,
+        leads.changed_at,
+        first_touches.channel as first_channel,
+        first_touches.contact_source as source,
+        first_touches.sent_at as first_contact_at,
+        date_trunc('week', first_touches.sent_at)::date as first_contact_week
 
     from leads
-    inner join touches on touches.lead_id = leads.lead_id and touches.touch_number = 1
+    inner join first_touches using (lead_id)
 
 )
 

@@ -1,42 +1,32 @@
--- One row per stage visit: a lead entering a stage, until it entered the next one (or until the
--- as-of instant, for the stage it is in). Events after the as-of instant do not exist yet.
+-- The stage visits as they stood at the as_of instant: events after it do not exist yet, a visit
+-- left after it is still current, and days_in_stage of a current visit runs to as_of.
 
 with
 
-events as (
+visits as (
 
-    select * from {{ ref('stg_leadflow__stage_events') }}
-    where occurred_at <= '{{ var("as_of") }}'::timestamptz
-
-),
-
-ordered as (
-
-    select
-        stage_event_id as stage_visit_id,
-        broker_id,
-        lead_id,
-        to_stage as stage,
-        from_stage as previous_stage,
-        occurred_at as entered_at,
-        lead(occurred_at) over visits as exited_at,
-        lead(to_stage) over visits as next_stage,
-        row_number() over visits as visit_number
-
-    from events
-    window visits as (partition by lead_id order by occurred_at, sequence_in_instant, stage_event_id)
+    select * from {{ ref('int_stage_visits') }}
+    where entered_at <= '{{ var("as_of") }}'::timestamptz
 
 ),
 
 final as (
 
     select
-        ordered.*,
-        ordered.exited_at is null as is_current,
-        extract(epoch from coalesce(ordered.exited_at, '{{ var("as_of") }}'::timestamptz) - ordered.entered_at)
+        stage_visit_id,
+        broker_id,
+        lead_id,
+        stage,
+        previous_stage,
+        entered_at,
+        case when exited_at <= '{{ var("as_of") }}'::timestamptz then exited_at end as exited_at,
+        case when exited_at <= '{{ var("as_of") }}'::timestamptz then next_stage end as next_stage,
+        visit_number,
+        exited_at is null or exited_at > '{{ var("as_of") }}'::timestamptz as is_current,
+        extract(epoch from least(coalesce(exited_at, 'infinity'), '{{ var("as_of") }}'::timestamptz) - entered_at)
             / 86400.0 as days_in_stage
 
-    from ordered
+    from visits
 
 )
 

@@ -5,6 +5,7 @@ with
 first_touch as (
 
     select * from {{ ref('int_leads_sourced') }}
+    where not is_merged and first_contact_at <= '{{ var("as_of") }}'::timestamptz
 
 ),
 
@@ -48,6 +49,7 @@ final as (
         cohorts.broker_id,
         cohorts.cohort_week,
         stages.stage,
+        stages.stage_name,
         stages.stage_position,
         cohorts.leads_in_cohort,
         coalesce(reached.leads_reached, 0) as leads_reached,

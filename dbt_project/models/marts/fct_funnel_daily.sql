@@ -1,32 +1,5 @@
--- Leads entering each stage, per broker, day and first channel.
+-- The funnel per broker, day, channel, source, first campaign and stage (see funnel_by_period).
 
-with
+{{ config(indexes=[{'columns': ['broker_id', 'channel', 'source', 'campaign', 'period_start']}]) }}
 
-visits as (
-
-    select * from {{ ref('int_stage_events_paired') }}
-
-),
-
-first_touch as (
-
-    select * from {{ ref('int_leads_sourced') }}
-
-),
-
-final as (
-
-    select
-        visits.broker_id,
-        visits.entered_at::date as day,
-        coalesce(first_touch.first_channel, 'unknown') as first_channel,
-        visits.stage,
-        count(distinct visits.lead_id) as leads_entered
-
-    from visits
-    left join first_touch using (lead_id)
-    group by 1, 2, 3, 4
-
-)
-
-select * from final
+{{ funnel_by_period('day') }}

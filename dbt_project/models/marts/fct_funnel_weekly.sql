@@ -1,25 +1,5 @@
--- Leads entering each stage, per broker, ISO week (Monday) and first channel.
+-- The funnel per broker, ISO week (starting Monday), channel, source, first campaign and stage.
 
-with
+{{ config(indexes=[{'columns': ['broker_id', 'channel', 'source', 'campaign', 'period_start']}]) }}
 
-daily as (
-
-    select * from {{ ref('fct_funnel_daily') }}
-
-),
-
-final as (
-
-    select
-        broker_id,
-        date_trunc('week', day)::date as week,
-        first_channel,
-        stage,
-        sum(leads_entered)::bigint as leads_entered
-
-    from daily
-    group by 1, 2, 3, 4
-
-)
-
-select * from final
+{{ funnel_by_period('week') }}

@@ -1,43 +1,12 @@
--- Per broker, first channel and stage: how many leads reached it, how many went further, the
--- conversion stage to stage and from entry, and the median time spent in it.
+-- Per broker, first channel and stage, over all time up to as_of: how many leads reached it, went
+-- further, are in it now or stalled there; the conversion to later stages and from entry; the
+-- median days in the stage (a visit still open counts its days so far).
 
 with
 
 visits as (
 
-    select * from {{ ref('int_stage_events_paired') }}
-
-),
-
-first_touch as (
-
-    select * from {{ ref('int_leads_sourced') }}
-
-),
-
-stages as (
-
-    select * from {{ ref('pipeline_stages') }}
-
-),
-
-reached as (
-
-    select
-        visits.broker_id,
-        coalesce(first_touch.first_channel, 'unknown') as first_channel,
-        visits.lead_id,
-        visits.stage,
-        stages.stage_position,
-        -- how far along the pipeline the lead got (being lost is not further)
-        max(stages.stage_position) filter (where visits.stage <> 'perdido') over (partition by visits.lead_id)
-            as furthest_position,
-        visits.days_in_stage,
-        visits.is_current
-
-    from visits
-    inner join stages using (stage)
-    left join first_touch using (lead_id)
+    select * from {{ ref('int_funnel_visits') }}
 
 ),
 
@@ -45,15 +14,16 @@ per_stage as (
 
     select
         broker_id,
-        first_channel,
+        channel as first_channel,
         stage,
         stage_position,
         count(distinct lead_id) as leads_reached,
-        count(distinct lead_id) filter (where furthest_position > stage_position) as leads_advanced,
+        count(distinct lead_id) filter (where advanced) as leads_advanced,
         count(distinct lead_id) filter (where is_current) as leads_now,
+        count(distinct lead_id) filter (where stalled) as leads_stalled,
         percentile_cont(0.5) within group (order by days_in_stage) as median_days_in_stage
 
-    from reached
+    from visits
     group by 1, 2, 3, 4
 
 ),

@@ -19,7 +19,9 @@ renamed as (
         first_message_at,
         last_message_at,
         merged_into as merged_into_lead_id,
-        merged_into is not null as is_merged
+        merged_into is not null as is_merged,
+        assigned_user_id,
+        changed_at
 
     from source
 

@@ -22,6 +22,15 @@ renamed as (
         direction,
         message_type,
         body as message_text,
+        -- How the contact reached us, read from the provider's own payload: a Click-to-WhatsApp ad
+        -- carries a referral, a Telegram deep link starts with /start, calls and forms are their own.
+        case
+            when channel = 'whatsapp' and payload ? 'referral' then 'ad'
+            when channel = 'telegram' and payload -> 'message' ->> 'text' like '/start %' then 'link'
+            when channel = 'form' then 'form'
+            when channel in ('vapi', 'bland') then 'call'
+            else 'direct'
+        end as contact_source,
         sent_at,
         received_at,
         landed_at,

@@ -1,0 +1,51 @@
+-- One row per stage visit, paired with the lead's next stage event: when the lead entered the
+-- stage and when it left (null while it is still there). Independent of as_of, so it can grow
+-- incrementally: a run redoes only the leads with stage events it has not seen.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='lead_id',
+        indexes=[
+            {'columns': ['lead_id']},
+            {'columns': ['broker_id', 'entered_at']},
+        ],
+    )
+}}
+
+with
+
+events as (
+
+    select * from {{ ref('stg_leadflow__stage_events') }}
+
+    {% if is_incremental() %}
+    -- every event of a lead with a new event: its last visit now has an exit
+    where lead_id in (
+        select lead_id from {{ ref('stg_leadflow__stage_events') }}
+        where stage_event_id > (select coalesce(max(stage_visit_id), 0) from {{ this }})
+    )
+    {% endif %}
+
+),
+
+final as (
+
+    select
+        stage_event_id as stage_visit_id,
+        broker_id,
+        lead_id,
+        to_stage as stage,
+        from_stage as previous_stage,
+        occurred_at as entered_at,
+        lead(occurred_at) over visits as exited_at,
+        lead(to_stage) over visits as next_stage,
+        row_number() over visits as visit_number
+
+    from events
+    window visits as (partition by lead_id order by occurred_at, sequence_in_instant, stage_event_id)
+
+)
+
+select * from final
