@@ -19,7 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy leadflow ingest_api sensors assets pipelines tests bench
+	$(BIN)/mypy leadflow ingest_api reports_api sensors assets pipelines tests bench
 	$(BIN)/pytest -q
 
 test-fast: $(STAMP)
@@ -27,7 +27,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy leadflow ingest_api sensors assets pipelines tests bench
+	$(BIN)/mypy leadflow ingest_api reports_api sensors assets pipelines tests bench
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

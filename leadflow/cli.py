@@ -74,6 +74,56 @@ def _ingest_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reports_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from assets.analytics import docs_dir
+    from reports_api.app import create_app
+    from reports_api.security import TokenSettings
+
+    settings = export_environment()
+    if os.environ.get("LEADFLOW_REPORTS_JWT_SECRET"):
+        tokens = TokenSettings.from_environment()
+    else:
+        print("LEADFLOW_REPORTS_JWT_SECRET is not set: signing tokens with a random key for this process only "
+              "(every token dies with it).", file=sys.stderr)
+        tokens = TokenSettings.ephemeral()
+    uvicorn.run(create_app(settings.database_url, tokens, docs_dir=docs_dir()), host=args.host, port=args.port,
+                log_level="info", access_log=args.access_log)
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    import getpass
+
+    from leadflow.users import UserError, add_user, assign_leads, list_users, password_from_env
+
+    settings = export_environment()
+    try:
+        if args.action == "add":
+            if args.password_env:
+                password = password_from_env(args.password_env)
+            elif args.password_stdin:
+                password = sys.stdin.readline().rstrip("\n")
+            else:
+                password = getpass.getpass(f"password for {args.email}: ")
+            user = add_user(settings.database_url, args.email, password, role=args.role, broker_slug=args.broker,
+                            display_name=args.name)
+            print(f"user {user.user_id}: {user.email} ({user.role}"
+                  f"{'' if user.broker_id is None else f', broker {user.broker_id}'})")
+        elif args.action == "assign":
+            count = assign_leads(settings.database_url, args.email, args.lead_ids)
+            print(f"{count} leads assigned to {args.email}")
+        else:
+            for u in list_users(settings.database_url):
+                print(f"{u.user_id:6d}  {u.role:10s}  {'-' if u.broker_id is None else u.broker_id!s:>6s}  {u.email}"
+                      f"{'  (disabled)' if u.disabled else ''}")
+    except UserError as exc:
+        print(f"leadflow users {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _land(args: argparse.Namespace) -> int:
     from leadflow.landing import land
 
@@ -257,6 +307,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=int(os.environ.get("LEADFLOW_INGEST_PORT", "8000")))
     p.add_argument("--access-log", action="store_true")
     p.set_defaults(func=_ingest_api)
+
+    p = sub.add_parser("reports-api", help="serve the brokers' reports API and funnel dashboard")
+    p.add_argument("--host", default=os.environ.get("LEADFLOW_REPORTS_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("LEADFLOW_REPORTS_PORT", "8100")))
+    p.add_argument("--access-log", action="store_true")
+    p.set_defaults(func=_reports_api)
+
+    p = sub.add_parser("users", help="accounts of the reports API (SUPERADMIN, ADMIN, AGENT)")
+    users = p.add_subparsers(dest="action", required=True)
+    add = users.add_parser("add", help="create a user, or reset its password, role and broker")
+    add.add_argument("email")
+    add.add_argument("--role", required=True, choices=["SUPERADMIN", "ADMIN", "AGENT"])
+    add.add_argument("--broker", help="the broker's slug (not for SUPERADMIN)")
+    add.add_argument("--name", help="display name (default: the email's local part)")
+    secret = add.add_mutually_exclusive_group()
+    secret.add_argument("--password-env", metavar="VAR", help="read the password from $VAR (default: prompt)")
+    secret.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    assign = users.add_parser("assign", help="assign leads to an AGENT (the leads an agent can see)")
+    assign.add_argument("email")
+    assign.add_argument("lead_ids", type=int, nargs="+")
+    users.add_parser("list")
+    p.set_defaults(func=_users)
 
     p = sub.add_parser("land", help="land what waits in Kafka into PostgreSQL, outside Dagster")
     p.add_argument("--batch-size", type=int, default=5000)

@@ -19,7 +19,7 @@ class ConfigurationError(RuntimeError):
     """A setting is missing or points at something that does not answer; the message names the fix."""
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -125,7 +125,7 @@ def load_settings() -> Settings:
     return Settings(
         database_url=to_libpq_url(db_url),
         kafka_bootstrap_servers=kafka,
-        kafka_partitions=_env_int("LEADFLOW_KAFKA_PARTITIONS", 6),
+        kafka_partitions=env_int("LEADFLOW_KAFKA_PARTITIONS", 6),
         topics=Topics(os.environ.get("LEADFLOW_KAFKA_TOPIC_PREFIX", "leadflow")),
     )
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg2.extensions
+
 from leadflow.db.connection import transaction
 
 REPLY_WINDOW_DAYS = 7  # a message later than this is not an answer to the send
@@ -107,9 +109,14 @@ def campaign_stats(url: str, broker_id: int | None = None) -> list[dict[str, Any
     """Per campaign: sent, delivered, read, replied, failed, skipped, pending, success and reply rates,
     and the leads that advanced a stage within ``ADVANCE_WINDOW_DAYS`` of their first touch."""
     with transaction(url) as conn, conn.cursor() as cur:
-        cur.execute(STATS_SQL, {"broker": broker_id, "window": ADVANCE_WINDOW_DAYS})
-        names = [d[0] for d in cur.description or []]
-        stats = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return read_campaign_stats(cur, broker_id)
+
+
+def read_campaign_stats(cur: psycopg2.extensions.cursor, broker_id: int | None) -> list[dict[str, Any]]:
+    """``campaign_stats`` on a cursor the caller scoped (the reports API reads under row security)."""
+    cur.execute(STATS_SQL, {"broker": broker_id, "window": ADVANCE_WINDOW_DAYS})
+    names = [d[0] for d in cur.description or []]
+    stats = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
     for s in stats:
         # Success: tried and not failed (at the provider or by a receipt); replies are the stronger signal.
         attempted = s.pop("attempted")

@@ -1,0 +1,1 @@
+"""The brokers' reports API and funnel dashboard (``leadflow reports-api``)."""

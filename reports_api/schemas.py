@@ -1,0 +1,198 @@
+"""Request and response bodies of the reports API, as /docs shows them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class LoginRequest(BaseModel):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("email", "password")
+    @classmethod
+    def no_nul(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the query.
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        return value
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="seconds")
+    role: str
+    broker_id: int | None
+
+
+class Me(BaseModel):
+    user_id: int
+    email: str
+    role: str
+    broker_id: int | None
+
+
+class Broker(BaseModel):
+    broker_id: int
+    slug: str
+    name: str
+    country: str
+    timezone: str
+
+
+class StageTotal(BaseModel):
+    stage: str
+    stage_name: str
+    stage_position: int
+    leads_entered: int
+    leads_advanced: int
+    leads_won: int
+    leads_stalled: int
+    conversion_to_next: float | None = Field(description="leads that went beyond the stage / leads that entered it")
+    conversion_to_won: float | None = Field(description="leads that were won / leads that entered the stage")
+    share_of_entries: float | None = Field(description="leads that entered the stage / leads that entered entrada")
+
+
+class FunnelPeriod(BaseModel):
+    period_start: date
+    stage: str
+    stage_name: str
+    stage_position: int
+    leads_entered: int
+    leads_advanced: int
+    leads_won: int
+    leads_now: int
+    leads_stalled: int
+    median_days_in_stage: float | None
+    conversion_to_next: float
+    conversion_to_won: float
+
+
+class Funnel(BaseModel):
+    broker_id: int
+    start: date
+    end: date
+    grain: str
+    channel: str
+    source: str
+    campaign: str
+    stages: list[StageTotal]
+    periods: list[FunnelPeriod]
+
+
+class Conversion(BaseModel):
+    value: str
+    label: str
+    leads_entered: int
+    leads_won: int
+    conversion_to_won: float | None
+    stages: list[StageTotal]
+
+
+class CohortStage(BaseModel):
+    stage: str
+    stage_name: str
+    leads_reached: int
+    share_reached: float
+
+
+class Cohort(BaseModel):
+    cohort_week: date
+    leads_in_cohort: int
+    stages: list[CohortStage]
+
+
+class SendStats(BaseModel):
+    sent: int
+    delivered: int
+    read: int
+    replied: int
+    failed: int
+    skipped: int
+    pending: int
+    advanced_after_touch: int
+    success_rate: float | None
+    reply_rate: float | None
+
+
+class Campaign(BaseModel):
+    campaign_id: int
+    name: str
+    status: str
+    trigger: str | None
+    activated_at: datetime | None
+    leads_touched: int
+    leads_advanced_after_touch: int
+    leads_won_after_touch: int
+    advance_rate: float | None
+    sends: SendStats
+
+
+class LeadRow(BaseModel):
+    lead_id: int
+    display_name: str | None
+    phone_e164: str | None
+    email: str | None
+    channels: list[str]
+    message_count: int
+    first_message_at: datetime | None
+    last_message_at: datetime | None
+    assigned_user_id: int | None
+    score: int | None
+    temperature: str | None
+    financing_ready: bool | None
+    stage: str | None
+    stage_entered_at: datetime | None
+    stalled: bool
+    operation: str | None
+    property_type: str | None
+    bedrooms_min: int | None
+    budget_min: float | None
+    budget_max: float | None
+    budget_currency: str | None
+    budget_period: str | None
+    locations: list[str] | None
+    timeline_months: int | None
+    financing: str | None
+
+
+class LeadPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[LeadRow]
+
+
+class StageEvent(BaseModel):
+    from_stage: str | None
+    to_stage: str
+    occurred_at: datetime
+    reason: str
+    automatic: bool
+
+
+class LeadDetail(BaseModel):
+    lead_id: int
+    broker_id: int
+    display_name: str | None
+    phone_e164: str | None
+    email: str | None
+    channels: list[str]
+    message_count: int
+    first_message_at: datetime | None
+    last_message_at: datetime | None
+    assigned_user_id: int | None
+    merged_into: int | None
+    qualification: dict[str, Any] | None
+    score: dict[str, Any] | None = Field(description="score, temperature, financing_ready, breakdown per component, "
+                                                     "reasons, scored_at")
+    stage: dict[str, Any] | None
+    stage_history: list[StageEvent]
+
+
+class Problem(BaseModel):
+    detail: str
