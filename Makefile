@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench up-services down-services clean
+.PHONY: install demo up test test-fast lint bench up-services down-services clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/leadflow demo
+
+# The whole local stack on the demo data (APIs, dashboard, Dagster webserver and daemon) until Ctrl-C.
+up: $(STAMP)
+	$(BIN)/leadflow up
 
 test: $(STAMP)
 	$(BIN)/ruff check .

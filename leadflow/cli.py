@@ -256,6 +256,20 @@ def _campaigns(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_funnels(funnels: dict[str, list[dict[str, Any]]]) -> None:
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1%}"
+
+    for slug, stages in funnels.items():
+        print(f"\nfunnel of {slug} (every channel, source and campaign; dbt mart fct_funnel_daily)")
+        print(f"{'stage':26s} {'entered':>8s} {'of entries':>11s} {'advanced':>9s} {'to next':>8s} {'won':>5s} "
+              f"{'stalled':>8s}")
+        for s in stages:
+            print(f"{s['stage_name']:26s} {s['leads_entered']:8d} {pct(s['share_of_entries']):>11s} "
+                  f"{s['leads_advanced']:9d} {pct(s['conversion_to_next']):>8s} {s['leads_won']:5d} "
+                  f"{s['leads_stalled']:8d}")
+
+
 def _demo(args: argparse.Namespace) -> int:
     from leadflow.demo.run import run_demo
     from leadflow.services import manager
@@ -272,8 +286,23 @@ def _demo(args: argparse.Namespace) -> int:
     for slug, leads, multi, hot, warm, cold, with_op, with_budget, avg_score in result["leads"]:
         print(f"{slug:26s} {leads:6d} {multi:12d} {hot:5d} {warm:5d} {cold:5d} {with_op:13d} {with_budget:10d} "
               f"{avg_score!s:>10s}")
-    print("\nexplore: .venv/bin/leadflow dagster dev -w workspace.yaml   ·   stop services: leadflow services down")
+    print_funnels(result["funnels"])
+    print("\nexplore: make up (dashboard, reports API, Dagster UI)   ·   stop services: leadflow services down")
     return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from leadflow.services import manager
+    from leadflow.stack import Ports, run_stack
+
+    # Embedded services this command starts, it stops; ones already running (make demo) stay up.
+    started = not manager.embedded_running()
+    manager.up()
+    try:
+        return run_stack(export_environment(), Ports.from_environment(), contacts_per_broker=args.contacts)
+    finally:
+        if started:
+            manager.down()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -381,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
     save.add_argument("--status", choices=["draft", "active", "paused", "completed"], default="draft")
     campaigns.add_parser("stats", help="sent, delivered, read, replied, failed per campaign")
     p.set_defaults(func=_campaigns)
+
+    p = sub.add_parser("up", help="run the whole local stack on the demo data until Ctrl-C (make up)")
+    p.add_argument("--contacts", type=int, default=300, help="contacts per demo broker, when the demo data is new")
+    p.set_defaults(func=_up)
 
     p = sub.add_parser("demo", help="run the backbone end to end on a generated stream")
     p.add_argument("--contacts", type=int, default=300, help="contacts per demo broker")

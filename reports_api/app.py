@@ -47,7 +47,7 @@ _bearer = HTTPBearer(auto_error=False, description="the access_token from POST /
 
 def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | None = None,
                limiter: LoginLimiter | None = None, docs_dir: Path | None = None) -> FastAPI:
-    """The reports API on ``database_url``; ``docs_dir`` (dbt docs) is served at /dbt-docs/ when it exists."""
+    """The reports API on ``database_url``; ``docs_dir`` (dbt docs) is served at /dbt-docs/."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -201,6 +201,7 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
         return {"status": "ok"}
 
     app.include_router(dashboard.router(tokens, broker_cursor, date_range))
-    if docs_dir is not None and (docs_dir / "index.html").exists():
-        app.mount("/dbt-docs", StaticFiles(directory=docs_dir, html=True), name="dbt-docs")
+    if docs_dir is not None:
+        # Mounted even before the first `dbt docs generate` has written it: it 404s until then.
+        app.mount("/dbt-docs", StaticFiles(directory=docs_dir, html=True, check_dir=False), name="dbt-docs")
     return app

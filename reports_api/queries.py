@@ -12,13 +12,13 @@ from typing import Any, Literal
 
 import psycopg2.extensions
 
+from leadflow.analytics import rate, stage_totals
 from leadflow.campaigns.outcomes import read_campaign_stats
 
 Grain = Literal["day", "week"]
 Dimension = Literal["channel", "source", "campaign"]
 ALL = "all"
 FUNNEL_MARTS: dict[Grain, str] = {"day": "marts.fct_funnel_daily", "week": "marts.fct_funnel_weekly"}
-COUNTS = ("leads_entered", "leads_advanced", "leads_won", "leads_stalled")
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,6 @@ class FunnelFilter:
 def _rows(cur: psycopg2.extensions.cursor) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description or []]
     return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
 
 
 def broker(cur: psycopg2.extensions.cursor, broker_id: int) -> dict[str, Any] | None:
@@ -71,24 +67,6 @@ def funnel(cur: psycopg2.extensions.cursor, broker_id: int, f: FunnelFilter) -> 
     return {"periods": periods, "stages": stage_totals(periods)}
 
 
-def stage_totals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sum of the counts per stage, in pipeline order, with the rates those sums give."""
-    totals: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        total = totals.setdefault(row["stage"], {"stage": row["stage"], "stage_name": row["stage_name"],
-                                                 "stage_position": row["stage_position"],
-                                                 **dict.fromkeys(COUNTS, 0)})
-        for count in COUNTS:
-            total[count] += row[count]
-    ordered = sorted(totals.values(), key=lambda t: t["stage_position"])
-    entered_first = ordered[0]["leads_entered"] if ordered and ordered[0]["stage"] == "entrada" else 0
-    for total in ordered:
-        total["conversion_to_next"] = _rate(total["leads_advanced"], total["leads_entered"])
-        total["conversion_to_won"] = _rate(total["leads_won"], total["leads_entered"])
-        total["share_of_entries"] = _rate(total["leads_entered"], entered_first)
-    return ordered
-
-
 def conversion_by(cur: psycopg2.extensions.cursor, broker_id: int, dimension: Dimension, start: date,
                   end: date) -> list[dict[str, Any]]:
     """Per value of one dimension (the other two rolled up): leads per stage, won, entry-to-won rate."""
@@ -112,7 +90,7 @@ def conversion_by(cur: psycopg2.extensions.cursor, broker_id: int, dimension: Di
         won = max((s["leads_won"] for s in stages), default=0)
         label = names.get(value, "sin campaña" if value == "none" else value)
         result.append({"value": value, "label": label, "leads_entered": entered, "leads_won": won,
-                       "conversion_to_won": _rate(won, entered), "stages": stages})
+                       "conversion_to_won": rate(won, entered), "stages": stages})
     return sorted(result, key=lambda r: (-r["leads_entered"], r["value"]))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import AssetKey, ScheduleDefinition
+from dagster import AssetKey, DefaultSensorStatus, ScheduleDefinition
 
 
 def test_definitions_wire_landing_into_dbt_with_the_sensor_and_jobs() -> None:
@@ -11,7 +11,10 @@ def test_definitions_wire_landing_into_dbt_with_the_sensor_and_jobs() -> None:
     graph = defs.resolve_asset_graph()
     staging = AssetKey(["staging", "stg_leadflow__messages"])
     assert AssetKey("landed_messages") in graph.get(staging).parent_keys
-    assert {s.name for s in defs.sensors or []} == {"kafka_landing_sensor", "campaign_trigger_sensor"}
+    sensors = {s.name: s for s in defs.sensors or []}
+    assert set(sensors) == {"kafka_landing_sensor", "campaign_trigger_sensor", "analytics_refresh_sensor"}
+    # `make up` runs the daemon: sensors tick without anyone switching them on in the UI.
+    assert all(s.default_status == DefaultSensorStatus.RUNNING for s in sensors.values())
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"landing_job", "analytics_job"}
     checks = {key.name for key in graph.asset_check_keys}
     assert {"landed_rows_have_a_broker", "no_duplicate_provider_message_ids"} <= checks
@@ -28,3 +31,18 @@ def test_the_campaign_batch_is_scheduled_and_its_assets_follow_the_leads() -> No
     assert isinstance(schedule, ScheduleDefinition)
     assert (schedule.name, schedule.job_name, schedule.cron_schedule) == ("campaign_batch_schedule", "campaign_job",
                                                                           "5 * * * *")
+
+
+def test_the_funnel_marts_follow_stages_and_sends_and_the_docs_follow_the_marts() -> None:
+    from pipelines.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    funnel = AssetKey(["marts", "fct_funnel_daily"])
+    assert AssetKey(["intermediate", "int_funnel_visits"]) in graph.get(funnel).parent_keys
+    assert graph.get(AssetKey("dbt_docs")).parent_keys == {funnel}
+    ancestors: set[AssetKey] = set()
+    frontier = {funnel}
+    while frontier:
+        frontier = {key for child in frontier for key in graph.get(child).parent_keys} - ancestors
+        ancestors |= frontier
+    assert {AssetKey("lead_stages"), AssetKey("campaign_sends"), AssetKey("landed_messages")} <= ancestors

@@ -14,6 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 FOLLOW_UP_CALL_RATE = 0.2
+# How contacts found the agency: a Click-to-WhatsApp ad (the first message carries its referral) or a
+# Telegram deep link from a listing portal (the chat opens with "/start <source>").
+AD_RATE = 0.35
+LINK_RATE = 0.3
 CHANNEL_WEIGHTS = {"whatsapp": 40, "telegram": 25, "vapi": 12, "bland": 10, "form": 13}
 
 FIRST_NAMES = {
@@ -142,6 +146,8 @@ def generate(brokers: list[tuple[int, str]], contacts_per_broker: int, *, seed: 
              malformed_rate: float = 0.01) -> list[Webhook]:
     """Webhooks for ``contacts_per_broker`` people per (broker_id, country) in ``brokers``."""
     rng = random.Random(seed)
+    # Its own stream, so the sources do not change the rest of the generated data.
+    source_rng = random.Random(seed * 7919)
     start = start or datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
     channels = list(CHANNEL_WEIGHTS)
     weights = list(CHANNEL_WEIGHTS.values())
@@ -156,6 +162,8 @@ def generate(brokers: list[tuple[int, str]], contacts_per_broker: int, *, seed: 
             uid = f"{broker_index}-{contact_index}"
             if channel == "telegram":
                 user_id = 700_000_000 + broker_index * 100_000 + contact_index
+                if source_rng.random() < LINK_RATE:
+                    turns = [("lead", "/start portal_inmobiliario"), *turns]
                 for role, text in turns:
                     when += timedelta(minutes=rng.randint(1, 90))
                     if role != "lead":
@@ -165,11 +173,12 @@ def generate(brokers: list[tuple[int, str]], contacts_per_broker: int, *, seed: 
                     hooks.append(Webhook(broker_id, "telegram", payload, str(update_id), 1))
             elif channel == "whatsapp":
                 wa_id = p.phone.lstrip("+")
+                from_ad = source_rng.random() < AD_RATE
                 for i, (role, text) in enumerate(turns):
                     when += timedelta(minutes=rng.randint(1, 120))
                     mid = f"wamid.{uuid.UUID(int=rng.getrandbits(128)).hex}"
                     if role == "lead":
-                        payload = _whatsapp_message(wa_id, p.name, mid, text, when)
+                        payload = _whatsapp_message(wa_id, p.name, mid, text, when, from_ad=from_ad and i == 0)
                         hooks.append(Webhook(broker_id, "whatsapp", payload, mid, 1))
                     elif i < 4:
                         status = rng.choice(["delivered", "read"])
@@ -239,11 +248,14 @@ def _whatsapp_envelope(value: dict[str, Any]) -> dict[str, Any]:
             "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}]}
 
 
-def _whatsapp_message(wa_id: str, name: str, mid: str, text: str, when: datetime) -> dict[str, Any]:
-    return _whatsapp_envelope({
-        "contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-        "messages": [{"from": wa_id, "id": mid, "timestamp": str(int(when.timestamp())), "type": "text",
-                      "text": {"body": text}}]})
+def _whatsapp_message(wa_id: str, name: str, mid: str, text: str, when: datetime,
+                      from_ad: bool = False) -> dict[str, Any]:
+    message: dict[str, Any] = {"from": wa_id, "id": mid, "timestamp": str(int(when.timestamp())), "type": "text",
+                               "text": {"body": text}}
+    if from_ad:
+        message["referral"] = {"source_url": "https://fb.me/leadflow-demo", "source_type": "ad",
+                               "source_id": "120208000000000", "headline": "Departamentos en venta y arriendo"}
+    return _whatsapp_envelope({"contacts": [{"profile": {"name": name}, "wa_id": wa_id}], "messages": [message]})
 
 
 def _whatsapp_status(wa_id: str, mid: str, status: str, when: datetime) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from leadflow.analytics import funnel_totals
 from leadflow.brokers import SECRET_KINDS, Broker, add_broker
 from leadflow.config import Settings
 from leadflow.db.connection import connect
@@ -169,5 +170,7 @@ def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) 
     print(f"dbt build: {'ok' if analytics.success else 'FAILED'} ({time.perf_counter() - started:.1f}s)")
     if not analytics.success:
         raise RuntimeError("dbt build failed; see the run's logs in the Dagster UI")
-    return {"codes": codes, "rows": summary(settings.database_url), "leads": lead_summary(settings.database_url)}
+    funnels = funnel_totals(settings.database_url, [b.broker_id for b in brokers])
+    return {"codes": codes, "rows": summary(settings.database_url), "leads": lead_summary(settings.database_url),
+            "funnels": {b.slug: funnels[b.broker_id] for b in brokers}}
 

@@ -95,6 +95,13 @@ def down(log: Any = print) -> None:
     _write_state(state)
 
 
+def embedded_running() -> bool:
+    """Whether an embedded PostgreSQL or Kafka of this state directory is already up."""
+    state = read_state()
+    return bool(state.get("database_url") and _postgres_answers(state["database_url"])) or \
+        pid_alive(state.get("kafka_pid"))
+
+
 def status() -> dict[str, str]:
     state = read_state()
     report: dict[str, str] = {}

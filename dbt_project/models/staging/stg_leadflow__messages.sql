@@ -26,7 +26,7 @@ renamed as (
         -- carries a referral, a Telegram deep link starts with /start, calls and forms are their own.
         case
             when channel = 'whatsapp' and payload ? 'referral' then 'ad'
-            when channel = 'telegram' and payload -> 'message' ->> 'text' like '/start %' then 'link'
+            when channel = 'telegram' and body like '/start %' then 'link'
             when channel = 'form' then 'form'
             when channel in ('vapi', 'bland') then 'call'
             else 'direct'
