@@ -60,3 +60,17 @@ def test_visit_accepted_needs_a_proposal_then_a_yes() -> None:
     assert visit_accepted([proposal, {"role": "lead", "text": "Sí, el sábado me acomoda"}])
     assert not visit_accepted([proposal, {"role": "lead", "text": "no puedo, otro día"}])
     assert not visit_accepted([{"role": "lead", "text": "sí"}])
+
+
+def test_the_dbt_seed_of_stages_is_the_default_pipeline() -> None:
+    import csv
+    from pathlib import Path
+
+    from leadflow.leads.stages import DEFAULT_PIPELINE, LOST
+
+    seed = Path(__file__).resolve().parent.parent / "dbt_project" / "seeds" / "pipeline_stages.csv"
+    with seed.open(encoding="utf-8") as handle:
+        rows = [(r["stage"], r["stage_name"], int(r["stage_position"]),
+                 int(r["stall_days"]) if r["stall_days"] else None) for r in csv.DictReader(handle)]
+    expected = [(s.code, s.name, i + 1, s.stall_days) for i, s in enumerate(DEFAULT_PIPELINE.stages)]
+    assert rows == [*expected, (LOST, "Perdido", len(expected) + 1, None)]

@@ -1,0 +1,68 @@
+"""Tokens, the login limit, passwords and funnel totals, without services."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from leadflow.analytics import stage_totals
+from leadflow.users import User, UserError, hash_password, password_matches
+from reports_api.security import InvalidToken, LoginLimiter, TokenSettings, issue_token, read_token
+
+ADMIN = User(7, 3, "ana@andes.test", "Ana", "ADMIN")
+
+
+def test_a_token_carries_the_user_and_expires() -> None:
+    tokens = TokenSettings("s" * 40, timedelta(minutes=5))
+    principal = read_token(tokens, issue_token(tokens, ADMIN))
+    assert (principal.user_id, principal.role, principal.broker_id) == (7, "ADMIN", 3)
+    assert principal.may_read(3) and not principal.may_read(4)
+    with pytest.raises(InvalidToken, match="expired"):
+        read_token(tokens, issue_token(tokens, ADMIN, now=datetime.now(UTC) - timedelta(minutes=6)))
+    with pytest.raises(InvalidToken):
+        read_token(TokenSettings("t" * 40, timedelta(minutes=5)), issue_token(tokens, ADMIN))
+
+
+def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from leadflow.config import ConfigurationError
+
+    monkeypatch.setenv("LEADFLOW_REPORTS_JWT_SECRET", "short")
+    with pytest.raises(ConfigurationError, match="at least 32"):
+        TokenSettings.from_environment()
+
+
+def test_the_login_limit_counts_per_address_and_per_email_and_forgets() -> None:
+    limiter = LoginLimiter(attempts=2, window_s=60)
+    assert limiter.retry_after("ip:a", "email:x", now=0) == 0
+    assert limiter.retry_after("ip:b", "email:x", now=1) == 0
+    assert limiter.retry_after("ip:c", "email:x", now=2) == pytest.approx(58)  # the email is spent
+    assert limiter.retry_after("ip:a", "email:y", now=3) == 0  # the address has one attempt left
+    assert limiter.retry_after("ip:a", "email:z", now=4) == pytest.approx(56)
+    assert limiter.retry_after("ip:c", "email:x", now=61) == 0  # the window moved on
+
+
+def test_passwords_are_bcrypt_hashed_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_BCRYPT_ROUNDS", "4")
+    hashed = hash_password("una clave bastante larga")
+    assert hashed.startswith("$2b$04$") and "larga" not in hashed
+    assert password_matches("una clave bastante larga", hashed)
+    assert not password_matches("otra clave bastante larga", hashed)
+    assert not password_matches("anything", None)
+    with pytest.raises(UserError, match="at least 10"):
+        hash_password("corta")
+    with pytest.raises(UserError, match="72 bytes"):
+        hash_password("ñ" * 40)
+
+
+def test_stage_totals_add_counts_and_derive_rates_from_the_sums() -> None:
+    def row(stage: str, position: int, entered: int, advanced: int, won: int) -> dict[str, object]:
+        return {"stage": stage, "stage_name": stage.title(), "stage_position": position, "leads_entered": entered,
+                "leads_advanced": advanced, "leads_won": won, "leads_stalled": 0}
+
+    totals = stage_totals([row("perfilamiento", 2, 3, 1, 0), row("entrada", 1, 4, 3, 1), row("entrada", 1, 6, 3, 1)])
+    assert [t["stage"] for t in totals] == ["entrada", "perfilamiento"]
+    entrada, perfilamiento = totals
+    assert (entrada["leads_entered"], entrada["conversion_to_next"], entrada["conversion_to_won"]) == (10, 0.6, 0.2)
+    assert perfilamiento["share_of_entries"] == 0.3
+    assert stage_totals([]) == []
