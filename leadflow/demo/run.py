@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import secrets
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
@@ -22,9 +24,11 @@ import uvicorn
 from leadflow.analytics import funnel_totals
 from leadflow.brokers import SECRET_KINDS, Broker, add_broker
 from leadflow.config import Settings
-from leadflow.db.connection import connect
+from leadflow.db.connection import connect, transaction
 from leadflow.demo.generator import generate
 from leadflow.demo.webhooks import send_all
+from leadflow.leads.stages import DEFAULT_PIPELINE
+from leadflow.leads.store import LOCK_LEADS, move_lead_forward
 from leadflow.services.ports import free_port, wait_for_port
 
 DEMO_BROKERS = (
@@ -127,6 +131,30 @@ def lead_summary(url: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
+# What the demo's agents do with the leads the pipeline made ready: of the leads in potencial, this share
+# gets a visit, of those this share is followed up, and so on down to a signed deal.
+SALES_STEPS = (("agendado", 0.6), ("seguimiento", 0.7), ("ganado", 0.5))
+
+
+def simulate_sales(url: str, brokers: list[Broker], seed: int) -> int:
+    """Move some ready leads forward by hand, as agents would, so the demo funnel reaches ganado."""
+    rng = random.Random(seed)
+    moved = 0
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_LEADS,))
+        cur.execute("""SELECT broker_id, lead_id FROM leadflow.lead_stages WHERE broker_id = ANY(%s)
+                       AND stage = 'potencial' ORDER BY lead_id""", ([b.broker_id for b in brokers],))
+        now = datetime.now(UTC)
+        for broker_id, lead_id in cur.fetchall():
+            for stage, share in SALES_STEPS:
+                if rng.random() >= share:
+                    break
+                move_lead_forward(cur, broker_id, lead_id, stage, DEFAULT_PIPELINE, now,
+                                  "demo: moved by the agent", automatic=False)
+                moved += 1
+    return moved
+
+
 def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) -> dict[str, Any]:
     from dagster import DagsterInstance
 
@@ -164,6 +192,8 @@ def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) 
     if failed:
         raise RuntimeError(f"landing runs failed: {failed}; see the Dagster run logs (dagster dev -w workspace.yaml)")
 
+    print(f"agents moved {simulate_sales(settings.database_url, brokers, seed)} stage steps by hand "
+          "(visits, follow-ups, deals)")
     started = time.perf_counter()
     analytics = defs.resolve_job_def("analytics_job").execute_in_process(instance=instance, run_config=QUIET,
                                                                            raise_on_error=False)
