@@ -44,8 +44,20 @@ def as_of_instant(config: AnalyticsConfig) -> str:
 
 @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project)
 def leadflow_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, config: AnalyticsConfig) -> Iterator[Any]:
-    args = ["build", "--vars", json.dumps({"as_of": as_of_instant(config)})]
-    yield from dbt.cli([*args, "--full-refresh"] if config.full_refresh else args, context=context).stream()
+    as_of = as_of_instant(config)
+    context.log.info(f"dbt build as of {as_of}")
+    # dbt reads the instant from LEADFLOW_AS_OF (macros/as_of.sql); the invocation copies the environment
+    # when it starts, so it is set only around that call.
+    previous = os.environ.get("LEADFLOW_AS_OF")
+    os.environ["LEADFLOW_AS_OF"] = as_of
+    try:
+        invocation = dbt.cli(["build", "--full-refresh"] if config.full_refresh else ["build"], context=context)
+    finally:
+        if previous is None:
+            os.environ.pop("LEADFLOW_AS_OF", None)
+        else:
+            os.environ["LEADFLOW_AS_OF"] = previous
+    yield from invocation.stream()
 
 
 def docs_dir() -> Path:

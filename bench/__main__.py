@@ -6,7 +6,10 @@
   COPYing the same rows into a table of raw_messages' shape;
 - qualification: conversations qualified and scored per second on the rules path (bench/qualification.py);
 - campaigns: one targeting batch over 1M leads and 100 campaigns, in memory and whole on PostgreSQL
-  and Kafka, and sends/s through the dispatcher against the local fake WhatsApp API (bench/campaigns.py).
+  and Kafka, and sends/s through the dispatcher against the local fake WhatsApp API (bench/campaigns.py);
+- analytics: `dbt build` over 1M stage events and an incremental rerun after 1% more, against a
+  CREATE TABLE AS of the events; the reports API's funnel endpoint under 16 concurrent connections
+  against a bare FastAPI GET (bench/analytics.py).
 
 Every figure, ours and the baselines', is the median of LEADFLOW_BENCH_REPEATS runs (default 3)
 on fresh data: single sub-second measurements on a two-core machine swing by ±30%.
@@ -203,6 +206,12 @@ def main() -> None:
                     int(os.environ.get("LEADFLOW_BENCH_BATCH_LEADS", "1000000")))
         bench_dispatch(settings.database_url, settings.kafka_bootstrap_servers,
                        int(os.environ.get("LEADFLOW_BENCH_SENDS", "2000")))
+        from bench.analytics import bench_dbt, bench_reports_api
+        from leadflow.config import with_database
+
+        funnel_url = bench_dbt(with_database(settings.database_url, "postgres"),
+                               int(os.environ.get("LEADFLOW_BENCH_STAGE_EVENTS", "1000000")))
+        bench_reports_api(funnel_url, int(os.environ.get("LEADFLOW_BENCH_REPORT_REQUESTS", "3000")), 16)
     finally:
         manager.down(log=lambda _line: None)
 

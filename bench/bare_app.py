@@ -1,4 +1,4 @@
-"""The baseline: a bare FastAPI endpoint that reads the body and answers, doing nothing else."""
+"""The baselines: bare FastAPI endpoints that answer without doing anything else."""
 
 from __future__ import annotations
 
@@ -11,3 +11,8 @@ app = FastAPI()
 async def bare(request: Request, broker: str) -> dict[str, object]:
     await request.body()
     return {"accepted": 1, "ignored": None}
+
+
+@app.get("/bare/funnel")
+async def bare_get() -> dict[str, object]:
+    return {"stages": [], "periods": []}

@@ -26,8 +26,8 @@ class LoadResult:
         return self.requests / self.seconds
 
 
-def _encode(host: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+def _encode(method: str, host: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("host", "content-length")]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
@@ -46,12 +46,14 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 def run_load(base_url: str, make_request: Callable[[int], tuple[str, dict[str, str], bytes]], total: int,
-             concurrency: int) -> LoadResult:
-    """Send ``total`` POSTs over ``concurrency`` keep-alive connections; requests are built before timing."""
+             concurrency: int, method: str = "POST") -> LoadResult:
+    """Send ``total`` requests (POST by default) over ``concurrency`` keep-alive connections.
+
+    Requests are encoded before timing starts."""
     prefix = "http://127.0.0.1:"
     assert base_url.startswith(prefix), "load is only ever sent to loopback"
     port = int(base_url[len(prefix):])
-    payloads = [_encode(f"127.0.0.1:{port}", *make_request(i)) for i in range(total)]
+    payloads = [_encode(method, f"127.0.0.1:{port}", *make_request(i)) for i in range(total)]
 
     async def main() -> LoadResult:
         latencies: list[float] = []

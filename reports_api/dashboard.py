@@ -6,6 +6,7 @@ reads through the same broker-scoped cursor as the JSON endpoints.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import date
@@ -106,7 +107,7 @@ def router(tokens: TokenSettings, broker_cursor: BrokerCursor, date_range: DateR
         try:
             with broker_cursor(request, who, broker_id) as cur:
                 broker = queries.broker(cur, broker_id)
-                funnel = queries.funnel(cur, broker_id, queries.FunnelFilter(start, end, grain))
+                funnel = json.loads(queries.funnel_json(cur, broker_id, queries.FunnelFilter(start, end, grain)))
                 by_channel = queries.conversion_by(cur, broker_id, "channel", start, end)
                 by_campaign = queries.conversion_by(cur, broker_id, "campaign", start, end)
                 cohorts = queries.cohorts(cur, broker_id, start, end)

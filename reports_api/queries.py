@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import psycopg2.extensions
 
-from leadflow.analytics import rate, stage_totals
+from leadflow.analytics import stage_totals_sql
 from leadflow.campaigns.outcomes import read_campaign_stats
 
 Grain = Literal["day", "week"]
@@ -29,6 +29,10 @@ class FunnelFilter:
     channel: str = ALL
     source: str = ALL
     campaign: str = ALL
+
+
+def rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 def _rows(cur: psycopg2.extensions.cursor) -> list[dict[str, Any]]:
@@ -48,23 +52,28 @@ def brokers(cur: psycopg2.extensions.cursor) -> list[dict[str, Any]]:
     return _rows(cur)
 
 
-def funnel(cur: psycopg2.extensions.cursor, broker_id: int, f: FunnelFilter) -> dict[str, Any]:
-    """Per period and stage as the mart holds them, and the range's totals per stage.
-
-    Counts add up over periods; medians do not, so totals carry counts and rates only.
-    """
+def funnel_json(cur: psycopg2.extensions.cursor, broker_id: int, f: FunnelFilter) -> str:
+    """The funnel answer as JSON, built by PostgreSQL: the filter, the mart's rows per period and stage,
+    and the range's totals per stage. The endpoint passes it through without touching a row in Python."""
     period_start = "date_trunc('week', %(start)s::date)::date" if f.grain == "week" else "%(start)s::date"
     cur.execute(f"""
-        SELECT period_start, stage, stage_name, stage_position, leads_entered, leads_advanced, leads_won,
-               leads_now, leads_stalled, median_days_in_stage, conversion_to_next, conversion_to_won
-        FROM {FUNNEL_MARTS[f.grain]}
-        WHERE broker_id = %(broker)s AND channel = %(channel)s AND source = %(source)s AND campaign = %(campaign)s
-          AND period_start BETWEEN {period_start} AND %(end)s
-        ORDER BY period_start, stage_position""",
-                {"broker": broker_id, "channel": f.channel, "source": f.source, "campaign": f.campaign,
-                 "start": f.start, "end": f.end})
-    periods = _rows(cur)
-    return {"periods": periods, "stages": stage_totals(periods)}
+        WITH periods AS (
+            SELECT period_start, stage, stage_name, stage_position, leads_entered, leads_advanced, leads_won,
+                   leads_now, leads_stalled, median_days_in_stage, conversion_to_next, conversion_to_won
+            FROM {FUNNEL_MARTS[f.grain]}
+            WHERE broker_id = %(broker)s AND channel = %(channel)s AND source = %(source)s
+              AND campaign = %(campaign)s AND period_start BETWEEN {period_start} AND %(end)s
+        ), totals AS ({stage_totals_sql()})
+        SELECT json_build_object(
+            'broker_id', %(broker)s, 'start', %(start)s::date, 'end', %(end)s::date, 'grain', %(grain)s,
+            'channel', %(channel)s, 'source', %(source)s, 'campaign', %(campaign)s,
+            'stages', coalesce((SELECT json_agg(t ORDER BY t.stage_position) FROM totals t), '[]'),
+            'periods', coalesce((SELECT json_agg(p ORDER BY p.period_start, p.stage_position) FROM periods p), '[]')
+        )::text""", {"broker": broker_id, "grain": f.grain, "channel": f.channel, "source": f.source,
+                     "campaign": f.campaign, "start": f.start, "end": f.end})
+    row = cur.fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def conversion_by(cur: psycopg2.extensions.cursor, broker_id: int, dimension: Dimension, start: date,
@@ -72,22 +81,20 @@ def conversion_by(cur: psycopg2.extensions.cursor, broker_id: int, dimension: Di
     """Per value of one dimension (the other two rolled up): leads per stage, won, entry-to-won rate."""
     others = [d for d in ("channel", "source", "campaign") if d != dimension]
     cur.execute(f"""
-        SELECT f.{dimension} AS value, f.stage, f.stage_name, f.stage_position,
-               sum(f.leads_entered)::bigint AS leads_entered, sum(f.leads_advanced)::bigint AS leads_advanced,
-               sum(f.leads_won)::bigint AS leads_won, sum(f.leads_stalled)::bigint AS leads_stalled
-        FROM marts.fct_funnel_daily f
-        WHERE f.broker_id = %(broker)s AND f.{dimension} <> 'all' AND f.{others[0]} = 'all' AND f.{others[1]} = 'all'
-          AND f.period_start BETWEEN %(start)s AND %(end)s
-        GROUP BY 1, 2, 3, 4""", {"broker": broker_id, "start": start, "end": end})
+        WITH periods AS (
+            SELECT f.{dimension} AS value, f.* FROM marts.fct_funnel_daily f
+            WHERE f.broker_id = %(broker)s AND f.{dimension} <> 'all' AND f.{others[0]} = 'all'
+              AND f.{others[1]} = 'all' AND f.period_start BETWEEN %(start)s AND %(end)s)
+        {stage_totals_sql("value")}
+        ORDER BY value, stage_position""", {"broker": broker_id, "start": start, "end": end})
     by_value: dict[str, list[dict[str, Any]]] = {}
     for row in _rows(cur):
         by_value.setdefault(row.pop("value"), []).append(row)
     names = campaign_names(cur, broker_id) if dimension == "campaign" else {}
     result = []
-    for value, rows in by_value.items():
-        stages = stage_totals(rows)
-        entered = stages[0]["leads_entered"] if stages and stages[0]["stage"] == "entrada" else 0
-        won = max((s["leads_won"] for s in stages), default=0)
+    for value, stages in by_value.items():
+        entered = stages[0]["leads_entered"] if stages[0]["stage"] == "entrada" else 0
+        won = max(s["leads_won"] for s in stages)
         label = names.get(value, "sin campaña" if value == "none" else value)
         result.append({"value": value, "label": label, "leads_entered": entered, "leads_won": won,
                        "conversion_to_won": rate(won, entered), "stages": stages})

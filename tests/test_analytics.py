@@ -40,6 +40,8 @@ def snapshot(settings: Settings, broker_id: int) -> dict[str, list[tuple[Any, ..
                                            leads_advanced, leads_won, leads_now
                                     FROM marts.fct_funnel_daily WHERE broker_id = %s
                                     ORDER BY 1, 2, 3, 4, 5""", broker_id),
+        "cohorts": rows(settings, """SELECT cohort_week, stage, leads_in_cohort, leads_reached
+                                     FROM marts.fct_cohorts_weekly WHERE broker_id = %s ORDER BY 1, 2""", broker_id),
     }
 
 
@@ -76,6 +78,16 @@ def test_an_incremental_rerun_gives_what_a_full_rebuild_gives(settings: Settings
 
     dbt(settings, full_refresh=True)
     assert snapshot(settings, broker.broker_id) == incremental
+
+    # The telegram lead shares Ana's phone: the two merge, and the merged lead's rows must go.
+    send(settings, topics, broker, ("telegram", "tg-i5", Contact(channel_user_id="9101", phone_e164="+56944444444"),
+                                    "este es mi número", 40))
+    assert run(settings, topics)["leads"]["merges"] == 1
+    dbt(settings)
+    merged = snapshot(settings, broker.broker_id)
+    assert sum(c[2] for c in merged["cohorts"] if c[1] == "entrada") == 2  # three leads, one merged away
+    dbt(settings, full_refresh=True)
+    assert snapshot(settings, broker.broker_id) == merged
 
 
 def test_the_refresh_sensor_asks_for_a_build_only_when_data_changed(settings: Settings, topics: Topics) -> None:

@@ -18,7 +18,7 @@ def test_definitions_wire_landing_into_dbt_with_the_sensor_and_jobs() -> None:
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"landing_job", "analytics_job"}
     checks = {key.name for key in graph.asset_check_keys}
     assert {"landed_rows_have_a_broker", "no_duplicate_provider_message_ids"} <= checks
-    assert any(name.startswith("unique_stg_leadflow__messages") for name in checks)  # dbt tests as checks
+    assert any(name.startswith("not_null_stg_leadflow__messages") for name in checks)  # dbt tests as checks
 
 
 def test_the_campaign_batch_is_scheduled_and_its_assets_follow_the_leads() -> None:

@@ -92,6 +92,10 @@ def test_the_funnel_counts_what_the_stage_events_say(client: TestClient, world: 
         WHERE e.broker_id = %s AND e.to_stage NOT IN ('entrada', 'perdido')""", world.a.broker_id)[0][0]
     assert entrada["leads_advanced"] == went_further
     assert entrada["conversion_to_next"] == pytest.approx(went_further / 4, abs=1e-4)
+    assert stages["perfilamiento"]["share_of_entries"] == pytest.approx(expected["perfilamiento"] / 4, abs=1e-4)
+    # The periods add up to the totals.
+    periods = answer.json()["periods"]
+    assert sum(p["leads_entered"] for p in periods if p["stage"] == "entrada") == 4
 
 
 def test_funnel_filters_and_weekly_grain(client: TestClient, world: World) -> None:

@@ -1,4 +1,4 @@
-"""Tokens, the login limit, passwords and funnel totals, without services."""
+"""Tokens, the login limit and passwords, without services."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from leadflow.analytics import stage_totals
 from leadflow.users import User, UserError, hash_password, password_matches
 from reports_api.security import InvalidToken, LoginLimiter, TokenSettings, issue_token, read_token
 
@@ -53,16 +52,3 @@ def test_passwords_are_bcrypt_hashed_and_checked(monkeypatch: pytest.MonkeyPatch
         hash_password("corta")
     with pytest.raises(UserError, match="72 bytes"):
         hash_password("ñ" * 40)
-
-
-def test_stage_totals_add_counts_and_derive_rates_from_the_sums() -> None:
-    def row(stage: str, position: int, entered: int, advanced: int, won: int) -> dict[str, object]:
-        return {"stage": stage, "stage_name": stage.title(), "stage_position": position, "leads_entered": entered,
-                "leads_advanced": advanced, "leads_won": won, "leads_stalled": 0}
-
-    totals = stage_totals([row("perfilamiento", 2, 3, 1, 0), row("entrada", 1, 4, 3, 1), row("entrada", 1, 6, 3, 1)])
-    assert [t["stage"] for t in totals] == ["entrada", "perfilamiento"]
-    entrada, perfilamiento = totals
-    assert (entrada["leads_entered"], entrada["conversion_to_next"], entrada["conversion_to_won"]) == (10, 0.6, 0.2)
-    assert perfilamiento["share_of_entries"] == 0.3
-    assert stage_totals([]) == []

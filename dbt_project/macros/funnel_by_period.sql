@@ -1,21 +1,52 @@
 {#- The funnel per broker, period (day or week, by the day a lead entered the stage) and stage, cut
     by channel, source and first campaign with every roll-up precomputed ('all'), so a report
-    filtered on any of them reads exact medians instead of re-aggregating them. -#}
+    filtered on any of them reads exact medians instead of re-aggregating them.
+
+    Incremental: a run recomputes the (broker, period) pairs that hold a visit int_funnel_visits
+    rewrote since this table last read it (source_built_at). A visit's period never changes, and a
+    merged lead's visits stay there flagged, so those are all the pairs that can differ. A pair
+    left without live visits gets one placeholder row (stage null), so delete+insert clears it, and
+    the post-hook deletes the placeholder. -#}
 {% macro funnel_by_period(period) %}
 
 with
 
-visits as (
+{% if is_incremental() %}
+changed as (
 
-    select * from {{ ref('int_funnel_visits') }}
+    select distinct broker_id, date_trunc('{{ period }}', entered_at)::date as period_start
+    from {{ ref('int_funnel_visits') }}
+    where built_at > (select coalesce(max(source_built_at), '-infinity') from {{ this }})
 
 ),
 
-final as (
+visits as (
+
+    -- by range on (broker_id, entered_at), so the index finds the few periods' visits
+    select int_funnel_visits.*, changed.period_start
+    from changed
+    inner join {{ ref('int_funnel_visits') }}
+        on int_funnel_visits.broker_id = changed.broker_id
+       and int_funnel_visits.entered_at >= changed.period_start
+       and int_funnel_visits.entered_at < changed.period_start + interval '1 {{ period }}'
+    where not int_funnel_visits.is_merged
+
+),
+{% else %}
+visits as (
+
+    select *, date_trunc('{{ period }}', entered_at)::date as period_start
+    from {{ ref('int_funnel_visits') }}
+    where not is_merged
+
+),
+{% endif %}
+
+aggregated as (
 
     select
         broker_id,
-        date_trunc('{{ period }}', entered_at)::date as period_start,
+        period_start,
         case when grouping(channel) = 1 then 'all' else channel end as channel,
         case when grouping(source) = 1 then 'all' else source end as source,
         case when grouping(campaign) = 1 then 'all' else campaign end as campaign,
@@ -32,14 +63,41 @@ final as (
             as median_days_in_stage
 
     from visits
-    group by broker_id, 2, stage, stage_name, stage_position, cube(channel, source, campaign)
+    group by broker_id, period_start, stage, stage_name, stage_position, cube(channel, source, campaign)
+
+),
+
+source_built as (
+
+    select max(built_at) as source_built_at from {{ ref('int_funnel_visits') }}
 
 )
 
 select
-    *,
+    aggregated.*,
     round(leads_advanced::numeric / leads_entered, 4)::float8 as conversion_to_next,
-    round(leads_won::numeric / leads_entered, 4)::float8 as conversion_to_won
-from final
+    round(leads_won::numeric / leads_entered, 4)::float8 as conversion_to_won,
+    source_built.source_built_at
+from aggregated
+cross join source_built
 
+{% if is_incremental() %}
+union all
+
+select changed.broker_id, changed.period_start, null, null, null, null, null, null, null, null, null, null, null,
+       null, null, null, source_built.source_built_at
+from changed
+cross join source_built
+where not exists (select 1 from visits
+                  where visits.broker_id = changed.broker_id and visits.period_start = changed.period_start)
+{% endif %}
+
+{% endmacro %}
+
+
+{#- After an incremental run: the placeholder rows (stage null) of keys left empty go. -#}
+{% macro delete_vanished_periods() %}
+    {% if is_incremental() %}
+    delete from {{ this }} where stage is null
+    {% endif %}
 {% endmacro %}

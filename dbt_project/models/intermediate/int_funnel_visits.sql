@@ -1,18 +1,78 @@
--- Stage visits of live leads as at as_of, with everything the funnel cuts by and counts: the lead's
--- channel, source and first campaign, whether it got past the stage, won, or is stalled in it.
+-- Stage visits as at as_of, with everything the funnel cuts by and counts: the lead's channel,
+-- source and first campaign, whether it got past the stage, won, or is stalled in it. Merged leads
+-- stay, flagged (the marts leave them out), so a merge replaces the rows it made stale.
+-- Incremental by lead: a run redoes the leads whose visits could read differently (see touched).
+
+-- depends_on: {{ ref('int_stage_visits') }}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='lead_id',
+        indexes=[
+            {'columns': ['lead_id']},
+            {'columns': ['broker_id', 'entered_at']},
+            {'columns': ['built_at']},
+        ],
+    )
+}}
+
+{% set as_of = as_of() %}
 
 with
+
+{% if is_incremental() %}
+previous as (
+
+    select max(built_as_of) as as_of, max(sends_watermark) as sends_watermark,
+           max(stage_visits_watermark) as stage_visits_watermark, max(leads_watermark) as leads_watermark
+    from {{ this }}
+
+),
+
+-- The leads whose visits can read differently from the last build.
+touched as (
+
+    -- new stage events, or a new first contact, channel or merge (rows rewritten since)
+    select visits.lead_id from {{ ref('int_stage_visits') }} as visits, previous
+    where visits.built_at > previous.stage_visits_watermark
+    union
+    select leads.lead_id from {{ ref('int_leads_sourced') }} as leads, previous
+    where leads.built_at > previous.leads_watermark
+    union
+    -- a campaign send that changed since
+    select sends.lead_id
+    from {{ ref('stg_leadflow__outbound_sends') }} as sends, previous
+    where sends.updated_at > previous.sends_watermark
+    union
+    -- as_of moved: a visit began or ended in between, or a current one passed its stall limit;
+    -- when as_of went back, every lead
+    select visits.lead_id
+    from {{ ref('int_stage_visits') }} as visits
+    inner join {{ ref('pipeline_stages') }} as stages using (stage)
+    cross join previous
+    where {{ as_of }} < previous.as_of
+       or visits.entered_at > previous.as_of and visits.entered_at <= {{ as_of }}
+       or visits.exited_at > previous.as_of and visits.exited_at <= {{ as_of }}
+       or visits.entered_at + stages.stall_days * interval '1 day' > previous.as_of
+          and visits.entered_at + stages.stall_days * interval '1 day' <= {{ as_of }}
+
+),
+{% endif %}
 
 visits as (
 
     select * from {{ ref('int_stage_events_paired') }}
+    {% if is_incremental() %}
+    where lead_id in (select lead_id from touched)
+    {% endif %}
 
 ),
 
 leads as (
 
     select * from {{ ref('int_leads_sourced') }}
-    where not is_merged
 
 ),
 
@@ -45,7 +105,7 @@ positioned as (
 
 ),
 
-final as (
+flagged as (
 
     select
         positioned.stage_visit_id,
@@ -55,10 +115,13 @@ final as (
         positioned.stage_name,
         positioned.stage_position,
         positioned.entered_at,
-        positioned.days_in_stage,
+        -- only for visits that ended: a current visit's days grow with as_of and are not kept here
+        case when not positioned.is_current then positioned.days_in_stage end as days_in_stage,
         positioned.is_current,
+        leads.is_merged,
         leads.first_channel as channel,
         leads.source,
+        leads.first_contact_week,
         coalesce(campaigns.first_campaign_id::text, 'none') as campaign,
         positioned.furthest_position > positioned.stage_position and positioned.stage <> 'perdido' as advanced,
         positioned.lead_won as won,
@@ -67,6 +130,23 @@ final as (
     from positioned
     inner join leads using (lead_id)
     left join campaigns using (lead_id)
+
+),
+
+final as (
+
+    select
+        flagged.*,
+        -- What this build read, so the next one knows what is new; built_at tells the marts which
+        -- rows changed since they last read them.
+        now() as built_at,
+        {{ as_of }} as built_as_of,
+        (select coalesce(max(updated_at), '-infinity') from {{ ref('stg_leadflow__outbound_sends') }})
+            as sends_watermark,
+        (select max(built_at) from {{ ref('int_stage_visits') }}) as stage_visits_watermark,
+        (select max(built_at) from {{ ref('int_leads_sourced') }}) as leads_watermark
+
+    from flagged
 
 )
 

@@ -6,7 +6,7 @@ with
 sends as (
 
     select * from {{ ref('stg_leadflow__outbound_sends') }}
-    where sent_at <= '{{ var("as_of") }}'::timestamptz
+    where sent_at <= {{ as_of() }}
 
 ),
 

@@ -1,12 +1,15 @@
 -- How fast each lead was answered, per channel: the first inbound message, the first agent message
 -- after it, and the median wait of the lead's messages for the agent's next one.
+-- A table: a window over every message, read by a mart and four tests.
+
+{{ config(materialized='table') }}
 
 with
 
 messages as (
 
     select * from {{ ref('stg_leadflow__messages') }}
-    where sent_at <= '{{ var("as_of") }}'::timestamptz
+    where sent_at <= {{ as_of() }}
 
 ),
 

@@ -61,10 +61,19 @@ final as (
         first_touches.channel as first_channel,
         first_touches.contact_source as source,
         first_touches.sent_at as first_contact_at,
-        date_trunc('week', first_touches.sent_at)::date as first_contact_week
+        date_trunc('week', first_touches.sent_at)::date as first_contact_week,
+        -- the week this row replaces, if it moved (a merge can bring an earlier first contact):
+        -- fct_cohorts_weekly recounts both weeks
+        {% if is_incremental() %}previous.first_contact_week{% else %}null::date{% endif %}
+            as previous_first_contact_week,
+        now() as built_at
 
     from leads
-    inner join first_touches using (lead_id)
+    -- a merged lead has no messages left: it stays, flagged, so its old row is replaced
+    left join first_touches using (lead_id)
+    {% if is_incremental() %}
+    left join {{ this }} as previous using (lead_id)
+    {% endif %}
 
 )
 

@@ -6,7 +6,7 @@ with
 visits as (
 
     select * from {{ ref('int_stage_visits') }}
-    where entered_at <= '{{ var("as_of") }}'::timestamptz
+    where entered_at <= {{ as_of() }}
 
 ),
 
@@ -19,12 +19,12 @@ final as (
         stage,
         previous_stage,
         entered_at,
-        case when exited_at <= '{{ var("as_of") }}'::timestamptz then exited_at end as exited_at,
-        case when exited_at <= '{{ var("as_of") }}'::timestamptz then next_stage end as next_stage,
+        case when exited_at <= {{ as_of() }} then exited_at end as exited_at,
+        case when exited_at <= {{ as_of() }} then next_stage end as next_stage,
         visit_number,
-        exited_at is null or exited_at > '{{ var("as_of") }}'::timestamptz as is_current,
-        extract(epoch from least(coalesce(exited_at, 'infinity'), '{{ var("as_of") }}'::timestamptz) - entered_at)
-            / 86400.0 as days_in_stage
+        exited_at is null or exited_at > {{ as_of() }} as is_current,
+        (extract(epoch from least(coalesce(exited_at, 'infinity'), {{ as_of() }}) - entered_at)
+            / 86400.0)::float8 as days_in_stage
 
     from visits
 

@@ -1,6 +1,7 @@
 -- One row per stage visit, paired with the lead's next stage event: when the lead entered the
 -- stage and when it left (null while it is still there). Independent of as_of, so it can grow
--- incrementally: a run redoes only the leads with stage events it has not seen.
+-- incrementally: a run redoes only the leads with stage events it has not seen. The unique index
+-- on stage_visit_id makes PostgreSQL refuse a duplicate visit at write time.
 
 {{
     config(
@@ -8,6 +9,7 @@
         incremental_strategy='delete+insert',
         unique_key='lead_id',
         indexes=[
+            {'columns': ['stage_visit_id'], 'unique': True},
             {'columns': ['lead_id']},
             {'columns': ['broker_id', 'entered_at']},
         ],
@@ -41,7 +43,9 @@ final as (
         occurred_at as entered_at,
         lead(occurred_at) over visits as exited_at,
         lead(to_stage) over visits as next_stage,
-        row_number() over visits as visit_number
+        row_number() over visits as visit_number,
+        -- when the row was written: int_funnel_visits redoes the leads rewritten since its own last build
+        now() as built_at
 
     from events
     window visits as (partition by lead_id order by occurred_at, sequence_in_instant, stage_event_id)

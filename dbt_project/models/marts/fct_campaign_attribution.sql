@@ -6,7 +6,7 @@ with
 sends as (
 
     select * from {{ ref('stg_leadflow__outbound_sends') }}
-    where sent_at <= '{{ var("as_of") }}'::timestamptz
+    where sent_at <= {{ as_of() }}
 
 ),
 
@@ -19,7 +19,7 @@ campaigns as (
 events as (
 
     select * from {{ ref('stg_leadflow__stage_events') }}
-    where occurred_at <= '{{ var("as_of") }}'::timestamptz
+    where occurred_at <= {{ as_of() }}
 
 ),
 
@@ -45,6 +45,8 @@ forward_moves as (
         events.occurred_at
 
     from events
+    -- only leads some campaign touched
+    inner join (select distinct lead_id from touches) as touched using (lead_id)
     inner join stages as target on target.stage = events.to_stage
     left join stages as origin on origin.stage = events.from_stage
     where events.to_stage <> 'perdido'

@@ -1,17 +1,65 @@
 -- Weekly cohorts by first contact: of the leads first seen in a week, how many reached each stage.
+-- Incremental: a run recounts the (broker, week) cohorts holding a lead or visit rewritten since
+-- this table last read them (and the week a lead left, when a merge moved its first contact). A week
+-- left with no lead gets a placeholder row (stage null) so delete+insert clears it; the post-hook
+-- deletes the placeholder.
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['broker_id', 'cohort_week'],
+        post_hook=["{{ delete_vanished_periods() }}"],
+    )
+}}
 
 with
 
+{% if is_incremental() %}
+built as (
+
+    select max(leads_built_at) as leads_built_at, max(visits_built_at) as visits_built_at from {{ this }}
+
+),
+
+changed as (
+
+    select broker_id, first_contact_week as cohort_week
+    from {{ ref('int_leads_sourced') }}, built
+    where int_leads_sourced.built_at > built.leads_built_at
+    union
+    select broker_id, previous_first_contact_week
+    from {{ ref('int_leads_sourced') }}, built
+    where int_leads_sourced.built_at > built.leads_built_at and previous_first_contact_week is not null
+    union
+    select broker_id, first_contact_week
+    from {{ ref('int_funnel_visits') }}, built
+    where int_funnel_visits.built_at > built.visits_built_at and first_contact_week is not null
+
+),
+{% endif %}
+
 first_touch as (
 
-    select * from {{ ref('int_leads_sourced') }}
-    where not is_merged and first_contact_at <= '{{ var("as_of") }}'::timestamptz
+    select int_leads_sourced.*
+    from {{ ref('int_leads_sourced') }}
+    {% if is_incremental() %}
+    inner join changed on changed.broker_id = int_leads_sourced.broker_id
+                      and changed.cohort_week = int_leads_sourced.first_contact_week
+    {% endif %}
+    where not is_merged and first_contact_at <= {{ as_of() }}
 
 ),
 
 visits as (
 
-    select * from {{ ref('int_stage_events_paired') }}
+    select int_funnel_visits.*
+    from {{ ref('int_funnel_visits') }}
+    {% if is_incremental() %}
+    inner join changed on changed.broker_id = int_funnel_visits.broker_id
+                      and changed.cohort_week = int_funnel_visits.first_contact_week
+    {% endif %}
+    where not is_merged
 
 ),
 
@@ -32,13 +80,13 @@ cohorts as (
 reached as (
 
     select
-        first_touch.broker_id,
-        first_touch.first_contact_week as cohort_week,
-        visits.stage,
-        count(distinct visits.lead_id) as leads_reached
+        broker_id,
+        first_contact_week as cohort_week,
+        stage,
+        count(distinct lead_id) as leads_reached
 
-    from first_touch
-    inner join visits using (lead_id)
+    from visits
+    where first_contact_week is not null
     group by 1, 2, 3
 
 ),
@@ -53,7 +101,9 @@ final as (
         stages.stage_position,
         cohorts.leads_in_cohort,
         coalesce(reached.leads_reached, 0) as leads_reached,
-        round(coalesce(reached.leads_reached, 0)::numeric / cohorts.leads_in_cohort, 4)::float8 as share_reached
+        round(coalesce(reached.leads_reached, 0)::numeric / cohorts.leads_in_cohort, 4)::float8 as share_reached,
+        (select max(built_at) from {{ ref('int_leads_sourced') }}) as leads_built_at,
+        (select max(built_at) from {{ ref('int_funnel_visits') }}) as visits_built_at
 
     from cohorts
     cross join stages
@@ -62,3 +112,12 @@ final as (
 )
 
 select * from final
+
+{% if is_incremental() %}
+union all
+
+select changed.broker_id, changed.cohort_week, null, null, null, null, null, null, null, null
+from changed
+where not exists (select 1 from cohorts
+                  where cohorts.broker_id = changed.broker_id and cohorts.cohort_week = changed.cohort_week)
+{% endif %}

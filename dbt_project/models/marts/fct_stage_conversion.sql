@@ -1,12 +1,13 @@
 -- Per broker, first channel and stage, over all time up to as_of: how many leads reached it, went
--- further, are in it now or stalled there; the conversion to later stages and from entry; the
--- median days in the stage (a visit still open counts its days so far).
+-- further, are in it now or stalled there; the conversion to later stages and from entry. Summed
+-- from the daily funnel (counts add up over days; for medians in stage, see the funnel marts).
 
 with
 
-visits as (
+daily as (
 
-    select * from {{ ref('int_funnel_visits') }}
+    select * from {{ ref('fct_funnel_daily') }}
+    where channel <> 'all' and source = 'all' and campaign = 'all'
 
 ),
 
@@ -17,13 +18,12 @@ per_stage as (
         channel as first_channel,
         stage,
         stage_position,
-        count(distinct lead_id) as leads_reached,
-        count(distinct lead_id) filter (where advanced) as leads_advanced,
-        count(distinct lead_id) filter (where is_current) as leads_now,
-        count(distinct lead_id) filter (where stalled) as leads_stalled,
-        percentile_cont(0.5) within group (order by days_in_stage) as median_days_in_stage
+        sum(leads_entered)::bigint as leads_reached,
+        sum(leads_advanced)::bigint as leads_advanced,
+        sum(leads_now)::bigint as leads_now,
+        sum(leads_stalled)::bigint as leads_stalled
 
-    from visits
+    from daily
     group by 1, 2, 3, 4
 
 ),

@@ -20,7 +20,8 @@ renamed as (
         sent_at,
         delivered_at,
         read_at,
-        replied_at
+        replied_at,
+        updated_at
 
     from source
 
