@@ -25,8 +25,11 @@ with
 {% if is_incremental() %}
 previous as (
 
-    select max(built_as_of) as as_of, max(sends_watermark) as sends_watermark,
-           max(stage_visits_watermark) as stage_visits_watermark, max(leads_watermark) as leads_watermark
+    -- an empty table (nothing had stage events yet) has read nothing: every watermark at the start
+    select coalesce(max(built_as_of), '-infinity') as as_of,
+           coalesce(max(sends_watermark), '-infinity') as sends_watermark,
+           coalesce(max(stage_visits_watermark), '-infinity') as stage_visits_watermark,
+           coalesce(max(leads_watermark), '-infinity') as leads_watermark
     from {{ this }}
 
 ),

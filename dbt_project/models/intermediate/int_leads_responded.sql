@@ -1,10 +1,47 @@
 -- How fast each lead was answered, per channel: the first inbound message, the first agent message
 -- after it, and the median wait of the lead's messages for the agent's next one.
--- A table: a window over every message, read by a mart and four tests.
+-- Incremental by lead: a run redoes the leads whose messages changed (int_leads_sourced rewrote
+-- them: landing and merges bump leads.changed_at) or that have messages a later as_of now shows.
+-- A lead left without messages (merged away) gets a placeholder row (channel null) that
+-- delete+insert clears and the post-hook deletes.
 
-{{ config(materialized='table') }}
+-- depends_on: {{ ref('int_leads_sourced') }}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='lead_id',
+        post_hook=["{% if is_incremental() %}delete from {{ this }} where channel is null{% endif %}"],
+    )
+}}
 
 with
+
+{% if is_incremental() %}
+previous as (
+
+    select coalesce(max(built_as_of), '-infinity') as as_of,
+           coalesce(max(leads_watermark), '-infinity') as leads_watermark
+    from {{ this }}
+
+),
+
+touched as (
+
+    select leads.lead_id
+    from {{ ref('int_leads_sourced') }} as leads, previous
+    where leads.built_at > previous.leads_watermark
+    union
+    select message_leads.lead_id
+    from {{ ref('stg_leadflow__messages') }} as messages
+    inner join {{ ref('stg_leadflow__message_leads') }} as message_leads using (message_id)
+    cross join previous
+    where {{ as_of() }} < previous.as_of
+       or messages.sent_at > previous.as_of and messages.sent_at <= {{ as_of() }}
+
+),
+{% endif %}
 
 messages as (
 
@@ -16,6 +53,9 @@ messages as (
 message_leads as (
 
     select * from {{ ref('stg_leadflow__message_leads') }}
+    {% if is_incremental() %}
+    where lead_id in (select lead_id from touched)
+    {% endif %}
 
 ),
 
@@ -55,4 +95,16 @@ final as (
 
 )
 
-select * from final
+select
+    final.*,
+    {{ as_of() }} as built_as_of,
+    (select max(built_at) from {{ ref('int_leads_sourced') }}) as leads_watermark
+from final
+
+{% if is_incremental() %}
+union all
+
+select touched.lead_id, null, null, null, null, null, {{ as_of() }}, null
+from touched
+where not exists (select 1 from final where final.lead_id = touched.lead_id)
+{% endif %}

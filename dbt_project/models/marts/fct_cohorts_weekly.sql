@@ -18,7 +18,9 @@ with
 {% if is_incremental() %}
 built as (
 
-    select max(leads_built_at) as leads_built_at, max(visits_built_at) as visits_built_at from {{ this }}
+    select coalesce(max(leads_built_at), '-infinity') as leads_built_at,
+           coalesce(max(visits_built_at), '-infinity') as visits_built_at
+    from {{ this }}
 
 ),
 
