@@ -132,7 +132,7 @@ class Campaign(BaseModel):
     sends: SendStats
 
 
-class LeadRow(BaseModel):
+class LeadBase(BaseModel):
     lead_id: int
     display_name: str | None
     phone_e164: str | None
@@ -142,6 +142,9 @@ class LeadRow(BaseModel):
     first_message_at: datetime | None
     last_message_at: datetime | None
     assigned_user_id: int | None
+
+
+class LeadRow(LeadBase):
     score: int | None
     temperature: str | None
     financing_ready: bool | None
@@ -175,17 +178,8 @@ class StageEvent(BaseModel):
     automatic: bool
 
 
-class LeadDetail(BaseModel):
-    lead_id: int
+class LeadDetail(LeadBase):
     broker_id: int
-    display_name: str | None
-    phone_e164: str | None
-    email: str | None
-    channels: list[str]
-    message_count: int
-    first_message_at: datetime | None
-    last_message_at: datetime | None
-    assigned_user_id: int | None
     merged_into: int | None
     qualification: dict[str, Any] | None
     score: dict[str, Any] | None = Field(description="score, temperature, financing_ready, breakdown per component, "
