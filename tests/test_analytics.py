@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,38 @@ def test_dbt_docs_are_generated_and_served(settings: Settings, tmp_path: Path, m
         catalog = client.get("/dbt-docs/catalog.json")
     assert page.status_code == 200 and "dbt" in page.text.lower()
     assert "model.leadflow.fct_funnel_daily" in catalog.json()["nodes"]
+
+
+def test_a_broker_with_its_own_pipeline_gets_its_own_funnel(settings: Settings, topics: Topics) -> None:
+    from leadflow.db.connection import transaction
+    from leadflow.leads.stages import Pipeline
+    from leadflow.leads.store import move_lead_forward
+
+    broker = add_broker(settings.database_url, f"own-{uuid.uuid4().hex[:8]}", name="Own pipeline", country="CL",
+                        timezone="America/Santiago")
+    pipeline = {"stages": [
+        {"code": "nuevo", "name": "Nuevo", "stall_days": 1},
+        {"code": "con_datos", "name": "Con datos", "requires": ["has_name", "has_contact_or_budget"]},
+        {"code": "firmado", "name": "Firmado"}]}
+    with transaction(settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO leadflow.broker_settings (broker_id, pipeline) VALUES (%s, %s::jsonb)",
+                    (broker.broker_id, json.dumps(pipeline)))
+    send(settings, topics, broker,
+         ("whatsapp", "wa-o1", Contact(channel_user_id="56966666666", phone_e164="+56966666666"),
+          "Soy Marta, busco casa hasta 6.000 UF", 0),
+         ("telegram", "tg-o2", Contact(channel_user_id="9301"), "hola", 1))
+    run(settings, topics)
+    [(marta,)] = rows(settings, "SELECT lead_id FROM leadflow.leads WHERE broker_id = %s AND phone_e164 = %s",
+                      broker.broker_id, "+56966666666")
+    with transaction(settings.database_url) as conn, conn.cursor() as cur:
+        move_lead_forward(cur, broker.broker_id, marta, "firmado", Pipeline.from_settings(pipeline),
+                          datetime.now(UTC), "signed", automatic=False)
+    dbt(settings)
+    funnel = rows(settings, """SELECT stage, stage_name, stage_position, sum(leads_entered), sum(leads_won)
+                               FROM marts.fct_funnel_daily WHERE broker_id = %s AND channel = 'all'
+                               AND source = 'all' AND campaign = 'all' GROUP BY 1, 2, 3 ORDER BY 3""",
+                  broker.broker_id)
+    assert funnel == [("nuevo", "Nuevo", 1, 2, 1), ("con_datos", "Con datos", 2, 1, 1), ("firmado", "Firmado", 3, 1, 1)]
+    cohort_stages = rows(settings, "SELECT DISTINCT stage FROM marts.fct_cohorts_weekly WHERE broker_id = %s",
+                         broker.broker_id)
+    assert {s for (s,) in cohort_stages} == {"nuevo", "con_datos", "firmado", "perdido"}

@@ -26,7 +26,8 @@ with
 previous as (
 
     -- an empty table (nothing had stage events yet) has read nothing: every watermark at the start
-    select coalesce(max(built_as_of), '-infinity') as as_of,
+    select coalesce(max(built_at), '-infinity') as built_at,
+           coalesce(max(built_as_of), '-infinity') as as_of,
            coalesce(max(sends_watermark), '-infinity') as sends_watermark,
            coalesce(max(stage_visits_watermark), '-infinity') as stage_visits_watermark,
            coalesce(max(leads_watermark), '-infinity') as leads_watermark
@@ -44,6 +45,13 @@ touched as (
     select leads.lead_id from {{ ref('int_leads_sourced') }} as leads, previous
     where leads.built_at > previous.leads_watermark
     union
+    -- every lead of a broker whose settings (its pipeline) changed since
+    select visits.lead_id
+    from {{ ref('int_stage_visits') }} as visits
+    inner join {{ source('leadflow', 'broker_settings') }} as settings using (broker_id)
+    cross join previous
+    where settings.updated_at > previous.built_at
+    union
     -- a campaign send that changed since
     select sends.lead_id
     from {{ ref('stg_leadflow__outbound_sends') }} as sends, previous
@@ -53,7 +61,7 @@ touched as (
     -- when as_of went back, every lead
     select visits.lead_id
     from {{ ref('int_stage_visits') }} as visits
-    inner join {{ ref('pipeline_stages') }} as stages using (stage)
+    inner join {{ ref('int_broker_stages') }} as stages using (broker_id, stage)
     cross join previous
     where {{ as_of }} < previous.as_of
        or visits.entered_at > previous.as_of and visits.entered_at <= {{ as_of }}
@@ -87,7 +95,7 @@ campaigns as (
 
 stages as (
 
-    select * from {{ ref('pipeline_stages') }}
+    select * from {{ ref('int_broker_stages') }}
 
 ),
 
@@ -101,10 +109,10 @@ positioned as (
         -- how far along the pipeline the lead got (being lost is not further)
         max(stages.stage_position) filter (where visits.stage <> 'perdido') over (partition by visits.lead_id)
             as furthest_position,
-        bool_or(visits.stage = 'ganado') over (partition by visits.lead_id) as lead_won
+        bool_or(stages.is_won) over (partition by visits.lead_id) as lead_won
 
     from visits
-    inner join stages using (stage)
+    inner join stages using (broker_id, stage)
 
 ),
 

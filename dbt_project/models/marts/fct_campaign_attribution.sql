@@ -25,7 +25,7 @@ events as (
 
 stages as (
 
-    select * from {{ ref('pipeline_stages') }}
+    select * from {{ ref('int_broker_stages') }}
 
 ),
 
@@ -42,13 +42,14 @@ forward_moves as (
     select
         events.lead_id,
         events.to_stage,
-        events.occurred_at
+        events.occurred_at,
+        target.is_won
 
     from events
     -- only leads some campaign touched
     inner join (select distinct lead_id from touches) as touched using (lead_id)
-    inner join stages as target on target.stage = events.to_stage
-    left join stages as origin on origin.stage = events.from_stage
+    inner join stages as target on target.broker_id = events.broker_id and target.stage = events.to_stage
+    left join stages as origin on origin.broker_id = events.broker_id and origin.stage = events.from_stage
     where events.to_stage <> 'perdido'
       and target.stage_position > coalesce(origin.stage_position, 0)
 
@@ -60,7 +61,7 @@ attributed as (
         touches.campaign_id,
         touches.lead_id,
         bool_or(forward_moves.lead_id is not null) as advanced,
-        bool_or(forward_moves.to_stage = 'ganado') as won
+        coalesce(bool_or(forward_moves.is_won), false) as won
 
     from touches
     left join forward_moves

@@ -67,7 +67,7 @@ visits as (
 
 stages as (
 
-    select * from {{ ref('pipeline_stages') }}
+    select * from {{ ref('int_broker_stages') }}
 
 ),
 
@@ -108,7 +108,7 @@ final as (
         (select max(built_at) from {{ ref('int_funnel_visits') }}) as visits_built_at
 
     from cohorts
-    cross join stages
+    inner join stages using (broker_id)
     left join reached using (broker_id, cohort_week, stage)
 
 )
