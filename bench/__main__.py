@@ -49,7 +49,7 @@ def bench_ingest(database_url: str, total: int, repeats: int) -> None:
     from bench.loadgen import LoadResult, run_load
     from leadflow.brokers import SECRET_KINDS, add_broker
     from leadflow.demo.webhooks import signed
-    from leadflow.services.ports import free_port
+    from leadflow.services.ports import free_ports
     from tests.payloads import telegram_text
 
     broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
@@ -58,7 +58,7 @@ def bench_ingest(database_url: str, total: int, repeats: int) -> None:
         for kind in kinds:
             os.environ[broker.secret_env_name(kind)] = secrets.token_urlsafe(16)
     env = dict(os.environ)
-    api_port, bare_port = free_port(), free_port()
+    api_port, bare_port = free_ports(2)
     api = _start([sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app", "--port", str(api_port),
                   "--log-level", "warning", "--no-access-log"], env, api_port)
     bare = _start([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port),

@@ -15,14 +15,14 @@ import httpx
 
 from leadflow.config import Settings, with_database
 from leadflow.services import postgres as embedded_postgres
-from leadflow.services.ports import free_port, wait_for_port
+from leadflow.services.ports import free_ports, wait_for_port
 
 
 def test_make_up_serves_the_stack_and_stops_on_ctrl_c(settings: Settings, pg_admin_url: str, tmp_path: Path) -> None:
     name = f"leadflow_up_{uuid.uuid4().hex[:8]}"
     embedded_postgres.create_database(pg_admin_url, name)
-    ports = {"LEADFLOW_INGEST_PORT": free_port(), "LEADFLOW_REPORTS_PORT": free_port(),
-             "LEADFLOW_DAGSTER_PORT": free_port()}
+    ports = dict(zip(("LEADFLOW_INGEST_PORT", "LEADFLOW_REPORTS_PORT", "LEADFLOW_DAGSTER_PORT"), free_ports(3),
+                     strict=True))
     env = {**os.environ, **{k: str(v) for k, v in ports.items()},
            "LEADFLOW_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster"),
            "LEADFLOW_DATABASE_URL": with_database(pg_admin_url, name),

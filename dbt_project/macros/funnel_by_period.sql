@@ -14,7 +14,7 @@ with
 {% if is_incremental() %}
 changed as (
 
-    select distinct broker_id, date_trunc('{{ period }}', entered_at)::date as period_start
+    select distinct broker_id, entered_{{ period }} as period_start
     from {{ ref('int_funnel_visits') }}
     where built_at > (select coalesce(max(source_built_at), '-infinity') from {{ this }})
 
@@ -22,20 +22,23 @@ changed as (
 
 visits as (
 
-    -- by range on (broker_id, entered_at), so the index finds the few periods' visits
-    select int_funnel_visits.*, changed.period_start
+    -- the changed periods' visits, each period by the (broker_id, entered_{{ period }}) index (a lateral
+    -- fenced with offset 0: else the planner walks the whole index to merge-join a few hundred periods)
+    select period_visits.*, changed.period_start
     from changed
-    inner join {{ ref('int_funnel_visits') }}
-        on int_funnel_visits.broker_id = changed.broker_id
-       and int_funnel_visits.entered_at >= changed.period_start
-       and int_funnel_visits.entered_at < changed.period_start + interval '1 {{ period }}'
-    where not int_funnel_visits.is_merged
+    cross join lateral (
+        select * from {{ ref('int_funnel_visits') }}
+        where int_funnel_visits.broker_id = changed.broker_id
+          and int_funnel_visits.entered_{{ period }} = changed.period_start
+          and not int_funnel_visits.is_merged
+        offset 0  -- keeps the subquery a per-period index scan
+    ) as period_visits
 
 ),
 {% else %}
 visits as (
 
-    select *, date_trunc('{{ period }}', entered_at)::date as period_start
+    select *, entered_{{ period }} as period_start
     from {{ ref('int_funnel_visits') }}
     where not is_merged
 

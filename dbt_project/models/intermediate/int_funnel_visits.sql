@@ -2,6 +2,7 @@
 -- source and first campaign, whether it got past the stage, won, or is stalled in it. Merged leads
 -- stay, flagged (the marts leave them out), so a merge replaces the rows it made stale.
 -- Incremental by lead: a run redoes the leads whose visits could read differently (see touched).
+-- Analyzed after every run: fresh statistics let the marts' reads of a few periods use the indexes.
 
 -- depends_on: {{ ref('int_stage_visits') }}
 
@@ -12,9 +13,11 @@
         unique_key='lead_id',
         indexes=[
             {'columns': ['lead_id']},
-            {'columns': ['broker_id', 'entered_at']},
+            {'columns': ['broker_id', 'entered_day']},
+            {'columns': ['broker_id', 'entered_week']},
             {'columns': ['built_at']},
         ],
+        post_hook=["analyze {{ this }}"],
     )
 }}
 
@@ -25,13 +28,15 @@ with
 {% if is_incremental() %}
 previous as (
 
-    -- an empty table (nothing had stage events yet) has read nothing: every watermark at the start
-    select coalesce(max(built_at), '-infinity') as built_at,
-           coalesce(max(built_as_of), '-infinity') as as_of,
-           coalesce(max(sends_watermark), '-infinity') as sends_watermark,
-           coalesce(max(stage_visits_watermark), '-infinity') as stage_visits_watermark,
-           coalesce(max(leads_watermark), '-infinity') as leads_watermark
-    from {{ this }}
+    -- what the last build read (its rows carry it; the newest row is found by the built_at index);
+    -- an empty table has read nothing: every watermark at the start
+    select
+        coalesce(max(built_at), '-infinity') as built_at,
+        coalesce(max(built_as_of), '-infinity') as as_of,
+        coalesce(max(sends_watermark), '-infinity') as sends_watermark,
+        coalesce(max(stage_visits_watermark), '-infinity') as stage_visits_watermark,
+        coalesce(max(leads_watermark), '-infinity') as leads_watermark
+    from (select * from {{ this }} order by built_at desc limit 1) as newest
 
 ),
 
@@ -57,29 +62,48 @@ touched as (
     from {{ ref('stg_leadflow__outbound_sends') }} as sends, previous
     where sends.updated_at > previous.sends_watermark
     union
-    -- as_of moved: a visit began or ended in between, or a current one passed its stall limit;
-    -- when as_of went back, every lead
+    -- as_of moved: a visit began or ended in between, or a current one passed its stall limit
+    -- (each by an index range); when as_of went back, every lead
     select visits.lead_id
-    from {{ ref('int_stage_visits') }} as visits
-    inner join {{ ref('int_broker_stages') }} as stages using (broker_id, stage)
+    from {{ ref('int_stage_visits') }} as visits, previous
+    where visits.entered_at > previous.as_of and visits.entered_at <= {{ as_of }}
+    union
+    select visits.lead_id
+    from {{ ref('int_stage_visits') }} as visits, previous
+    where visits.exited_at > previous.as_of and visits.exited_at <= {{ as_of }}
+    union
+    select visits.lead_id
+    from {{ ref('int_broker_stages') }} as stages
     cross join previous
+    inner join {{ ref('int_stage_visits') }} as visits
+        on visits.broker_id = stages.broker_id
+       and visits.stage = stages.stage
+       and visits.entered_at > previous.as_of - stages.stall_days * interval '1 day'
+       and visits.entered_at <= {{ as_of }} - stages.stall_days * interval '1 day'
+    where visits.exited_at is null or visits.exited_at > previous.as_of
+    union
+    select visits.lead_id
+    from {{ ref('int_stage_visits') }} as visits, previous
     where {{ as_of }} < previous.as_of
-       or visits.entered_at > previous.as_of and visits.entered_at <= {{ as_of }}
-       or visits.exited_at > previous.as_of and visits.exited_at <= {{ as_of }}
-       or visits.entered_at + stages.stall_days * interval '1 day' > previous.as_of
-          and visits.entered_at + stages.stall_days * interval '1 day' <= {{ as_of }}
 
 ),
 {% endif %}
 
+{% if is_incremental() %}
+-- materialized: the touched leads' visits first (by the lead_id index), before any join
+visits as materialized (
+
+    select * from {{ ref('int_stage_events_paired') }}
+    where lead_id in (select lead_id from touched)
+
+),
+{% else %}
 visits as (
 
     select * from {{ ref('int_stage_events_paired') }}
-    {% if is_incremental() %}
-    where lead_id in (select lead_id from touched)
-    {% endif %}
 
 ),
+{% endif %}
 
 leads as (
 
@@ -126,6 +150,9 @@ flagged as (
         positioned.stage_name,
         positioned.stage_position,
         positioned.entered_at,
+        -- the funnel marts' periods (in the session's time zone, as date_trunc reads it)
+        date_trunc('day', positioned.entered_at)::date as entered_day,
+        date_trunc('week', positioned.entered_at)::date as entered_week,
         -- only for visits that ended: a current visit's days grow with as_of and are not kept here
         case when not positioned.is_current then positioned.days_in_stage end as days_in_stage,
         positioned.is_current,

@@ -8,6 +8,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='lead_id',
+        indexes=[{'columns': ['lead_id'], 'unique': True}, {'columns': ['built_at']}],
     )
 }}
 

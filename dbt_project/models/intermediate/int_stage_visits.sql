@@ -12,6 +12,8 @@
             {'columns': ['stage_visit_id'], 'unique': True},
             {'columns': ['lead_id']},
             {'columns': ['broker_id', 'entered_at']},
+            {'columns': ['built_at']},
+            {'columns': ['exited_at']},
         ],
     )
 }}
