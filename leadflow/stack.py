@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -113,10 +114,10 @@ demo logins (passwords are new at every start):""")
             signal.signal(sig, handler)
 
 
-def _wait(port: int, child: subprocess.Popen[bytes], stopping: object) -> bool:
+def _wait(port: int, child: subprocess.Popen[bytes], stopping: Callable[[], bool]) -> bool:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if child.poll() is not None or (callable(stopping) and stopping()):
+        if child.poll() is not None or stopping():
             return False
         if wait_for_port("127.0.0.1", port, 0.5):
             return True

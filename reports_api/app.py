@@ -14,10 +14,8 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from leadflow.config import env_int, export_environment
-from leadflow.users import authenticate
 from reports_api import dashboard, queries
 from reports_api.schemas import (
     Broker,
@@ -33,7 +31,15 @@ from reports_api.schemas import (
     Token,
 )
 from reports_api.scope import ScopedPool
-from reports_api.security import InvalidToken, LoginLimiter, Principal, TokenSettings, issue_token, read_token
+from reports_api.security import (
+    InvalidToken,
+    LoginLimiter,
+    Principal,
+    TokenSettings,
+    attempt_login,
+    issue_token,
+    read_token,
+)
 
 MAX_ID = 2**63 - 1
 MAX_RANGE_DAYS = 3 * 366
@@ -106,12 +112,10 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
               responses={401: {"model": Problem}, 429: {"model": Problem}})
     async def login(body: LoginRequest, request: Request) -> Token | JSONResponse:
         """Exchange email and password for an access token (rate-limited per address and per email)."""
-        client = request.client.host if request.client else "unknown"
-        wait = request.app.state.limiter.retry_after(f"ip:{client}", f"email:{body.email.strip().lower()}")
+        user, wait = await attempt_login(request, body.email, body.password)
         if wait:
             return JSONResponse({"detail": "too many login attempts; try again later"}, status_code=429,
                                 headers={"Retry-After": str(max(1, round(wait)))})
-        user = await run_in_threadpool(authenticate, database_url, body.email, body.password)
         if user is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong email or password")
         return Token(access_token=issue_token(tokens, user), expires_in=int(tokens.ttl.total_seconds()),

@@ -19,11 +19,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from starlette.concurrency import run_in_threadpool
 
-from leadflow.users import authenticate
 from reports_api import queries
-from reports_api.security import InvalidToken, Principal, TokenSettings, issue_token, read_token
+from reports_api.security import InvalidToken, Principal, TokenSettings, attempt_login, issue_token, read_token
 
 COOKIE = "leadflow_session"
 BAR_MAX_WIDTH = 440  # pixels of the widest funnel bar; the test measures bars against it
@@ -77,12 +75,9 @@ def router(tokens: TokenSettings, broker_cursor: BrokerCursor, date_range: DateR
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         email = (form.get("email") or [""])[0].replace("\x00", "")
         password = (form.get("password") or [""])[0].replace("\x00", "")
-        client = request.client.host if request.client else "unknown"
-        wait = request.app.state.limiter.retry_after(f"ip:{client}", f"email:{email.strip().lower()}")
+        user, wait = await attempt_login(request, email, password)
         if wait:
             return _page("login.html", 429, error="Demasiados intentos. Espera un minuto e intenta de nuevo.")
-        user = await run_in_threadpool(authenticate, request.app.state.database_url, email, password) \
-            if email and password else None
         if user is None:
             return _page("login.html", 401, error="Correo o contraseña incorrectos.")
         response = RedirectResponse("/dashboard", status_code=status.HTTP_303_SEE_OTHER)

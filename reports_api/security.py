@@ -16,9 +16,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import jwt
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from leadflow.config import ConfigurationError, env_int
-from leadflow.users import Role, User
+from leadflow.users import Role, User, authenticate
 
 ALGORITHM = "HS256"
 ISSUER = "leadflow-reports"
@@ -115,3 +117,15 @@ class LoginLimiter:
                 for key in [k for k, seen in self._seen.items() if seen[-1] <= now - self.window_s]:
                     del self._seen[key]
             return 0.0
+
+
+async def attempt_login(request: Request, email: str, password: str) -> tuple[User | None, float]:
+    """The API's and the dashboard's login: (the user, 0) on success, (None, 0) on wrong credentials,
+    (None, seconds to wait) when the address or the email is over the limit (nothing is checked then)."""
+    client = request.client.host if request.client else "unknown"
+    wait: float = request.app.state.limiter.retry_after(f"ip:{client}", f"email:{email.strip().lower()}")
+    if wait:
+        return None, wait
+    user = await run_in_threadpool(authenticate, request.app.state.database_url, email, password) \
+        if email and password else None
+    return user, 0.0

@@ -96,11 +96,3 @@ where not exists (select 1 from visits
 {% endif %}
 
 {% endmacro %}
-
-
-{#- After an incremental run: the placeholder rows (stage null) of keys left empty go. -#}
-{% macro delete_vanished_periods() %}
-    {% if is_incremental() %}
-    delete from {{ this }} where stage is null
-    {% endif %}
-{% endmacro %}

@@ -12,7 +12,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='lead_id',
-        post_hook=["{% if is_incremental() %}delete from {{ this }} where channel is null{% endif %}"],
+        post_hook=["{{ delete_placeholders('channel') }}"],
     )
 }}
 

@@ -9,7 +9,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['broker_id', 'cohort_week'],
-        post_hook=["{{ delete_vanished_periods() }}"],
+        post_hook=["{{ delete_placeholders() }}"],
     )
 }}
 

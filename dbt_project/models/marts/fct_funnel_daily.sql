@@ -6,7 +6,7 @@
         incremental_strategy='delete+insert',
         unique_key=['broker_id', 'period_start'],
         indexes=[{'columns': ['broker_id', 'channel', 'source', 'campaign', 'period_start']}],
-        post_hook=["{{ delete_vanished_periods() }}"],
+        post_hook=["{{ delete_placeholders() }}"],
     )
 }}
 
