@@ -152,6 +152,21 @@ def test_stages_advance_with_events_and_opting_out_loses_the_lead(
     assert last == [("potencial", "perdido")]
 
 
+def test_stage_events_carry_the_time_of_the_message_that_moved_the_lead_not_the_run(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.e1", WA, "hola", 0),
+         ("whatsapp", "wamid.e2", WA, "busco depto en Ñuñoa hasta 5.200 UF, crédito preaprobado", 7))
+    run(settings, fresh_topics)
+    events = rows(settings, """SELECT to_stage, occurred_at, sequence FROM leadflow.stage_events
+                               WHERE broker_id = %s ORDER BY occurred_at, sequence""", broker.broker_id)
+    assert [e[0] for e in events][:2] == ["entrada", "perfilamiento"]
+    assert {e[1] for e in events} == {T0 + timedelta(minutes=7)}  # the newest message, whatever today is
+    assert [e[2] for e in events] == list(range(len(events)))
+    assert rows(settings, "SELECT entered_at FROM leadflow.lead_stages WHERE broker_id = %s",
+                broker.broker_id) == [(T0 + timedelta(minutes=7),)]
+
+
 def test_idle_leads_are_flagged_stalled_for_their_stage(
         settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
     from leadflow.leads.store import update_stages

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from leadflow.leads.stages import DEFAULT_PIPELINE, LOST, Pipeline, StageFacts, Transition, advance, visit_accepted
+from leadflow.leads.stages import (
+    DEFAULT_PIPELINE,
+    LOST,
+    Pipeline,
+    StageFacts,
+    Transition,
+    advance,
+    stage_moment,
+    visit_accepted,
+)
 
 READY = StageFacts(has_name=True, has_contact=True, has_budget=True, has_location=True, score=80,
                    temperature="hot", financing_ready=True)
@@ -74,3 +85,18 @@ def test_the_dbt_seed_of_stages_is_the_default_pipeline() -> None:
                  int(r["stall_days"]) if r["stall_days"] else None) for r in csv.DictReader(handle)]
     expected = [(s.code, s.name, i + 1, s.stall_days) for i, s in enumerate(DEFAULT_PIPELINE.stages)]
     assert rows == [*expected, (LOST, "Perdido", len(expected) + 1, None)]
+
+
+MESSAGE_AT = datetime(2024, 3, 5, 14, 30, tzinfo=UTC)
+
+
+def test_a_move_happens_when_its_evidence_happened() -> None:
+    assert stage_moment(MESSAGE_AT, None, None) == (MESSAGE_AT, 0)
+    assert stage_moment(MESSAGE_AT, MESSAGE_AT - timedelta(days=3), 4) == (MESSAGE_AT, 0)
+
+
+def test_evidence_older_than_the_current_stage_moves_at_that_stage_numbered_after_its_events() -> None:
+    entered = MESSAGE_AT + timedelta(hours=1)
+    assert stage_moment(MESSAGE_AT, entered, 2) == (entered, 3)
+    assert stage_moment(entered, entered, 0) == (entered, 1)
+    assert stage_moment(MESSAGE_AT, entered, None) == (entered, 0)

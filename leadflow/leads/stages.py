@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 LOST = "perdido"
@@ -105,6 +106,22 @@ class Transition:
     from_stage: str | None
     to_stage: str
     reason: str
+
+
+def stage_moment(evidence_at: datetime, entered_at: datetime | None,
+                 last_sequence: int | None) -> tuple[datetime, int]:
+    """When a move out of the current stage happened, and the sequence number of its first event.
+
+    A move happens at the time of the evidence that caused it (the lead's newest message, or the
+    moment a person or campaign acted), so a funnel over replayed or back-filled messages counts
+    each stage when the lead reached it, not when Leadflow got round to it. It never happens before
+    the lead entered its current stage: evidence older than that (a late message, a rescoring)
+    moves the lead at that same instant, numbered after the events already there, so the stage
+    visits keep their order.
+    """
+    if entered_at is None or evidence_at > entered_at:
+        return evidence_at, 0
+    return entered_at, (-1 if last_sequence is None else last_sequence) + 1
 
 
 def advance(current: str | None, facts: StageFacts, pipeline: Pipeline = DEFAULT_PIPELINE) -> list[Transition]:

@@ -23,7 +23,7 @@ import psycopg2.extensions
 from leadflow.db.connection import copy_rows, transaction
 from leadflow.leads.conversations import assemble, median_reply_minutes
 from leadflow.leads.identity import LINK_SCHEMA, resolve
-from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline, StageFacts, advance, visit_accepted
+from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline, StageFacts, advance, stage_moment, visit_accepted
 from leadflow.qualification.llm import LLMQualifier, Outcome, from_environment
 from leadflow.qualification.rules import Turn, messages_frame, qualifications, qualify_frame
 from leadflow.qualification.schema import QUALIFICATION_SCHEMA, QUALIFICATION_VERSION, Qualification
@@ -426,7 +426,12 @@ class StageResult:
 
 
 def update_stages(url: str, as_of: datetime | None = None) -> StageResult:
-    """Advance every newly scored lead through its broker's pipeline; flag stalled leads."""
+    """Advance every newly scored lead through its broker's pipeline; flag stalled leads.
+
+    Stage events and ``lead_stages.entered_at`` carry the time of the evidence (the lead's newest
+    message; see ``stages.stage_moment``), not the time of this run; ``evaluated_at`` is this run's.
+    Stalled is measured at ``as_of`` (default: now).
+    """
     result = StageResult()
     with transaction(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_STAGES,))
@@ -439,7 +444,10 @@ def update_stages(url: str, as_of: datetime | None = None) -> StageResult:
             SELECT l.lead_id, l.broker_id, st.stage, coalesce(q.name, l.display_name), q.phone, q.email, l.phone_e164,
                    l.email,
                    (q.budget_min IS NOT NULL OR q.budget_max IS NOT NULL), cardinality(q.locations) > 0,
-                   s.score, s.temperature, s.financing_ready, q.opted_out
+                   s.score, s.temperature, s.financing_ready, q.opted_out,
+                   l.last_message_at, st.entered_at,
+                   (SELECT max(e.sequence) FROM leadflow.stage_events e
+                    WHERE e.lead_id = l.lead_id AND e.occurred_at = st.entered_at)
             FROM leadflow.leads l JOIN leadflow.lead_scores s USING (lead_id)
             JOIN leadflow.lead_qualifications q USING (lead_id)
             LEFT JOIN leadflow.lead_stages st USING (lead_id)
@@ -450,7 +458,8 @@ def update_stages(url: str, as_of: datetime | None = None) -> StageResult:
         warm = {b: c.warm for b, c in _scoring_configs(cur).items()}
         events: list[tuple[Any, ...]] = []
         for (lead_id, broker_id, stage, name, phone, email, lead_phone, lead_email, has_budget, has_location,
-             lead_score, temperature, financing_ready, opted_out) in candidates:
+             lead_score, temperature, financing_ready, opted_out, last_message_at, entered_at,
+             last_sequence) in candidates:
             facts = StageFacts(has_name=name is not None, has_contact=any((phone, email, lead_phone, lead_email)),
                                has_budget=bool(has_budget), has_location=bool(has_location), score=lead_score,
                                temperature=temperature, financing_ready=financing_ready, opted_out=opted_out,
@@ -458,8 +467,10 @@ def update_stages(url: str, as_of: datetime | None = None) -> StageResult:
                                warm_threshold=warm.get(broker_id, ScoringConfig.warm))
             moves = advance(stage, facts, pipelines.get(broker_id, DEFAULT_PIPELINE))
             result.evaluated += 1
-            for sequence, move in enumerate(moves):
-                events.append((broker_id, lead_id, move.from_stage, move.to_stage, now, move.reason, True, sequence))
+            moved_at, first_sequence = stage_moment(last_message_at or now, entered_at, last_sequence)
+            for sequence, move in enumerate(moves, start=first_sequence):
+                events.append((broker_id, lead_id, move.from_stage, move.to_stage, moved_at, move.reason, True,
+                               sequence))
                 result.entered[move.to_stage] = result.entered.get(move.to_stage, 0) + 1
             final = moves[-1].to_stage if moves else stage
             cur.execute("""
@@ -469,7 +480,7 @@ def update_stages(url: str, as_of: datetime | None = None) -> StageResult:
                     stage = EXCLUDED.stage,
                     entered_at = CASE WHEN leadflow.lead_stages.stage = EXCLUDED.stage
                                       THEN leadflow.lead_stages.entered_at ELSE EXCLUDED.entered_at END""",
-                        (lead_id, broker_id, final, now, now))
+                        (lead_id, broker_id, final, moved_at, now))
         copy_rows(cur, "leadflow.stage_events", ["broker_id", "lead_id", "from_stage", "to_stage", "occurred_at",
                                                   "reason", "automatic", "sequence"], events)
         result.transitions = len(events)
@@ -508,17 +519,20 @@ def move_lead_forward(cur: psycopg2.extensions.cursor, broker_id: int, lead_id: 
                       now: datetime, reason: str, automatic: bool) -> str | None:
     """Put a lead in ``target`` if that is forward in its pipeline, with the stage event; returns the stage
     it left, or None when it was already there or further (stages never go back)."""
-    cur.execute("SELECT stage FROM leadflow.lead_stages WHERE lead_id = %s FOR UPDATE", (lead_id,))
-    row = cur.fetchone()
-    stage = row[0] if row else None
+    cur.execute("""SELECT st.stage, st.entered_at,
+                          (SELECT max(e.sequence) FROM leadflow.stage_events e
+                           WHERE e.lead_id = st.lead_id AND e.occurred_at = st.entered_at)
+                   FROM leadflow.lead_stages st WHERE st.lead_id = %s FOR UPDATE""", (lead_id,))
+    stage, entered_at, last_sequence = cur.fetchone() or (None, None, None)
     if pipeline.position(target) <= pipeline.position(stage):
         return None
+    moved_at, sequence = stage_moment(now, entered_at, last_sequence)
     cur.execute("""INSERT INTO leadflow.stage_events (broker_id, lead_id, from_stage, to_stage, occurred_at, reason,
                                                       automatic, sequence)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, 0)""",
-                (broker_id, lead_id, stage, target, now, reason, automatic))
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                (broker_id, lead_id, stage, target, moved_at, reason, automatic, sequence))
     cur.execute("""INSERT INTO leadflow.lead_stages (lead_id, broker_id, stage, entered_at, evaluated_at)
                    VALUES (%s, %s, %s, %s, %s) ON CONFLICT (lead_id) DO UPDATE SET stage = EXCLUDED.stage,
                    entered_at = EXCLUDED.entered_at, stalled = false, stalled_days = NULL""",
-                (lead_id, broker_id, target, now, now))
+                (lead_id, broker_id, target, moved_at, now))
     return stage or ""
