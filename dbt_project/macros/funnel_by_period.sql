@@ -12,11 +12,16 @@
 with
 
 {% if is_incremental() %}
+watermark as (
+
+    {{ incremental_watermark(['source_built_at']) }}
+
+),
+
 changed as (
 
-    select distinct broker_id, entered_{{ period }} as period_start
-    from {{ ref('int_funnel_visits') }}
-    where built_at > (select coalesce(max(source_built_at), '-infinity') from {{ this }})
+    {{ changed_keys(ref('int_funnel_visits'), ['broker_id', 'entered_' ~ period ~ ' as period_start'],
+                    'source_built_at') }}
 
 ),
 

@@ -1,7 +1,7 @@
 -- Stage visits as at as_of, with everything the funnel cuts by and counts: the lead's channel,
 -- source and first campaign, whether it got past the stage, won, or is stalled in it. Merged leads
 -- stay, flagged (the marts leave them out), so a merge replaces the rows it made stale.
--- Incremental by lead: a run redoes the leads whose visits could read differently (see touched).
+-- Incremental by lead: a run redoes the leads whose visits could read differently (see changed).
 -- Analyzed after every run: fresh statistics let the marts' reads of a few periods use the indexes.
 
 -- depends_on: {{ ref('int_stage_visits') }}
@@ -26,75 +26,63 @@
 with
 
 {% if is_incremental() %}
-previous as (
+watermark as (
 
-    -- what the last build read (its rows carry it; the newest row is found by the built_at index);
-    -- an empty table has read nothing: every watermark at the start
-    select
-        coalesce(max(built_at), '-infinity') as built_at,
-        coalesce(max(built_as_of), '-infinity') as as_of,
-        coalesce(max(sends_watermark), '-infinity') as sends_watermark,
-        coalesce(max(stage_visits_watermark), '-infinity') as stage_visits_watermark,
-        coalesce(max(leads_watermark), '-infinity') as leads_watermark
-    from (select * from {{ this }} order by built_at desc limit 1) as newest
+    -- what the last build read: its rows carry it, and the newest row is found by the built_at index
+    {{ incremental_watermark(['built_at', 'built_as_of', 'sends_watermark', 'stage_visits_watermark',
+                              'leads_watermark'], newest_by='built_at') }}
 
 ),
 
 -- The leads whose visits can read differently from the last build.
-touched as (
+changed as (
 
     -- new stage events, or a new first contact, channel or merge (rows rewritten since)
-    select visits.lead_id from {{ ref('int_stage_visits') }} as visits, previous
-    where visits.built_at > previous.stage_visits_watermark
+    {{ changed_keys(ref('int_stage_visits'), ['lead_id'], 'stage_visits_watermark') }}
     union
-    select leads.lead_id from {{ ref('int_leads_sourced') }} as leads, previous
-    where leads.built_at > previous.leads_watermark
+    {{ changed_keys(ref('int_leads_sourced'), ['lead_id'], 'leads_watermark') }}
+    union
+    -- a campaign send that changed since
+    {{ changed_keys(ref('stg_leadflow__outbound_sends'), ['lead_id'], 'sends_watermark', written_at='updated_at') }}
     union
     -- every lead of a broker whose settings (its pipeline) changed since
     select visits.lead_id
     from {{ ref('int_stage_visits') }} as visits
     inner join {{ source('leadflow', 'broker_settings') }} as settings using (broker_id)
-    cross join previous
-    where settings.updated_at > previous.built_at
-    union
-    -- a campaign send that changed since
-    select sends.lead_id
-    from {{ ref('stg_leadflow__outbound_sends') }} as sends, previous
-    where sends.updated_at > previous.sends_watermark
+    cross join watermark
+    where settings.updated_at > watermark.built_at
     union
     -- as_of moved: a visit began or ended in between, or a current one passed its stall limit
     -- (each by an index range); when as_of went back, every lead
     select visits.lead_id
-    from {{ ref('int_stage_visits') }} as visits, previous
-    where visits.entered_at > previous.as_of and visits.entered_at <= {{ as_of }}
+    from {{ ref('int_stage_visits') }} as visits, watermark
+    where visits.entered_at > watermark.built_as_of and visits.entered_at <= {{ as_of }}
     union
     select visits.lead_id
-    from {{ ref('int_stage_visits') }} as visits, previous
-    where visits.exited_at > previous.as_of and visits.exited_at <= {{ as_of }}
+    from {{ ref('int_stage_visits') }} as visits, watermark
+    where visits.exited_at > watermark.built_as_of and visits.exited_at <= {{ as_of }}
     union
     select visits.lead_id
     from {{ ref('int_broker_stages') }} as stages
-    cross join previous
+    cross join watermark
     inner join {{ ref('int_stage_visits') }} as visits
         on visits.broker_id = stages.broker_id
        and visits.stage = stages.stage
-       and visits.entered_at > previous.as_of - stages.stall_days * interval '1 day'
+       and visits.entered_at > watermark.built_as_of - stages.stall_days * interval '1 day'
        and visits.entered_at <= {{ as_of }} - stages.stall_days * interval '1 day'
-    where visits.exited_at is null or visits.exited_at > previous.as_of
+    where visits.exited_at is null or visits.exited_at > watermark.built_as_of
     union
     select visits.lead_id
-    from {{ ref('int_stage_visits') }} as visits, previous
-    where {{ as_of }} < previous.as_of
+    from {{ ref('int_stage_visits') }} as visits, watermark
+    where {{ as_of }} < watermark.built_as_of
 
 ),
-{% endif %}
 
-{% if is_incremental() %}
--- materialized: the touched leads' visits first (by the lead_id index), before any join
+-- materialized: the changed leads' visits first (by the lead_id index), before any join
 visits as materialized (
 
     select * from {{ ref('int_stage_events_paired') }}
-    where lead_id in (select lead_id from touched)
+    where lead_id in (select lead_id from changed)
 
 ),
 {% else %}

@@ -19,26 +19,22 @@
 with
 
 {% if is_incremental() %}
-previous as (
+watermark as (
 
-    select coalesce(max(built_as_of), '-infinity') as as_of,
-           coalesce(max(leads_watermark), '-infinity') as leads_watermark
-    from {{ this }}
+    {{ incremental_watermark(['built_as_of', 'leads_watermark']) }}
 
 ),
 
-touched as (
+changed as (
 
-    select leads.lead_id
-    from {{ ref('int_leads_sourced') }} as leads, previous
-    where leads.built_at > previous.leads_watermark
+    {{ changed_keys(ref('int_leads_sourced'), ['lead_id'], 'leads_watermark') }}
     union
     select message_leads.lead_id
     from {{ ref('stg_leadflow__messages') }} as messages
     inner join {{ ref('stg_leadflow__message_leads') }} as message_leads using (message_id)
-    cross join previous
-    where {{ as_of() }} < previous.as_of
-       or messages.sent_at > previous.as_of and messages.sent_at <= {{ as_of() }}
+    cross join watermark
+    where {{ as_of() }} < watermark.built_as_of
+       or messages.sent_at > watermark.built_as_of and messages.sent_at <= {{ as_of() }}
 
 ),
 {% endif %}
@@ -54,7 +50,7 @@ message_leads as (
 
     select * from {{ ref('stg_leadflow__message_leads') }}
     {% if is_incremental() %}
-    where lead_id in (select lead_id from touched)
+    where lead_id in (select lead_id from changed)
     {% endif %}
 
 ),
@@ -104,7 +100,7 @@ from final
 {% if is_incremental() %}
 union all
 
-select touched.lead_id, null, null, null, null, null, {{ as_of() }}, null
-from touched
-where not exists (select 1 from final where final.lead_id = touched.lead_id)
+select changed.lead_id, null, null, null, null, null, {{ as_of() }}, null
+from changed
+where not exists (select 1 from final where final.lead_id = changed.lead_id)
 {% endif %}

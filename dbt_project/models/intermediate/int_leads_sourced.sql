@@ -14,12 +14,22 @@
 
 with
 
+{% if is_incremental() %}
+watermark as (
+
+    {{ incremental_watermark(['changed_at']) }}
+
+),
+{% endif %}
+
 leads as (
 
     select * from {{ ref('stg_leadflow__leads') }}
 
     {% if is_incremental() %}
-    where changed_at > (select coalesce(max(changed_at), '-infinity') from {{ this }})
+    -- the leads changed since the watermark (a changed_at index range): these are the rows redone,
+    -- so this model needs no changed CTE
+    where changed_at > (select watermark.changed_at from watermark)
                        - interval '{{ var("incremental_lookback_minutes") }} minutes'
     {% endif %}
 
@@ -65,7 +75,7 @@ final as (
         date_trunc('week', first_touches.sent_at)::date as first_contact_week,
         -- the week this row replaces, if it moved (a merge can bring an earlier first contact):
         -- fct_cohorts_weekly recounts both weeks
-        {% if is_incremental() %}previous.first_contact_week{% else %}null::date{% endif %}
+        {% if is_incremental() %}replaced.first_contact_week{% else %}null::date{% endif %}
             as previous_first_contact_week,
         now() as built_at
 
@@ -73,7 +83,7 @@ final as (
     -- a merged lead has no messages left: it stays, flagged, so its old row is replaced
     left join first_touches using (lead_id)
     {% if is_incremental() %}
-    left join {{ this }} as previous using (lead_id)
+    left join {{ this }} as replaced using (lead_id)
     {% endif %}
 
 )

@@ -20,16 +20,29 @@
 
 with
 
+{% if is_incremental() %}
+watermark as (
+
+    -- the newest event this table has paired (stage_visit_id is its stage_event_id)
+    {{ incremental_watermark(['stage_visit_id'], start=0) }}
+
+),
+
+changed as (
+
+    -- the leads with a new event
+    {{ changed_keys(ref('stg_leadflow__stage_events'), ['lead_id'], 'stage_visit_id', written_at='stage_event_id') }}
+
+),
+{% endif %}
+
 events as (
 
     select * from {{ ref('stg_leadflow__stage_events') }}
 
     {% if is_incremental() %}
-    -- every event of a lead with a new event: its last visit now has an exit
-    where lead_id in (
-        select lead_id from {{ ref('stg_leadflow__stage_events') }}
-        where stage_event_id > (select coalesce(max(stage_visit_id), 0) from {{ this }})
-    )
+    -- every event of a changed lead: its last visit now has an exit
+    where lead_id in (select lead_id from changed)
     {% endif %}
 
 ),

@@ -16,27 +16,21 @@
 with
 
 {% if is_incremental() %}
-built as (
+watermark as (
 
-    select coalesce(max(leads_built_at), '-infinity') as leads_built_at,
-           coalesce(max(visits_built_at), '-infinity') as visits_built_at
-    from {{ this }}
+    {{ incremental_watermark(['leads_built_at', 'visits_built_at']) }}
 
 ),
 
 changed as (
 
-    select broker_id, first_contact_week as cohort_week
-    from {{ ref('int_leads_sourced') }}, built
-    where int_leads_sourced.built_at > built.leads_built_at
+    {{ changed_keys(ref('int_leads_sourced'), ['broker_id', 'first_contact_week as cohort_week'], 'leads_built_at') }}
     union
-    select broker_id, previous_first_contact_week
-    from {{ ref('int_leads_sourced') }}, built
-    where int_leads_sourced.built_at > built.leads_built_at and previous_first_contact_week is not null
+    {{ changed_keys(ref('int_leads_sourced'), ['broker_id', 'previous_first_contact_week'], 'leads_built_at',
+                    where='previous_first_contact_week is not null') }}
     union
-    select broker_id, first_contact_week
-    from {{ ref('int_funnel_visits') }}, built
-    where int_funnel_visits.built_at > built.visits_built_at and first_contact_week is not null
+    {{ changed_keys(ref('int_funnel_visits'), ['broker_id', 'first_contact_week'], 'visits_built_at',
+                    where='first_contact_week is not null') }}
 
 ),
 {% endif %}
