@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up test test-fast lint bench up-services down-services clean
+.PHONY: install demo up test test-fast test-clock test-clock-quick lint bench up-services down-services clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,17 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not services"
+
+# The whole suite with the clock a year ahead and a year back (Debian's faketime): no test may depend
+# on the date it runs. About twice `make test`; run it before a release or weekly.
+test-clock: $(STAMP)
+	tests/clock/run +365d -365d
+
+# What CI runs of it: the tests without services, and the service tests of the stages, campaigns and
+# logins, whose code reads the clock the most.
+test-clock-quick: $(STAMP)
+	tests/clock/run +365d -365d -- -m "not services"
+	tests/clock/run +365d -365d -- tests/test_leads_pipeline.py tests/test_campaigns.py tests/test_reports_api.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -104,7 +104,12 @@ def start(data_dir: Path, port: int) -> str:
 def stop(data_dir: Path) -> None:
     if not (data_dir / "postmaster.pid").exists():
         return
-    _pg("pg_ctl", ["-D", str(data_dir), "-w", "-m", "fast", "stop"], _run_as(), timeout=60)
+    user = _run_as()
+    if user is not None:
+        # Another process may have closed a parent directory since the start (a new pytest session
+        # resets its base directory to 0700); the server user must reach its data directory again.
+        _package().utils.ensure_prefix_permissions(data_dir)
+    _pg("pg_ctl", ["-D", str(data_dir), "-w", "-m", "fast", "stop"], user, timeout=60)
 
 
 def create_database(admin_url: str, name: str) -> None:
