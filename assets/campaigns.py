@@ -2,8 +2,9 @@
 
 from datetime import UTC, datetime
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from assets.as_of import AsOf
 from assets.leads import lead_stages
 from leadflow.campaigns.outcomes import campaign_stats, close_the_loop
 from leadflow.campaigns.store import record_opt_outs, refresh_segments, target_campaigns
@@ -11,15 +12,6 @@ from leadflow.campaigns.visits import schedule_accepted_visits
 from leadflow.kafka import make_producer, produce_all
 from leadflow.outbound.dispatcher import dispatch
 from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
-
-
-class BatchTime(Config):
-    """The batch's moment (ISO 8601, e.g. "2026-11-26T15:00:00+00:00"); empty: now. Set it to replay a batch."""
-
-    as_of: str = ""
-
-    def moment(self) -> datetime:
-        return datetime.fromisoformat(self.as_of) if self.as_of else datetime.now(UTC)
 
 
 @asset(group_name="campaigns", kinds={"postgres", "polars"}, deps=[lead_stages],
@@ -31,7 +23,7 @@ def lead_consent(postgres: PostgresResource) -> MaterializeResult:
 
 @asset(group_name="campaigns", kinds={"postgres", "polars"}, deps=[lead_consent],
        description="Every broker's segments evaluated over its lead profiles; entries and exits kept as history.")
-def segment_memberships(config: BatchTime, postgres: PostgresResource) -> MaterializeResult:
+def segment_memberships(config: AsOf, postgres: PostgresResource) -> MaterializeResult:
     result = refresh_segments(postgres.url, config.moment())
     return MaterializeResult(metadata={"members": MetadataValue.json(result.members), "entered": result.entered,
                                        "exited": result.exited})
@@ -40,7 +32,7 @@ def segment_memberships(config: BatchTime, postgres: PostgresResource) -> Materi
 @asset(group_name="campaigns", kinds={"postgres", "kafka"}, deps=[segment_memberships],
        description="Active campaigns: leads enrolled by their triggers, every due step decided (send, skip, defer, "
                    "stop) and each send written once per lead and step, its command produced to the outbound topic.")
-def campaign_sends(context: AssetExecutionContext, config: BatchTime, postgres: PostgresResource,
+def campaign_sends(context: AssetExecutionContext, config: AsOf, postgres: PostgresResource,
                    kafka: KafkaResource) -> MaterializeResult:
     producer = make_producer(kafka.bootstrap_servers)
 
@@ -60,7 +52,7 @@ def campaign_sends(context: AssetExecutionContext, config: BatchTime, postgres: 
 @asset(group_name="campaigns", kinds={"kafka", "postgres"}, deps=[campaign_sends],
        description="The dispatcher: outbound commands sent through Telegram and WhatsApp, each send's fate recorded "
                    "(sent, pending for a retry, failed, skipped); provider outages are retried, nothing is lost.")
-def outbound_dispatch(config: BatchTime, postgres: PostgresResource, kafka: KafkaResource,
+def outbound_dispatch(config: AsOf, postgres: PostgresResource, kafka: KafkaResource,
                       channels: ChannelSendersResource) -> MaterializeResult:
     moment = config.moment()
     clock = (lambda: moment) if config.as_of else (lambda: datetime.now(UTC))
@@ -76,7 +68,7 @@ def outbound_dispatch(config: BatchTime, postgres: PostgresResource, kafka: Kafk
                    "accepted visits go into the broker's Google Calendar (and the lead to 'agendado'); "
                    "per campaign: sent, delivered, read, replied, failed, success and reply rates, and the leads "
                    "that advanced a stage after a touch.")
-def campaign_results(config: BatchTime, postgres: PostgresResource,
+def campaign_results(config: AsOf, postgres: PostgresResource,
                      channels: ChannelSendersResource) -> MaterializeResult:
     loop = close_the_loop(postgres.url)
     visits = schedule_accepted_visits(postgres.url, channels.calendar(), config.moment())

@@ -11,7 +11,10 @@ from dagster import (
 
 from assets.landing import landed_messages, scalar
 from leadflow.leads.stages import DEFAULT_PIPELINE, LOST
-from leadflow.leads.store import qualify_changed_leads, resolve_new_messages, score_qualified_leads, update_stages
+from leadflow.leads.store.identities import resolve_new_messages
+from leadflow.leads.store.qualifications import qualify_changed_leads
+from leadflow.leads.store.scores import score_qualified_leads
+from leadflow.leads.store.stages import update_stages
 from pipelines.resources import PostgresResource
 
 

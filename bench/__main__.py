@@ -24,7 +24,6 @@ import io
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,18 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    from leadflow.services.ports import wait_for_port
-
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    if not wait_for_port("127.0.0.1", port, timeout=60):
-        proc.kill()
-        raise RuntimeError(f"{cmd} did not listen: {proc.stderr.read().decode() if proc.stderr else ''}")
-    return proc
-
-
 def bench_ingest(database_url: str, total: int, repeats: int) -> None:
-    from bench.loadgen import LoadResult, run_load
+    from bench.loadgen import LoadResult, run_load, start_server
     from leadflow.brokers import SECRET_KINDS, add_broker
     from leadflow.demo.webhooks import signed
     from leadflow.services.ports import free_ports
@@ -59,9 +48,9 @@ def bench_ingest(database_url: str, total: int, repeats: int) -> None:
             os.environ[broker.secret_env_name(kind)] = secrets.token_urlsafe(16)
     env = dict(os.environ)
     api_port, bare_port = free_ports(2)
-    api = _start([sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app", "--port", str(api_port),
-                  "--log-level", "warning", "--no-access-log"], env, api_port)
-    bare = _start([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port),
+    api = start_server([sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app",
+                        "--port", str(api_port), "--log-level", "warning", "--no-access-log"], env, api_port)
+    bare = start_server([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port),
                    "--log-level", "warning", "--no-access-log"], env, bare_port)
     next_id = [0]
 

@@ -164,8 +164,7 @@ def bench_dbt(admin_url: str, events: int) -> str:
 
 
 def bench_reports_api(url: str, total: int, concurrency: int) -> None:
-    from bench.__main__ import _start
-    from bench.loadgen import run_load
+    from bench.loadgen import run_load, start_server
     from leadflow.services.ports import free_ports
     from leadflow.users import add_user, authenticate
     from reports_api.security import TokenSettings, issue_token
@@ -181,9 +180,9 @@ def bench_reports_api(url: str, total: int, concurrency: int) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     path = f"/brokers/{user.broker_id}/funnel?start=2026-01-01&end=2026-12-31&grain=week"
     api_port, bare_port = free_ports(2)
-    api = _start([sys.executable, "-m", "uvicorn", "--factory", "reports_api.app:from_environment", "--port",
+    api = start_server([sys.executable, "-m", "uvicorn", "--factory", "reports_api.app:from_environment", "--port",
                   str(api_port), "--log-level", "warning", "--no-access-log"], env, api_port)
-    bare = _start([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port),
+    bare = start_server([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port),
                    "--log-level", "warning", "--no-access-log"], env, bare_port)
     try:
         results = {}

@@ -8,9 +8,15 @@ that inflates every latency; this client only writes a request and reads the res
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+from leadflow.services.ports import wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -80,3 +86,12 @@ def run_load(base_url: str, make_request: Callable[[int], tuple[str, dict[str, s
                           codes)
 
     return asyncio.run(main())
+
+
+def start_server(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """Start a server under test from the repository root; returns once it listens on ``port``."""
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if not wait_for_port("127.0.0.1", port, timeout=60):
+        proc.kill()
+        raise RuntimeError(f"{cmd} did not listen: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return proc

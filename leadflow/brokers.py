@@ -8,13 +8,13 @@ Kafka or the logs.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from leadflow.config import secret
 from leadflow.db.connection import transaction
 
 # Which secrets each channel needs.
@@ -53,7 +53,7 @@ class Broker:
 
     def secret(self, kind: str) -> str | None:
         """The secret's value from the environment, or None when the channel is not configured."""
-        return os.environ.get(self.secret_env_name(kind)) or None
+        return secret(self.secret_env_name(kind))
 
 
 def validate(slug: str, country: str, timezone: str, secret_env: dict[str, str]) -> None:

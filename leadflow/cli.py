@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from leadflow.config import ConfigurationError, export_environment
+from leadflow.config import ConfigurationError, Settings, export_environment, load_settings
 
 
 def _services(args: argparse.Namespace) -> int:
@@ -23,7 +23,7 @@ def _services(args: argparse.Namespace) -> int:
 
     if args.action == "up":
         manager.up()
-        print(f"state: {manager.state_dir()}  (stop with `leadflow services down`)")
+        print(f"state: {Settings.from_environment().state_dir}  (stop with `leadflow services down`)")
     elif args.action == "down":
         manager.down()
     else:
@@ -77,19 +77,18 @@ def _ingest_api(args: argparse.Namespace) -> int:
 def _reports_api(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from assets.analytics import docs_dir
     from reports_api.app import create_app
     from reports_api.security import TokenSettings
 
-    settings = export_environment()
-    if os.environ.get("LEADFLOW_REPORTS_JWT_SECRET"):
-        tokens = TokenSettings.from_environment()
+    settings = load_settings()
+    if settings.reports_jwt_secret:
+        tokens = TokenSettings.from_settings(settings)
     else:
         print("LEADFLOW_REPORTS_JWT_SECRET is not set: signing tokens with a random key for this process only "
               "(every token dies with it).", file=sys.stderr)
-        tokens = TokenSettings.ephemeral()
-    uvicorn.run(create_app(settings.database_url, tokens, docs_dir=docs_dir()), host=args.host, port=args.port,
-                log_level="info", access_log=args.access_log)
+        tokens = TokenSettings.ephemeral(settings)
+    uvicorn.run(create_app(settings.database_url, tokens, docs_dir=settings.docs_dir), host=args.host,
+                port=args.port, log_level="info", access_log=args.access_log)
     return 0
 
 
@@ -137,10 +136,7 @@ def _land(args: argparse.Namespace) -> int:
 
 
 def _tick(args: argparse.Namespace) -> int:
-    from leadflow.services.manager import dagster_home
-
     export_environment()
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
     from dagster import DagsterInstance
 
     from pipelines.definitions import defs
@@ -155,10 +151,7 @@ def _tick(args: argparse.Namespace) -> int:
 
 def _dagster(args: argparse.Namespace) -> int:
     """Run the Dagster CLI with the resolved environment (it reads its instance storage before our code)."""
-    from leadflow.services.manager import dagster_home
-
     export_environment()
-    os.environ.setdefault("DAGSTER_HOME", str(dagster_home()))
     executable = Path(sys.executable).with_name("dagster")
     command = [str(executable) if executable.exists() else "dagster", *args.dagster_args]
     os.execvp(command[0], command)
@@ -299,13 +292,15 @@ def _up(args: argparse.Namespace) -> int:
     started = not manager.embedded_running()
     manager.up()
     try:
-        return run_stack(export_environment(), Ports.from_environment(), contacts_per_broker=args.contacts)
+        settings = export_environment()
+        return run_stack(settings, Ports.from_settings(settings), contacts_per_broker=args.contacts)
     finally:
         if started:
             manager.down()
 
 
 def build_parser() -> argparse.ArgumentParser:
+    configured = Settings.from_environment()
     parser = argparse.ArgumentParser(prog="leadflow", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -332,14 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_brokers)
 
     p = sub.add_parser("ingest-api", help="serve the channel webhooks")
-    p.add_argument("--host", default=os.environ.get("LEADFLOW_INGEST_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("LEADFLOW_INGEST_PORT", "8000")))
+    p.add_argument("--host", default=configured.ingest_host)
+    p.add_argument("--port", type=int, default=configured.ingest_port)
     p.add_argument("--access-log", action="store_true")
     p.set_defaults(func=_ingest_api)
 
     p = sub.add_parser("reports-api", help="serve the brokers' reports API and funnel dashboard")
-    p.add_argument("--host", default=os.environ.get("LEADFLOW_REPORTS_HOST", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(os.environ.get("LEADFLOW_REPORTS_PORT", "8100")))
+    p.add_argument("--host", default=configured.reports_host)
+    p.add_argument("--port", type=int, default=configured.reports_port)
     p.add_argument("--access-log", action="store_true")
     p.set_defaults(func=_reports_api)
 
@@ -423,13 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
-        # kafka-python logs routine reconnects and slow-poll notices at WARNING/ERROR.
-        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     try:
+        args = build_parser().parse_args(argv)  # the defaults read the settings, which may be invalid
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         code: int = args.func(args)
         return code
     except ConfigurationError as exc:

@@ -1,37 +1,39 @@
-"""Configuration from environment variables, with one obvious default for local runs.
+"""Configuration: the one module that reads the environment.
 
-Every setting is read from a ``LEADFLOW_*`` variable (documented in README.md). When the
-PostgreSQL URL or the Kafka bootstrap servers are not set, the embedded services started
-by ``leadflow services up`` are used; their addresses are kept in the state directory.
+``Settings`` holds every ``LEADFLOW_*`` variable (each listed in README.md's table, which a test
+keeps in step with it), typed and validated with a message naming the variable. Entry points (the
+CLI, the API factories, Dagster's resources, the tests) build it with ``Settings.from_environment()``
+and pass it, or the values they need, down. When the PostgreSQL URL or the Kafka bootstrap servers
+are not set, ``load_settings()`` fills them from the embedded services that ``leadflow services
+up`` started, whose addresses are kept in the state directory.
+
+Per-broker channel secrets (``LEADFLOW_<SLUG>_<SECRET>``) and LLM keys (``LEADFLOW_<PROVIDER>_*``)
+are families, not fields: ``secret()`` reads one by name when it is needed, and nothing else
+outside this module touches ``os.environ``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class ConfigurationError(RuntimeError):
     """A setting is missing or points at something that does not answer; the message names the fix."""
 
 
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from exc
-
-
 def state_dir() -> Path:
-    """Where embedded services keep their data and the addresses they listen on."""
-    return Path(os.environ.get("LEADFLOW_HOME", ".leadflow")).resolve()
+    """Where embedded services keep their data and the addresses they listen on (``LEADFLOW_HOME``)."""
+    return Settings.from_environment().state_dir
 
 
 def state_file() -> Path:
@@ -69,14 +71,6 @@ class Topics:
         return [self.messages, self.dead_letters, self.outbound]
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    kafka_bootstrap_servers: str
-    kafka_partitions: int
-    topics: Topics
-
-
 def to_psycopg2_url(url: str) -> str:
     for prefix in ("postgresql+psycopg2://", "postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
@@ -107,27 +101,6 @@ def with_database(url: str, dbname: str) -> str:
     return parts._replace(path="/" + dbname).geturl()
 
 
-def load_settings() -> Settings:
-    """Resolve the settings now: explicit environment first, then the embedded services' state."""
-    state = read_state()
-    db_url = os.environ.get("LEADFLOW_DATABASE_URL") or state.get("database_url", "")
-    kafka = os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS") or state.get("kafka_bootstrap_servers", "")
-    if not db_url:
-        raise ConfigurationError(
-            "No PostgreSQL configured: set LEADFLOW_DATABASE_URL, or run `leadflow services up` "
-            f"to start the embedded one (state kept in {state_dir()})."
-        )
-    if not kafka:
-        raise ConfigurationError(
-            "No Kafka configured: set LEADFLOW_KAFKA_BOOTSTRAP_SERVERS, or run `leadflow services up` "
-            f"to start the embedded broker (state kept in {state_dir()})."
-        )
-    return Settings(
-        database_url=to_libpq_url(db_url),
-        kafka_bootstrap_servers=kafka,
-        kafka_partitions=env_int("LEADFLOW_KAFKA_PARTITIONS", 6),
-        topics=Topics(os.environ.get("LEADFLOW_KAFKA_TOPIC_PREFIX", "leadflow")),
-    )
 
 
 # Outbound provider APIs; tests and staging point them at local fakes.
@@ -140,28 +113,182 @@ PROVIDER_URLS = {
 }
 
 
+def _env(name: str, description: str, default: Any = None, **constraints: Any) -> Any:
+    return Field(default, alias=name, description=description, **constraints)
+
+
+class Settings(BaseModel):
+    """Every setting of Leadflow, one field per environment variable (the field's alias)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    home: Path = _env("LEADFLOW_HOME", "state of the embedded services", Path(".leadflow"))
+    dagster_home: Path | None = _env("DAGSTER_HOME", "Dagster instance directory; default $LEADFLOW_HOME/dagster")
+    database_url: str = _env("LEADFLOW_DATABASE_URL", "application PostgreSQL; empty: the embedded one", "")
+    kafka_bootstrap_servers: str = _env("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS", "Kafka; empty: the embedded broker", "")
+    kafka_topic_prefix: str = _env("LEADFLOW_KAFKA_TOPIC_PREFIX", "prefix of every topic", "leadflow",
+                                   pattern=r"^[A-Za-z0-9._-]+$")
+    kafka_partitions: int = _env("LEADFLOW_KAFKA_PARTITIONS", "partitions of topics created at start-up", 6, ge=1)
+    dagster_database_url: str = _env("LEADFLOW_DAGSTER_DATABASE_URL", "Dagster's storage; default the app database", "")
+    embedded_pg_port: int | None = _env("LEADFLOW_EMBEDDED_PG_PORT", "fixed port of the embedded PostgreSQL",
+                                        ge=1, le=65535)
+    embedded_kafka_port: int | None = _env("LEADFLOW_EMBEDDED_KAFKA_PORT", "fixed port of the embedded broker",
+                                           ge=1, le=65535)
+    ingest_host: str = _env("LEADFLOW_INGEST_HOST", "where the ingest API listens", "127.0.0.1")
+    ingest_port: int = _env("LEADFLOW_INGEST_PORT", "port of the ingest API", 8000, ge=1, le=65535)
+    reports_host: str = _env("LEADFLOW_REPORTS_HOST", "where the reports API listens", "127.0.0.1")
+    reports_port: int = _env("LEADFLOW_REPORTS_PORT", "port of the reports API", 8100, ge=1, le=65535)
+    dagster_port: int = _env("LEADFLOW_DAGSTER_PORT", "port of the Dagster UI of `make up`", 3000, ge=1, le=65535)
+    reports_jwt_secret: str = Field("", alias="LEADFLOW_REPORTS_JWT_SECRET", repr=False,
+                                    description="HS256 key of the reports API's tokens")
+    reports_token_minutes: int = _env("LEADFLOW_REPORTS_TOKEN_MINUTES", "lifetime of an access token", 60, ge=1)
+    reports_login_attempts: int = _env("LEADFLOW_REPORTS_LOGIN_ATTEMPTS", "logins per window", 5, ge=1)
+    reports_login_window_s: int = _env("LEADFLOW_REPORTS_LOGIN_WINDOW_S", "login window, seconds", 60, ge=1)
+    reports_pool_size: int = _env("LEADFLOW_REPORTS_POOL_SIZE", "reports API connections", 8, ge=1)
+    bcrypt_rounds: int = _env("LEADFLOW_BCRYPT_ROUNDS", "bcrypt work factor of new hashes", 12, ge=4, le=16)
+    dbt_docs_dir: Path | None = _env("LEADFLOW_DBT_DOCS_DIR", "dbt docs site; default $LEADFLOW_HOME/dbt-docs")
+    test_database_url: str = _env("LEADFLOW_TEST_DATABASE_URL", "a server the test suite creates its database on", "")
+    test_kafka_bootstrap_servers: str = _env("LEADFLOW_TEST_KAFKA_BOOTSTRAP_SERVERS", "Kafka for the test suite", "")
+    telegram_api_url: str = _env("LEADFLOW_TELEGRAM_API_URL", "Telegram Bot API",
+                                 PROVIDER_URLS["LEADFLOW_TELEGRAM_API_URL"])
+    whatsapp_api_url: str = _env("LEADFLOW_WHATSAPP_API_URL", "WhatsApp Cloud API",
+                                 PROVIDER_URLS["LEADFLOW_WHATSAPP_API_URL"])
+    vapi_api_url: str = _env("LEADFLOW_VAPI_API_URL", "VAPI", PROVIDER_URLS["LEADFLOW_VAPI_API_URL"])
+    bland_api_url: str = _env("LEADFLOW_BLAND_API_URL", "Bland AI", PROVIDER_URLS["LEADFLOW_BLAND_API_URL"])
+    google_calendar_api_url: str = _env("LEADFLOW_GOOGLE_CALENDAR_API_URL", "Google Calendar API",
+                                        PROVIDER_URLS["LEADFLOW_GOOGLE_CALENDAR_API_URL"])
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every setting from ``environ`` (default: this process's environment); empty means unset."""
+        source = os.environ if environ is None else environ
+        names = {field.alias for field in cls.model_fields.values() if field.alias}
+        given = {name: value for name, value in source.items() if name in names and value != ""}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors():
+                name = str(error["loc"][0])
+                shown = "(hidden)" if name == "LEADFLOW_REPORTS_JWT_SECRET" else repr(given.get(name))
+                problems.append(f"{name}={shown}: {error['msg']}")
+            raise ConfigurationError("; ".join(problems)) from None
+
+    @classmethod
+    def variables(cls) -> set[str]:
+        """The name of every environment variable a field reads."""
+        return {field.alias for field in cls.model_fields.values() if field.alias}
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.kafka_topic_prefix)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.home.resolve()
+
+    @property
+    def dagster_instance_dir(self) -> Path:
+        return (self.dagster_home or self.state_dir / "dagster").resolve()
+
+    @property
+    def docs_dir(self) -> Path:
+        """Where `dbt docs generate` writes the site the reports API serves at /dbt-docs/."""
+        return self.dbt_docs_dir or self.state_dir / "dbt-docs"
+
+    def provider_url(self, name: str) -> str:
+        """An outbound provider's base URL by its variable name (``PROVIDER_URLS``), without a trailing slash."""
+        field = {f.alias: n for n, f in type(self).model_fields.items()}[name]
+        return str(getattr(self, field)).rstrip("/")
+
+    def resolved(self) -> Settings:
+        """These settings with PostgreSQL and Kafka filled from the embedded services when not configured."""
+        state = read_state()
+        db_url = self.database_url or state.get("database_url", "")
+        kafka = self.kafka_bootstrap_servers or state.get("kafka_bootstrap_servers", "")
+        if not db_url:
+            raise ConfigurationError(
+                "No PostgreSQL configured: set LEADFLOW_DATABASE_URL, or run `leadflow services up` "
+                f"to start the embedded one (state kept in {self.state_dir}).")
+        if not kafka:
+            raise ConfigurationError(
+                "No Kafka configured: set LEADFLOW_KAFKA_BOOTSTRAP_SERVERS, or run `leadflow services up` "
+                f"to start the embedded broker (state kept in {self.state_dir}).")
+        return self.model_copy(update={"database_url": to_libpq_url(db_url), "kafka_bootstrap_servers": kafka})
+
+
+def load_settings() -> Settings:
+    """Resolve the settings now: explicit environment first, then the embedded services' state."""
+    return Settings.from_environment().resolved()
+
+
+def secret(name: str) -> str | None:
+    """A per-broker or per-provider secret by its variable name, read when needed (None: not set)."""
+    return os.environ.get(name) or None
+
+
 def provider_url(name: str) -> str:
-    return (os.environ.get(name) or PROVIDER_URLS[name]).rstrip("/")
+    return Settings.from_environment().provider_url(name)
 
 
-def export_environment() -> Settings:
-    """Make the resolved settings visible to child processes and Dagster ``EnvVar`` fields.
+def child_environment(settings: Settings) -> dict[str, str]:
+    """The variables a child process needs to see these settings (Dagster's ``EnvVar`` fields, dbt's profile).
 
-    Dagster resources read ``LEADFLOW_DATABASE_URL`` and friends through ``EnvVar``; dbt reads
-    the ``LEADFLOW_PG*`` parts. Filling them from the embedded state here keeps one source of truth.
+    The embedded services' addresses are written out explicitly, and dbt's profile gets the URL's
+    parts one by one (``LEADFLOW_PG*``).
     """
-    for name in PROVIDER_URLS:
-        os.environ[name] = provider_url(name)
-    settings = load_settings()
-    os.environ["LEADFLOW_DATABASE_URL"] = settings.database_url
-    os.environ["LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka_bootstrap_servers
-    os.environ["LEADFLOW_KAFKA_TOPIC_PREFIX"] = settings.topics.prefix
-    os.environ["LEADFLOW_DAGSTER_DATABASE_URL"] = os.environ.get("LEADFLOW_DAGSTER_DATABASE_URL") or to_psycopg2_url(
-        settings.database_url)
     parts = database_parts(settings.database_url)
-    os.environ["LEADFLOW_PGHOST"] = parts["host"]
-    os.environ["LEADFLOW_PGPORT"] = parts["port"]
-    os.environ["LEADFLOW_PGUSER"] = parts["user"]
-    os.environ["LEADFLOW_PGPASSWORD"] = parts["password"]
-    os.environ["LEADFLOW_PGDATABASE"] = parts["dbname"]
+    env = {
+        "LEADFLOW_DATABASE_URL": settings.database_url,
+        "LEADFLOW_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "LEADFLOW_KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+        "LEADFLOW_DAGSTER_DATABASE_URL": settings.dagster_database_url or to_psycopg2_url(settings.database_url),
+        "DAGSTER_HOME": str(settings.dagster_instance_dir),
+        "LEADFLOW_PGHOST": parts["host"], "LEADFLOW_PGPORT": parts["port"], "LEADFLOW_PGUSER": parts["user"],
+        "LEADFLOW_PGPASSWORD": parts["password"], "LEADFLOW_PGDATABASE": parts["dbname"],
+    }
+    env.update({name: settings.provider_url(name) for name in PROVIDER_URLS})
+    return env
+
+
+def child_process_environment(settings: Settings) -> dict[str, str]:
+    """This process's whole environment (PATH, secrets…) with ``child_environment`` on top, for a child."""
+    return {**os.environ, **child_environment(settings)}
+
+
+_ENVIRONMENT = threading.Lock()
+
+
+@contextmanager
+def scoped_environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment inside the block only (for a child process started there).
+
+    Under a lock, so two threads never see each other's values; the environment is put back after.
+    """
+    with _ENVIRONMENT:
+        previous = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def put_on_path(directory: Path) -> None:
+    """Let child processes find the programs in ``directory`` first (dbt beside this interpreter)."""
+    os.environ["PATH"] = f"{directory}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def export_environment(settings: Settings | None = None) -> Settings:
+    """Put ``child_environment`` into this process's environment, for the processes it starts and the
+    in-process Dagster runs of the CLI, the demo and the tests (their ``EnvVar`` fields, dbt's profile).
+
+    Only entry points call it; library code takes a ``Settings``.
+    """
+    settings = settings or load_settings()
+    os.environ.update(child_environment(settings))
     return settings

@@ -42,6 +42,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from leadflow.config import Topics
 from leadflow.db.connection import connect
+from leadflow.db.copy import copy_line, copy_text
 from leadflow.events import ChannelMessage, DeliveryStatus
 from leadflow.kafka import Record, assign_from, cluster_id, consume, make_consumer, partitions_of
 from leadflow.offsets import Partition, lock_offsets, store_offsets
@@ -112,21 +113,6 @@ class LandingResult:
 
 # --- decoding (pure) ---------------------------------------------------------------------------
 
-def _copy_text(value: Any) -> str:
-    """One field in COPY text format: \\N for NULL, backslash escapes for the separators."""
-    if value is None:
-        return "\\N"
-    text = value if isinstance(value, str) else str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text or "\x00" in text:
-        text = text.replace("\x00", "")  # PostgreSQL text cannot hold NUL
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-def _row(values: tuple[Any, ...]) -> str:
-    return "\t".join([_copy_text(v) for v in values]) + "\n"
-
-
 def _json_text(value: Any) -> str:
     # jsonb rejects the \u0000 escape for the same reason text rejects NUL.
     text = orjson.dumps(value if value is not None else {}).decode()
@@ -147,7 +133,7 @@ def _iso_ms(epoch_ms: int) -> str:
 # breaks the COPY, and the slow path then validates every record with pydantic.
 def _message_row(e: dict[str, Any], r: Record) -> str:
     c = e["contact"]
-    t = _copy_text
+    t = copy_text
     return (f"{e['broker_id']}\t{t(e['event_id'])}\t{e['channel']}\t{t(e['provider_message_id'])}\t"
             f"{t(e.get('conversation_id'))}\t{t(c.get('channel_user_id'))}\t{t(c.get('phone_e164'))}\t"
             f"{t(c.get('display_name'))}\t{t(c.get('email'))}\t{e['direction']}\t{t(e['message_type'])}\t"
@@ -157,7 +143,7 @@ def _message_row(e: dict[str, Any], r: Record) -> str:
 
 def _status_row(e: dict[str, Any], r: Record) -> str:
     c = e["recipient"]
-    t = _copy_text
+    t = copy_text
     return (f"{e['broker_id']}\t{t(e['event_id'])}\t{e['channel']}\t{t(e['provider_message_id'])}\t"
             f"{e['status']}\t{t(c.get('channel_user_id'))}\t{t(c.get('phone_e164'))}\t{e['status_at']}\t"
             f"{t(e.get('error'))}\t{e['received_at']}\t{t(_json_text(e.get('raw')))}\t"
@@ -203,7 +189,7 @@ class DecodedBatch:
             raise UnlandableRecord(
                 f"record {record.topic}[{record.partition}]@{record.offset} cannot be decoded ({reason}) and its key "
                 f"names no broker; only the ingest API should produce to {record.topic}")
-        self.dead_letters.append(_row((
+        self.dead_letters.append(copy_line((
             broker_id, "unknown", f"undecodable record: {reason}", "application/json",
             "\\x" + (record.value or b"").hex(), _iso_ms(record.timestamp_ms), cluster,
             record.topic, record.partition, record.offset)))
@@ -238,7 +224,7 @@ def decode_into(batch: DecodedBatch, record: Record, topics: Topics, cluster: st
     """Put one Kafka record into the rows of the table it belongs to."""
     if record.topic == topics.dead_letters:
         letter = json.loads(record.value or b"")
-        batch.dead_letters.append(_row((
+        batch.dead_letters.append(copy_line((
             letter["broker_id"], letter["channel"], letter["reason"], letter.get("content_type"),
             "\\x" + base64.b64decode(letter["body_b64"]).hex(), letter["received_at"], cluster,
             record.topic, record.partition, record.offset)))
@@ -270,7 +256,6 @@ def revalidate(batch: DecodedBatch, known_brokers: set[int], cluster: str) -> De
 
 # --- storage ----------------------------------------------------------------------------------
 
-# (topic, partition)
 _COPY_CHUNK = 4 * 1024 * 1024
 
 

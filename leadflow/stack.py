@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from leadflow.brokers import list_brokers
-from leadflow.config import Settings, env_int
+from leadflow.config import Settings, child_process_environment
 from leadflow.services.ports import wait_for_port
 from leadflow.users import add_user
 
@@ -34,9 +34,8 @@ class Ports:
     dagster: int
 
     @classmethod
-    def from_environment(cls) -> Ports:
-        return cls(env_int("LEADFLOW_INGEST_PORT", 8000), env_int("LEADFLOW_REPORTS_PORT", 8100),
-                   env_int("LEADFLOW_DAGSTER_PORT", 3000))
+    def from_settings(cls, settings: Settings) -> Ports:
+        return cls(settings.ingest_port, settings.reports_port, settings.dagster_port)
 
 
 def demo_logins(settings: Settings) -> list[tuple[str, str, str]]:
@@ -62,8 +61,8 @@ def run_stack(settings: Settings, ports: Ports, contacts_per_broker: int = 300) 
     # The demo brokers' webhook secrets live in this process's environment; the ingest API inherits them.
     register_demo_brokers(settings.database_url)
     logins = demo_logins(settings)
-    env = {**os.environ, "LEADFLOW_REPORTS_JWT_SECRET": os.environ.get("LEADFLOW_REPORTS_JWT_SECRET")
-           or secrets.token_urlsafe(48)}
+    env = {**child_process_environment(settings),
+           "LEADFLOW_REPORTS_JWT_SECRET": settings.reports_jwt_secret or secrets.token_urlsafe(48)}
     leadflow = str(Path(sys.executable).with_name("leadflow"))
     commands = {
         "ingest API": [leadflow, "ingest-api", "--port", str(ports.ingest)],

@@ -7,14 +7,13 @@ are assigned to it (``leads.assigned_user_id``). PostgreSQL enforces the broker 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Literal, cast
 
 import bcrypt
 
-from leadflow.config import ConfigurationError, env_int
+from leadflow.config import Settings, secret
 from leadflow.db.connection import transaction
 
 Role = Literal["SUPERADMIN", "ADMIN", "AGENT"]
@@ -43,10 +42,7 @@ class User:
 
 def bcrypt_rounds() -> int:
     """Work factor for new hashes (LEADFLOW_BCRYPT_ROUNDS, default 12: ~0.25 s per login here)."""
-    rounds = env_int("LEADFLOW_BCRYPT_ROUNDS", 12)
-    if not 4 <= rounds <= 16:
-        raise ConfigurationError(f"LEADFLOW_BCRYPT_ROUNDS={rounds}: use 4 to 16")
-    return rounds
+    return Settings.from_environment().bcrypt_rounds
 
 
 def hash_password(password: str) -> str:
@@ -153,7 +149,7 @@ def assign_leads(url: str, email: str, lead_ids: list[int]) -> int:
 
 
 def password_from_env(var: str) -> str:
-    value = os.environ.get(var)
+    value = secret(var)
     if not value:
         raise UserError(f"${var} is empty or unset")
     return value

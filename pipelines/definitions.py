@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
@@ -25,18 +23,17 @@ from assets.leads import (
     no_stage_regression,
     scores_in_range,
 )
-from leadflow.config import ConfigurationError, export_environment
+from leadflow.config import Settings
 from pipelines.jobs import analytics_job, campaign_batch_schedule, campaign_job, landing_job
 from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
 from sensors.analytics_refresh import analytics_refresh_sensor
 from sensors.campaign_triggers import campaign_trigger_sensor
 from sensors.kafka_landing import kafka_landing_sensor
 
-# Fill LEADFLOW_* from the embedded services when they are not set, so EnvVar resolves locally.
-# Without either, the UI still loads and runs name the missing variable.
-with contextlib.suppress(ConfigurationError):
-    export_environment()
-
+# PostgreSQL and Kafka are read through EnvVar when a run starts, so connection strings (passwords) stay
+# out of the UI. `leadflow dagster …` (and `make up`) exports the embedded services' addresses first
+# (leadflow.config.export_environment); without them a run names the variable that is missing.
+_settings = Settings.from_environment()
 defs = Definitions(
     assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_consent, segment_memberships,
             campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models, dbt_docs],
@@ -51,10 +48,11 @@ defs = Definitions(
             bootstrap_servers=EnvVar("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"),
             topic_prefix=EnvVar("LEADFLOW_KAFKA_TOPIC_PREFIX"),
         ),
+        # Provider URLs are no secrets: taken from the settings as they are when the code location loads.
         "channels": ChannelSendersResource(
-            telegram_api_url=EnvVar("LEADFLOW_TELEGRAM_API_URL"), whatsapp_api_url=EnvVar("LEADFLOW_WHATSAPP_API_URL"),
-            vapi_api_url=EnvVar("LEADFLOW_VAPI_API_URL"), bland_api_url=EnvVar("LEADFLOW_BLAND_API_URL"),
-            google_calendar_api_url=EnvVar("LEADFLOW_GOOGLE_CALENDAR_API_URL"),
+            telegram_api_url=_settings.telegram_api_url, whatsapp_api_url=_settings.whatsapp_api_url,
+            vapi_api_url=_settings.vapi_api_url, bland_api_url=_settings.bland_api_url,
+            google_calendar_api_url=_settings.google_calendar_api_url,
         ),
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir)),
     },

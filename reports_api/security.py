@@ -6,7 +6,6 @@ broker; the API scopes every query to that broker in PostgreSQL (``reports_api.s
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -19,7 +18,7 @@ import jwt
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from leadflow.config import ConfigurationError, env_int
+from leadflow.config import ConfigurationError, Settings
 from leadflow.users import Role, User, authenticate
 
 ALGORITHM = "HS256"
@@ -48,19 +47,19 @@ class TokenSettings:
     ttl: timedelta
 
     @classmethod
-    def from_environment(cls) -> TokenSettings:
-        """LEADFLOW_REPORTS_JWT_SECRET (at least 32 characters) and LEADFLOW_REPORTS_TOKEN_MINUTES (default 60)."""
-        secret = os.environ.get("LEADFLOW_REPORTS_JWT_SECRET", "")
-        if len(secret) < MIN_SECRET_LENGTH:
+    def from_settings(cls, settings: Settings) -> TokenSettings:
+        """LEADFLOW_REPORTS_JWT_SECRET (at least 32 characters) and LEADFLOW_REPORTS_TOKEN_MINUTES."""
+        if len(settings.reports_jwt_secret) < MIN_SECRET_LENGTH:
             raise ConfigurationError(
                 f"LEADFLOW_REPORTS_JWT_SECRET must hold at least {MIN_SECRET_LENGTH} random characters "
                 "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)")
-        return cls(secret, timedelta(minutes=env_int("LEADFLOW_REPORTS_TOKEN_MINUTES", 60)))
+        return cls(settings.reports_jwt_secret, timedelta(minutes=settings.reports_token_minutes))
 
     @classmethod
-    def ephemeral(cls) -> TokenSettings:
+    def ephemeral(cls, settings: Settings | None = None) -> TokenSettings:
         """A random secret for one process (`make up`): tokens die with it."""
-        return cls(secrets.token_urlsafe(48), timedelta(minutes=env_int("LEADFLOW_REPORTS_TOKEN_MINUTES", 60)))
+        minutes = (settings or Settings.from_environment()).reports_token_minutes
+        return cls(secrets.token_urlsafe(48), timedelta(minutes=minutes))
 
 
 def issue_token(settings: TokenSettings, user: User, now: datetime | None = None) -> str:

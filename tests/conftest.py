@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    configured = os.environ.get("LEADFLOW_TEST_DATABASE_URL")
+    configured = Settings.from_environment().test_database_url
     if configured:
         yield configured
         return
@@ -66,7 +66,7 @@ def database_url(pg_admin_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    configured = os.environ.get("LEADFLOW_TEST_KAFKA_BOOTSTRAP_SERVERS")
+    configured = Settings.from_environment().test_kafka_bootstrap_servers
     if configured:
         yield configured
         return

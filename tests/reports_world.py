@@ -20,7 +20,7 @@ from leadflow.db.connection import transaction
 from leadflow.events import Contact
 from leadflow.kafka import ensure_topics
 from leadflow.leads.stages import DEFAULT_PIPELINE
-from leadflow.leads.store import move_lead_forward
+from leadflow.leads.store.stages import move_lead_forward
 from leadflow.users import User, add_user, assign_leads
 from reports_api.security import TokenSettings
 from tests.test_leads_pipeline import rows, run, send

@@ -119,7 +119,7 @@ def test_the_refresh_sensor_asks_for_a_build_only_when_data_changed(settings: Se
 
 
 def test_dbt_docs_are_generated_and_served(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from assets.analytics import dbt_docs, dbt_project, docs_dir
+    from assets.analytics import dbt_docs, dbt_project
 
     monkeypatch.setenv("LEADFLOW_DBT_DOCS_DIR", str(tmp_path / "docs"))
     result = materialize([dbt_docs], resources={
@@ -127,7 +127,8 @@ def test_dbt_docs_are_generated_and_served(settings: Settings, tmp_path: Path, m
     assert result.success
     [materialization] = result.asset_materializations_for_node("dbt_docs")
     assert materialization.metadata["models_in_catalog"].value > 10  # type: ignore[operator]
-    with TestClient(create_app(settings.database_url, TokenSettings.ephemeral(), docs_dir=docs_dir())) as client:
+    docs = Settings.from_environment().docs_dir
+    with TestClient(create_app(settings.database_url, TokenSettings.ephemeral(), docs_dir=docs)) as client:
         page = client.get("/dbt-docs/")
         catalog = client.get("/dbt-docs/catalog.json")
     assert page.status_code == 200 and "dbt" in page.text.lower()
@@ -137,7 +138,7 @@ def test_dbt_docs_are_generated_and_served(settings: Settings, tmp_path: Path, m
 def test_a_broker_with_its_own_pipeline_gets_its_own_funnel(settings: Settings, topics: Topics) -> None:
     from leadflow.db.connection import transaction
     from leadflow.leads.stages import Pipeline
-    from leadflow.leads.store import move_lead_forward
+    from leadflow.leads.store.stages import move_lead_forward
 
     broker = add_broker(settings.database_url, f"own-{uuid.uuid4().hex[:8]}", name="Own pipeline", country="CL",
                         timezone="America/Santiago")

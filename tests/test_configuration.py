@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from leadflow.brokers import BrokerError, validate
-from leadflow.config import ConfigurationError, database_parts, to_psycopg2_url
+from leadflow.config import ConfigurationError, Settings, database_parts, to_psycopg2_url
 from leadflow.db.connection import connect
 from leadflow.kafka import make_consumer
 from leadflow.services.ports import free_port
@@ -61,3 +63,34 @@ def test_broker_registration_rejects_bad_input_with_the_field_named(slug: str, c
                                                                    secret_env: dict[str, str], message: str) -> None:
     with pytest.raises(BrokerError, match=message):
         validate(slug, country, tz, secret_env)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+SOURCE = [Path(__file__).resolve().parent.parent / package
+          for package in ("leadflow", "ingest_api", "reports_api", "sensors", "assets", "pipelines")]
+
+
+def readme_configuration_variables() -> set[str]:
+    """Every variable named in the first column of README's configuration table."""
+    section = README.read_text().split("## Configuration", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])}
+
+
+def test_every_setting_is_in_the_readme_table_and_every_row_is_a_setting() -> None:
+    assert readme_configuration_variables() == Settings.variables()
+
+
+def test_a_bad_setting_is_refused_with_the_variable_named_and_a_secret_never_echoed() -> None:
+    with pytest.raises(ConfigurationError, match=r"LEADFLOW_KAFKA_PARTITIONS='many'.*LEADFLOW_BCRYPT_ROUNDS='99'"):
+        Settings.from_environment({"LEADFLOW_KAFKA_PARTITIONS": "many", "LEADFLOW_BCRYPT_ROUNDS": "99"})
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_environment({"LEADFLOW_REPORTS_JWT_SECRET": "s3cr3t", "LEADFLOW_REPORTS_POOL_SIZE": "0"})
+    assert "LEADFLOW_REPORTS_POOL_SIZE='0'" in str(refused.value) and "s3cr3t" not in str(refused.value)
+    assert "s3cr3t" not in repr(Settings.from_environment({"LEADFLOW_REPORTS_JWT_SECRET": "s3cr3t"}))
+
+
+def test_only_the_settings_module_reads_the_environment() -> None:
+    readers = {str(path.relative_to(README.parent)) for package in SOURCE for path in package.rglob("*.py")
+               if re.search(r"os\.environ\.get|os\.getenv|os\.environ\[\"LEADFLOW|env_int\(", path.read_text())}
+    assert readers == {"leadflow/config.py"}

@@ -169,7 +169,7 @@ def test_stage_events_carry_the_time_of_the_message_that_moved_the_lead_not_the_
 
 def test_idle_leads_are_flagged_stalled_for_their_stage(
         settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
-    from leadflow.leads.store import update_stages
+    from leadflow.leads.store.stages import update_stages
 
     broker = make_broker()
     send(settings, fresh_topics, broker, ("telegram", "8101", TG, "hola", 0))

@@ -9,7 +9,7 @@ import pytest
 
 from leadflow.qualification import llm
 from leadflow.qualification.llm import LLMQualifier, from_environment
-from leadflow.qualification.rules import Turn
+from leadflow.qualification.turns import Turn
 from tests.fake_llm import FakeLLM, Reply, ok
 
 TURNS = [Turn("agent", "¿Qué buscas?"), Turn("lead", "Busco depto 2d2b en Ñuñoa, hasta 5.200 UF")]

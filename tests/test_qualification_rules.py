@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from leadflow.qualification import rules
-from leadflow.qualification.rules import Turn, qualify
+from leadflow.qualification.rules import qualify
+from leadflow.qualification.turns import Turn
 from tests.qualification_eval import evaluate, load
 
 

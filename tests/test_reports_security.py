@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from leadflow.config import Settings
 from leadflow.users import User, UserError, hash_password, password_matches
 from reports_api.security import InvalidToken, LoginLimiter, TokenSettings, issue_token, read_token
 
@@ -28,7 +29,7 @@ def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setenv("LEADFLOW_REPORTS_JWT_SECRET", "short")
     with pytest.raises(ConfigurationError, match="at least 32"):
-        TokenSettings.from_environment()
+        TokenSettings.from_settings(Settings.from_environment())
 
 
 def test_the_login_limit_counts_per_address_and_per_email_and_forgets() -> None:

@@ -11,12 +11,11 @@ import pytest
 
 from leadflow.brokers import default_secret_env
 from leadflow.events import OutboundCommand
+from leadflow.outbound.errors import Rejected, RetryLater
 from leadflow.outbound.senders import (
     BlandCaller,
     GoogleCalendar,
     RateLimiter,
-    Rejected,
-    RetryLater,
     TelegramSender,
     VapiCaller,
     WhatsAppSender,

@@ -13,6 +13,11 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+# The window rule sits below campaigns, where the sender can check it again at send time.
+from leadflow.outbound.window import WHATSAPP_WINDOW, in_whatsapp_window
+
+__all__ = ["WHATSAPP_WINDOW", "ContactRules", "in_whatsapp_window", "opts_out", "quiet_until"]
+
 # Opt-out words as leads write them, in the languages they use; one match stops every campaign for
 # the lead on every channel. Same words the qualifier reads as ``opted_out`` (rules.py), kept here
 # as the consent authority so that no qualifier (an LLM could miss one) decides consent.
@@ -22,9 +27,6 @@ OPT_OUT = (
     r"(?:llamen|escriban|contacten)|dejen de (?:llamar|escribir|molestar)|bloquead[oa]|stop (?:calling|texting|"
     r"messaging)|don'?t (?:call|text|contact)|do not (?:call|contact|text)|remove me|\bstop\b|no me escriban mas"
     r"|no me escriban más")
-
-WHATSAPP_WINDOW = timedelta(hours=24)
-
 
 def opts_out(text: pl.Expr) -> pl.Expr:
     """Whether each message says its writer does not want to be contacted (null text: no)."""
@@ -53,8 +55,3 @@ def quiet_until(now: datetime, timezone: str, rules: ContactRules) -> datetime |
     if resume <= local:
         resume += timedelta(days=1)
     return resume.astimezone(now.tzinfo)
-
-
-def in_whatsapp_window(last_inbound_at: datetime | None, now: datetime) -> bool:
-    """Free-form text is allowed only within 24 hours of the lead's last WhatsApp message."""
-    return last_inbound_at is not None and now - last_inbound_at < WHATSAPP_WINDOW

@@ -22,7 +22,8 @@ from leadflow.campaigns.eligibility import ContactRules, opts_out
 from leadflow.campaigns.segments import SegmentRules, members, membership_changes
 from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll
 from leadflow.campaigns.templates import unknown_variables
-from leadflow.db.connection import copy_frame, read_frame, transaction
+from leadflow.db.connection import transaction
+from leadflow.db.copy import copy_frame, read_frame
 from leadflow.events import SCHEMA_VERSION, event_id_for
 
 _LOCK_CAMPAIGNS = 7_240_010

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from leadflow.db.connection import transaction
 from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline, accepts_visit
-from leadflow.leads.store import move_lead_forward
-from leadflow.outbound.senders import Rejected, RetryLater
+from leadflow.leads.store.stages import move_lead_forward
+from leadflow.outbound.errors import Rejected, RetryLater
 
 SCHEDULED_STAGE = "agendado"
 

@@ -1,12 +1,9 @@
-"""Connections to the application database (psycopg2; COPY and explicit transactions need it)."""
+"""Connections to the application database (psycopg2: COPY and explicit transactions need it; see ``copy``)."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import psycopg2
 import psycopg2.extensions
@@ -39,42 +36,3 @@ def transaction(url: str) -> Iterator[psycopg2.extensions.connection]:
             yield conn
     finally:
         conn.close()
-
-
-def copy_rows(cur: psycopg2.extensions.cursor, table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
-    """COPY rows into a table (CSV, so text needs no escaping of its own; None is NULL)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for row in rows:
-        writer.writerow(["\\N" if v is None else v for v in row])
-    if buffer.tell() == 0:
-        return
-    buffer.seek(0)
-    cur.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buffer)
-
-
-def read_frame(cur: psycopg2.extensions.cursor, sql: str, params: Any, schema: dict[str, Any]) -> Any:
-    """A query's rows as a polars frame through COPY … TO STDOUT (CSV): one pass, no Python row objects.
-
-    ``schema`` maps every column to its polars type as CSV gives it; timestamps should be selected as
-    epoch microseconds and arrays as text joined by U+001F (see ``leadflow.campaigns.store``).
-    """
-    import polars as pl
-
-    query = cur.mogrify(sql, params).decode()
-    buffer = io.BytesIO()
-    cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv, HEADER)", buffer)
-    buffer.seek(0)
-    if buffer.getbuffer().nbytes == 0:
-        return pl.DataFrame(schema=schema)
-    return pl.read_csv(buffer, schema=schema)
-
-
-def copy_frame(cur: psycopg2.extensions.cursor, table: str, frame: Any) -> None:
-    """COPY a polars frame into a table whose columns carry the frame's names (times as UTC)."""
-    if frame.is_empty():
-        return
-    buffer = io.BytesIO()
-    frame.write_csv(buffer, include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f+00", null_value="")
-    buffer.seek(0)
-    cur.copy_expert(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN WITH (FORMAT csv)", buffer)

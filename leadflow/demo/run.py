@@ -28,7 +28,8 @@ from leadflow.db.connection import connect, transaction
 from leadflow.demo.generator import generate
 from leadflow.demo.webhooks import send_all
 from leadflow.leads.stages import DEFAULT_PIPELINE
-from leadflow.leads.store import LOCK_LEADS, move_lead_forward
+from leadflow.leads.store.identities import LOCK_LEADS
+from leadflow.leads.store.stages import move_lead_forward
 from leadflow.services.ports import free_port, wait_for_port
 
 DEMO_BROKERS = (

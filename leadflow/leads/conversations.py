@@ -1,25 +1,14 @@
 """Each lead's messages in order across channels, with the lead's and the agent's turns.
 
-Pure: a frame of messages (with their lead) in, one row per lead out. The conversation hash
-covers exactly what a qualifier reads (roles and texts in order), so an unchanged conversation
-is recognised and never qualified, or sent to an LLM, twice.
+Pure: a frame of messages (with their lead) in, one row per lead out, with the conversation
+hash of ``leadflow.qualification.turns`` (what a qualifier reads).
 """
 
 from __future__ import annotations
 
-import hashlib
-
 import polars as pl
 
-
-def conversation_hash(roles: list[str], texts: list[str | None]) -> str:
-    digest = hashlib.sha256()
-    for role, text in zip(roles, texts, strict=True):
-        digest.update(role.encode())
-        digest.update(b"\x1f")
-        digest.update((text or "").encode())
-        digest.update(b"\x1e")
-    return digest.hexdigest()
+from leadflow.qualification.turns import conversation_hash
 
 
 def assemble(messages: pl.DataFrame) -> pl.DataFrame:

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from leadflow.db.connection import transaction
-from leadflow.leads.store import LOCK_LEADS, refresh_leads
+from leadflow.leads.store.identities import LOCK_LEADS, refresh_leads
 
 
 class MergeError(ValueError):

@@ -24,9 +24,10 @@ from leadflow.db.connection import connect, transaction
 from leadflow.events import OutboundCommand
 from leadflow.kafka import assign_from, cluster_id, consume, make_consumer, partitions_of
 from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline
-from leadflow.leads.store import move_lead_forward
+from leadflow.leads.store.stages import move_lead_forward
 from leadflow.offsets import lock_offsets, store_offsets
-from leadflow.outbound.senders import Rejected, RetryLater, Sender, Skip
+from leadflow.outbound.errors import Rejected, RetryLater, Skip
+from leadflow.outbound.senders import Sender
 
 log = logging.getLogger(__name__)
 READER = "dispatcher"

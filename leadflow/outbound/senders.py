@@ -15,7 +15,6 @@ Credentials per broker, from the environment (never stored): ``LEADFLOW_<SLUG>_T
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,23 +24,10 @@ from typing import Any, Protocol
 import httpx
 
 from leadflow.brokers import default_secret_env
-from leadflow.campaigns.eligibility import in_whatsapp_window
-from leadflow.config import provider_url
+from leadflow.config import provider_url, secret
 from leadflow.events import OutboundCommand
-
-
-class RetryLater(RuntimeError):
-    def __init__(self, reason: str, after_s: float = 60.0) -> None:
-        super().__init__(reason)
-        self.after_s = after_s
-
-
-class Rejected(RuntimeError):
-    """The provider will never accept this send as it is; the message says why."""
-
-
-class Skip(RuntimeError):
-    """Sending is no longer allowed (e.g. the WhatsApp window closed and there is no template)."""
+from leadflow.outbound.errors import Rejected, RetryLater, Skip
+from leadflow.outbound.window import in_whatsapp_window
 
 
 class Sender(Protocol):
@@ -50,7 +36,7 @@ class Sender(Protocol):
 
 def credential(slug: str, kind: str) -> str:
     name = default_secret_env(slug, kind)
-    value = os.environ.get(name)
+    value = secret(name)
     if not value:
         raise Rejected(f"{name} is not set: {slug} cannot send through this channel")
     return value
@@ -222,7 +208,7 @@ class GoogleCalendar:
 
     def insert(self, broker_slug: str, event: dict[str, Any]) -> str:
         token = credential(broker_slug, "google_calendar_token")
-        calendar = os.environ.get(default_secret_env(broker_slug, "google_calendar_id")) or "primary"
+        calendar = secret(default_secret_env(broker_slug, "google_calendar_id")) or "primary"
         response = _post(self.client, f"{self.base_url}/calendars/{calendar}/events", event,
                          headers={"Authorization": f"Bearer {token}"})
         answer = _verdict("Google Calendar", response)

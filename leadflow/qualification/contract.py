@@ -14,9 +14,10 @@ import orjson
 import polars as pl
 
 from leadflow.qualification.llm import LLMQualifier
-from leadflow.qualification.rules import Turn, messages_frame, qualify_frame
+from leadflow.qualification.rules import messages_frame, qualify_frame
 from leadflow.qualification.schema import CONTRACT_KEYS, QUALIFICATION_SCHEMA
 from leadflow.qualification.scoring import ScoringConfig, score_frame
+from leadflow.qualification.turns import Turn
 
 _LEAD = {"lead", "user", "customer", "human", "cliente"}
 _AGENT = {"agent", "assistant", "bot", "ai", "broker", "agente"}

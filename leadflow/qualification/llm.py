@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 from collections.abc import Sequence
@@ -27,9 +26,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from leadflow.leads.conversations import conversation_hash
-from leadflow.qualification.rules import Turn, qualify
+from leadflow.config import secret
+from leadflow.qualification.rules import qualify
 from leadflow.qualification.schema import Qualification
+from leadflow.qualification.turns import Turn, conversation_hash
 
 log = logging.getLogger(__name__)
 
@@ -276,13 +276,12 @@ def from_environment(provider: str, model: str | None = None, timeout: float = 3
     if provider not in PROVIDERS:
         raise ValueError(f"unknown provider {provider!r}; use one of rules, {', '.join(PROVIDERS)}")
     prefix = f"LEADFLOW_{provider.upper()}_"
-    api_key = os.environ.get(prefix + "API_KEY")
+    api_key = secret(prefix + "API_KEY")
     if not api_key:
         if provider not in _SAID_NO_KEY:
             _SAID_NO_KEY.add(provider)
             log.warning("%sAPI_KEY is not set: qualifying with the offline rules only", prefix)
         return LLMQualifier(None)
-    chosen = model or os.environ.get(prefix + "MODEL") or DEFAULT_MODELS[provider]
-    instance = _PROVIDER_CLASSES[provider](api_key, chosen, os.environ.get(prefix + "BASE_URL") or None, timeout,
-                                           retries)
+    chosen = model or secret(prefix + "MODEL") or DEFAULT_MODELS[provider]
+    instance = _PROVIDER_CLASSES[provider](api_key, chosen, secret(prefix + "BASE_URL"), timeout, retries)
     return LLMQualifier(instance, prompt_additions)

@@ -15,8 +15,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 
@@ -25,13 +24,7 @@ from leadflow.qualification.numbers import WORD_VALUES, fold, words_to_numbers
 from leadflow.qualification.places import find_places, place_names
 from leadflow.qualification.schema import QUALIFICATION_SCHEMA, Qualification
 from leadflow.qualification.summary import with_summary
-
-
-@dataclass(frozen=True)
-class Turn:
-    role: Literal["lead", "agent"]
-    text: str
-
+from leadflow.qualification.turns import Turn
 
 COUNTRY_CURRENCY = {"CL": "CLP", "MX": "MXN", "AR": "ARS", "ES": "EUR", "US": "USD"}
 MAX_TEXT = 20_000  # a pasted novel is not a lead; its first pages are enough

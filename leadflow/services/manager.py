@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from leadflow.config import ConfigurationError, export_environment, read_state, state_dir, state_file
+from leadflow.config import ConfigurationError, Settings, export_environment, read_state, state_file
 from leadflow.db.connection import connect
 from leadflow.db.migrate import upgrade
 from leadflow.kafka import ensure_topics, ping
@@ -24,7 +24,7 @@ DAGSTER_YAML = Path(__file__).with_name("dagster.yaml")
 
 
 def _write_state(state: dict[str, Any]) -> None:
-    state_dir().mkdir(parents=True, exist_ok=True)
+    state_file().parent.mkdir(parents=True, exist_ok=True)
     tmp = state_file().with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(state_file())
@@ -38,47 +38,43 @@ def _postgres_answers(url: str) -> bool:
         return False
 
 
-def _port_of(env: str) -> int:
-    raw = os.environ.get(env)
-    return int(raw) if raw else free_port()
-
-
 def dagster_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or state_dir() / "dagster").resolve()
+    return Settings.from_environment().dagster_instance_dir
 
 
 def up(log: Any = print) -> dict[str, Any]:
     """Bring both services to a usable state, migrate the schema, create the topics."""
+    configured = Settings.from_environment()
     state = read_state()
-    if os.environ.get("LEADFLOW_DATABASE_URL"):
-        connect(os.environ["LEADFLOW_DATABASE_URL"]).close()
-        log(f"postgres: configured by LEADFLOW_DATABASE_URL ({_safe(os.environ['LEADFLOW_DATABASE_URL'])})")
+    if configured.database_url:
+        connect(configured.database_url).close()
+        log(f"postgres: configured by LEADFLOW_DATABASE_URL ({_safe(configured.database_url)})")
     elif state.get("database_url") and _postgres_answers(state["database_url"]):
         log(f"postgres: embedded, already running at {state['database_url']}")
     else:
-        data_dir = state_dir() / "postgres"
-        state["database_url"] = embedded_postgres.start(data_dir, _port_of("LEADFLOW_EMBEDDED_PG_PORT"))
+        data_dir = configured.state_dir / "postgres"
+        state["database_url"] = embedded_postgres.start(data_dir, configured.embedded_pg_port or free_port())
         state["postgres_data_dir"] = str(data_dir)
         log(f"postgres: embedded, started at {state['database_url']}")
-    if os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"):
-        ping(os.environ["LEADFLOW_KAFKA_BOOTSTRAP_SERVERS"])
-        log(f"kafka: configured by LEADFLOW_KAFKA_BOOTSTRAP_SERVERS ({os.environ['LEADFLOW_KAFKA_BOOTSTRAP_SERVERS']})")
+    if configured.kafka_bootstrap_servers:
+        ping(configured.kafka_bootstrap_servers)
+        log(f"kafka: configured by LEADFLOW_KAFKA_BOOTSTRAP_SERVERS ({configured.kafka_bootstrap_servers})")
     elif state.get("kafka_bootstrap_servers") and pid_alive(state.get("kafka_pid")):
         log(f"kafka: embedded, already running at {state['kafka_bootstrap_servers']}")
     else:
-        port = _port_of("LEADFLOW_EMBEDDED_KAFKA_PORT")
-        address, cluster, pid = embedded_kafka.start(state_dir(), port)
+        port = configured.embedded_kafka_port or free_port()
+        address, cluster, pid = embedded_kafka.start(configured.state_dir, port)
         state.update(kafka_bootstrap_servers=address, kafka_cluster_id=cluster, kafka_pid=pid)
         log(f"kafka: embedded, started at {address} (cluster {cluster})")
     _write_state(state)
-    settings = export_environment()
+    # The caller (CLI, demo, make up) goes on to run Dagster and dbt in this process and its children.
+    settings = export_environment(configured.resolved())
     upgrade(settings.database_url)
     ensure_topics(settings.kafka_bootstrap_servers, settings.topics.all(), settings.kafka_partitions)
-    home = dagster_home()
+    home = settings.dagster_instance_dir
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(DAGSTER_YAML.read_text())
-    os.environ["DAGSTER_HOME"] = str(home)
     return state
 
 
@@ -103,17 +99,18 @@ def embedded_running() -> bool:
 
 
 def status() -> dict[str, str]:
+    configured = Settings.from_environment()
     state = read_state()
     report: dict[str, str] = {}
-    db_url = os.environ.get("LEADFLOW_DATABASE_URL") or state.get("database_url")
+    db_url = configured.database_url or state.get("database_url")
     if db_url:
-        origin = "configured" if os.environ.get("LEADFLOW_DATABASE_URL") else "embedded"
+        origin = "configured" if configured.database_url else "embedded"
         report["postgres"] = f"{origin} {_safe(db_url)}: {'up' if _postgres_answers(db_url) else 'DOWN'}"
     else:
         report["postgres"] = "not started (run `leadflow services up`)"
-    bootstrap = os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS") or state.get("kafka_bootstrap_servers")
+    bootstrap = configured.kafka_bootstrap_servers or state.get("kafka_bootstrap_servers")
     if bootstrap:
-        origin = "configured" if os.environ.get("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS") else "embedded"
+        origin = "configured" if configured.kafka_bootstrap_servers else "embedded"
         host, _, port = bootstrap.split(",")[0].rpartition(":")
         alive = wait_for_port(host, int(port), timeout=1)
         report["kafka"] = f"{origin} {bootstrap}: {'up' if alive else 'DOWN'}"

@@ -1,0 +1,28 @@
+"""What a qualifier reads: a conversation's turns, and the hash that says whether it changed.
+
+The hash covers exactly what a qualifier reads (roles and texts, in order), so an unchanged
+conversation is recognised and never qualified, or sent to an LLM, twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: Literal["lead", "agent"]
+    text: str
+
+
+def conversation_hash(roles: Iterable[str], texts: Iterable[str | None]) -> str:
+    digest = hashlib.sha256()
+    for role, text in zip(roles, texts, strict=True):
+        digest.update(role.encode())
+        digest.update(b"\x1f")
+        digest.update((text or "").encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()

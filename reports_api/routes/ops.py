@@ -1,0 +1,14 @@
+"""Operational endpoints: the health check."""
+
+from fastapi import APIRouter
+
+from reports_api.deps import Pool
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/health")
+def health(pool: Pool) -> dict[str, str]:
+    """PostgreSQL reachability (a 500 when it does not answer)."""
+    pool.ping()
+    return {"status": "ok"}
