@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import timedelta
 
 import pytest
 from dagster import materialize
@@ -23,9 +23,11 @@ from leadflow.leads.stages import DEFAULT_PIPELINE
 from leadflow.leads.store.stages import move_lead_forward
 from leadflow.users import User, add_user, assign_leads
 from reports_api.security import TokenSettings
-from tests.test_leads_pipeline import rows, run, send
+from tests.test_leads_pipeline import T0, rows, run, send
 
 PASSWORD = "una-clave-larga-de-prueba"
+# The world's messages are sent from T0 on; the reports describe it an hour later, whatever today is.
+AS_OF = T0 + timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def _build(settings: Settings) -> World:
     [(camila,)] = rows(settings, "SELECT lead_id FROM leadflow.leads WHERE broker_id = %s AND display_name = %s",
                        a.broker_id, "Camila Rojas")
     with transaction(url) as conn, conn.cursor() as cur:
-        move_lead_forward(cur, a.broker_id, camila, "ganado", DEFAULT_PIPELINE, datetime.now(UTC),
+        move_lead_forward(cur, a.broker_id, camila, "ganado", DEFAULT_PIPELINE, T0 + timedelta(minutes=40),
                           "signed the promesa", automatic=False)
     save_campaign(url, a.slug, "Reactivar tibios", {
         "trigger": {"type": "manual"}, "steps": [{"action": "message", "template": "Hola {{first_name}}"}]})
@@ -94,9 +96,10 @@ def _build(settings: Settings) -> World:
 
 
 def build_analytics(settings: Settings) -> None:
-    """The dbt build, as the analytics job runs it (incremental, as of now)."""
+    """The dbt build, as the analytics job runs it (incremental), as of ``AS_OF``."""
     from assets.analytics import dbt_project, leadflow_dbt_models
 
     result = materialize([leadflow_dbt_models], resources={
-        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir))})
+        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir))},
+        run_config={"ops": {leadflow_dbt_models.op.name: {"config": {"as_of": AS_OF.isoformat()}}}})
     assert result.success
