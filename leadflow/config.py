@@ -124,12 +124,15 @@ class Settings(BaseModel):
 
     home: Path = _env("LEADFLOW_HOME", "state of the embedded services", Path(".leadflow"))
     dagster_home: Path | None = _env("DAGSTER_HOME", "Dagster instance directory; default $LEADFLOW_HOME/dagster")
-    database_url: str = _env("LEADFLOW_DATABASE_URL", "application PostgreSQL; empty: the embedded one", "")
+    # URLs may hold a password: kept out of repr (tracebacks, logs).
+    database_url: str = _env("LEADFLOW_DATABASE_URL", "application PostgreSQL; empty: the embedded one", "",
+                             repr=False)
     kafka_bootstrap_servers: str = _env("LEADFLOW_KAFKA_BOOTSTRAP_SERVERS", "Kafka; empty: the embedded broker", "")
     kafka_topic_prefix: str = _env("LEADFLOW_KAFKA_TOPIC_PREFIX", "prefix of every topic", "leadflow",
                                    pattern=r"^[A-Za-z0-9._-]+$")
     kafka_partitions: int = _env("LEADFLOW_KAFKA_PARTITIONS", "partitions of topics created at start-up", 6, ge=1)
-    dagster_database_url: str = _env("LEADFLOW_DAGSTER_DATABASE_URL", "Dagster's storage; default the app database", "")
+    dagster_database_url: str = _env("LEADFLOW_DAGSTER_DATABASE_URL", "Dagster's storage; default the app database",
+                                     "", repr=False)
     embedded_pg_port: int | None = _env("LEADFLOW_EMBEDDED_PG_PORT", "fixed port of the embedded PostgreSQL",
                                         ge=1, le=65535)
     embedded_kafka_port: int | None = _env("LEADFLOW_EMBEDDED_KAFKA_PORT", "fixed port of the embedded broker",
@@ -139,15 +142,16 @@ class Settings(BaseModel):
     reports_host: str = _env("LEADFLOW_REPORTS_HOST", "where the reports API listens", "127.0.0.1")
     reports_port: int = _env("LEADFLOW_REPORTS_PORT", "port of the reports API", 8100, ge=1, le=65535)
     dagster_port: int = _env("LEADFLOW_DAGSTER_PORT", "port of the Dagster UI of `make up`", 3000, ge=1, le=65535)
-    reports_jwt_secret: str = Field("", alias="LEADFLOW_REPORTS_JWT_SECRET", repr=False,
-                                    description="HS256 key of the reports API's tokens")
+    reports_jwt_secret: str = _env("LEADFLOW_REPORTS_JWT_SECRET", "HS256 key of the reports API's tokens", "",
+                                   repr=False)
     reports_token_minutes: int = _env("LEADFLOW_REPORTS_TOKEN_MINUTES", "lifetime of an access token", 60, ge=1)
     reports_login_attempts: int = _env("LEADFLOW_REPORTS_LOGIN_ATTEMPTS", "logins per window", 5, ge=1)
     reports_login_window_s: int = _env("LEADFLOW_REPORTS_LOGIN_WINDOW_S", "login window, seconds", 60, ge=1)
     reports_pool_size: int = _env("LEADFLOW_REPORTS_POOL_SIZE", "reports API connections", 8, ge=1)
     bcrypt_rounds: int = _env("LEADFLOW_BCRYPT_ROUNDS", "bcrypt work factor of new hashes", 12, ge=4, le=16)
     dbt_docs_dir: Path | None = _env("LEADFLOW_DBT_DOCS_DIR", "dbt docs site; default $LEADFLOW_HOME/dbt-docs")
-    test_database_url: str = _env("LEADFLOW_TEST_DATABASE_URL", "a server the test suite creates its database on", "")
+    test_database_url: str = _env("LEADFLOW_TEST_DATABASE_URL", "a server the test suite creates its database on", "",
+                                  repr=False)
     test_kafka_bootstrap_servers: str = _env("LEADFLOW_TEST_KAFKA_BOOTSTRAP_SERVERS", "Kafka for the test suite", "")
     telegram_api_url: str = _env("LEADFLOW_TELEGRAM_API_URL", "Telegram Bot API",
                                  PROVIDER_URLS["LEADFLOW_TELEGRAM_API_URL"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 
@@ -11,7 +12,7 @@ from leadflow.db.copy import copy_frame, copy_line, copy_rows, pg_array, read_fr
 
 AWKWARD = "tab\there, line\nbreak, back\\slash, quote \" and comma, NUL\x00gone, ñuñoa"
 MOMENT = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
-SCHEMA = {"id": pl.Int64, "body": pl.String, "at": pl.Datetime("us", "UTC"), "tags": pl.List(pl.String),
+SCHEMA: dict[str, Any] = {"id": pl.Int64, "body": pl.String, "at": pl.Datetime("us", "UTC"), "tags": pl.List(pl.String),
           "flag": pl.Boolean, "amount": pl.Float64}
 
 
