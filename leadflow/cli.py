@@ -249,6 +249,28 @@ def _campaigns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent(args: argparse.Namespace) -> int:
+    from leadflow.agent.store import AgentError, history, release, save_agent_settings, take_over
+
+    settings = load_settings()
+    try:
+        if args.action == "settings":
+            config = save_agent_settings(settings.database_url, args.broker, _json_argument(args.settings))
+            print(f"agent settings of {args.broker} saved: {'on' if config.enabled else 'off'}, {config.policy} "
+                  f"policy, {config.language}")
+        elif args.action in ("take-over", "release"):
+            switch = (take_over if args.action == "take-over" else release)(
+                settings.database_url, args.broker, args.lead, args.by, args.reason or args.action)
+            print(f"lead {switch.lead_id}: answered by the {switch.handler} now ({switch.user_email}: {switch.reason})")
+        else:
+            for s in history(settings.database_url, args.broker, args.lead):
+                print(f"{s.switched_at:%Y-%m-%d %H:%M} {s.handler:6s} {s.user_email or 'bot'}: {s.reason}")
+    except AgentError as exc:
+        print(f"leadflow agent {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def print_funnels(funnels: dict[str, list[dict[str, Any]]]) -> None:
     def pct(value: float | None) -> str:
         return "–" if value is None else f"{value:.1%}"
@@ -405,6 +427,22 @@ def build_parser() -> argparse.ArgumentParser:
     save.add_argument("--status", choices=["draft", "active", "paused", "completed"], default="draft")
     campaigns.add_parser("stats", help="sent, delivered, read, replied, failed per campaign")
     p.set_defaults(func=_campaigns)
+
+    p = sub.add_parser("agent", help="the lead agent: a broker's settings; a person takes a lead over or gives it back")
+    agent = p.add_subparsers(dest="action", required=True)
+    configure = agent.add_parser("settings", help="validate and save a broker's agent settings")
+    configure.add_argument("--broker", required=True, help="the broker's slug")
+    configure.add_argument("--settings", required=True, help='JSON ({"enabled": true, "persona_name": …}) or @file')
+    for action, text in (("take-over", "a person answers the lead from now on: the bot stops at once"),
+                         ("release", "the person gives the lead back to the bot"),
+                         ("history", "every switch of a lead between the bot and people")):
+        switch = agent.add_parser(action, help=text)
+        switch.add_argument("--broker", required=True, help="the broker's slug")
+        switch.add_argument("--lead", type=int, required=True)
+        if action != "history":
+            switch.add_argument("--by", required=True, help="the email of the person (a user of the broker)")
+            switch.add_argument("--reason", help="why (recorded with the switch)")
+    p.set_defaults(func=_agent)
 
     p = sub.add_parser("up", help="run the whole local stack on the demo data until Ctrl-C (make up)")
     p.add_argument("--contacts", type=int, default=300, help="contacts per demo broker, when the demo data is new")
