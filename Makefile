@@ -34,11 +34,12 @@ test-fast: $(STAMP)
 test-clock: $(STAMP)
 	tests/clock/run +365d -365d
 
-# What CI runs of it: the tests without services, and the service tests of the stages, campaigns and
-# logins, whose code reads the clock the most.
+# What CI runs of it: the tests without services, and the service tests of the stages, campaigns,
+# reports and analytics, whose code reads the clock the most.
 test-clock-quick: $(STAMP)
 	tests/clock/run +365d -365d -- -m "not services"
-	tests/clock/run +365d -365d -- tests/test_leads_pipeline.py tests/test_campaigns.py tests/test_reports_api.py
+	tests/clock/run +365d -365d -- tests/test_leads_pipeline.py tests/test_campaigns.py tests/test_reports_api.py \
+		tests/test_analytics.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -87,8 +87,9 @@ def _reports_api(args: argparse.Namespace) -> int:
         print("LEADFLOW_REPORTS_JWT_SECRET is not set: signing tokens with a random key for this process only "
               "(every token dies with it).", file=sys.stderr)
         tokens = TokenSettings.ephemeral(settings)
-    uvicorn.run(create_app(settings.database_url, tokens, docs_dir=settings.docs_dir), host=args.host,
-                port=args.port, log_level="info", access_log=args.access_log)
+    # proxy_headers=False: the app trusts X-Forwarded-For only from LEADFLOW_TRUSTED_PROXIES (reports_api/proxies).
+    uvicorn.run(create_app(settings.database_url, tokens, docs_dir=settings.docs_dir, bind_host=args.host),
+                host=args.host, port=args.port, log_level="info", access_log=args.access_log, proxy_headers=False)
     return 0
 
 

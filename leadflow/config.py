@@ -150,6 +150,12 @@ class Settings(BaseModel):
     reports_pool_size: int = _env("LEADFLOW_REPORTS_POOL_SIZE", "reports API connections", 8, ge=1)
     bcrypt_rounds: int = _env("LEADFLOW_BCRYPT_ROUNDS", "bcrypt work factor of new hashes", 12, ge=4, le=16)
     dbt_docs_dir: Path | None = _env("LEADFLOW_DBT_DOCS_DIR", "dbt docs site; default $LEADFLOW_HOME/dbt-docs")
+    # Checked loosely here (the message names the variable early); reports_api.proxies parses each address.
+    trusted_proxies: str = _env("LEADFLOW_TRUSTED_PROXIES", "reverse proxies whose X-Forwarded-For the reports API "
+                                "believes: addresses or networks, comma-separated; empty: none", "",
+                                pattern=r"^[0-9A-Fa-f:.,/ ]*$")
+    cookie_secure: bool | None = _env("LEADFLOW_COOKIE_SECURE", "Secure flag of the dashboard's session cookie; "
+                                      "unset: on unless LEADFLOW_REPORTS_HOST is a loopback address")
     test_database_url: str = _env("LEADFLOW_TEST_DATABASE_URL", "a server the test suite creates its database on", "",
                                   repr=False)
     test_kafka_bootstrap_servers: str = _env("LEADFLOW_TEST_KAFKA_BOOTSTRAP_SERVERS", "Kafka for the test suite", "")

@@ -7,6 +7,7 @@ are assigned to it (``leads.assigned_user_id``). PostgreSQL enforces the broker 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -22,8 +23,6 @@ MIN_PASSWORD_LENGTH = 10
 # bcrypt reads at most 72 bytes; a longer password would be silently cut, so it is refused instead.
 MAX_PASSWORD_BYTES = 72
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-# A hash to check against when the email is unknown, so a wrong email costs as long as a wrong password.
-_DUMMY_HASH = bcrypt.hashpw(b"leadflow-no-such-user", bcrypt.gensalt(4))
 
 
 class UserError(ValueError):
@@ -54,10 +53,25 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(encoded, bcrypt.gensalt(bcrypt_rounds())).decode()
 
 
+@functools.cache
+def _stand_in_hash(rounds: int) -> bytes:
+    return bcrypt.hashpw(b"leadflow-no-such-user", bcrypt.gensalt(rounds))
+
+
+def stand_in_hash(rounds: int | None = None) -> bytes:
+    """What an unknown email's password is checked against: a hash at the work factor of new hashes
+    (LEADFLOW_BCRYPT_ROUNDS), so a wrong email takes as long as a wrong password (issue 17, finding 5).
+
+    Made once per work factor; the reports API makes it at start-up, so the first unknown email is not
+    the one slow login that would tell it apart.
+    """
+    return _stand_in_hash(bcrypt_rounds() if rounds is None else rounds)
+
+
 def password_matches(password: str, password_hash: str | None) -> bool:
     encoded = password.encode()[:MAX_PASSWORD_BYTES]
     if password_hash is None:
-        bcrypt.checkpw(encoded, _DUMMY_HASH)
+        bcrypt.checkpw(encoded, stand_in_hash())
         return False
     return bcrypt.checkpw(encoded, password_hash.encode())
 

@@ -1,20 +1,29 @@
 """The reports API application: assembles the routers of ``reports_api.routes`` and the dbt docs.
 
-``create_app`` puts what the routes need on ``app.state`` (``database_url``, ``tokens``, ``limiter``;
-``pool`` while the app runs); ``reports_api.deps`` reads it from there.
+``create_app`` puts what the routes need on ``app.state`` (``database_url``, ``tokens``, ``limiter``,
+``cookie_secure``, ``docs_dir``; ``pool`` while the app runs); ``reports_api.deps`` reads it from there.
+The client address the login limit keys on is resolved by ``reports_api.proxies`` from
+LEADFLOW_TRUSTED_PROXIES; run uvicorn with ``proxy_headers=False`` (``--no-proxy-headers``) so its own
+handling of X-Forwarded-For does not decide first.
 """
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
+from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from leadflow.config import Settings, load_settings
-from reports_api.routes import auth, dashboard, ops, reports
+from leadflow.users import stand_in_hash
+from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
+from reports_api.routes import auth, dashboard, docs, ops, reports
 from reports_api.scope import ScopedPool
-from reports_api.security import LoginLimiter, TokenSettings
+from reports_api.security import LoginLimiter, TokenSettings, cookie_secure
 
 DESCRIPTION = ("Each broker's funnel, cohorts, campaigns and leads. Log in at POST /auth/token and send the "
                "token as `Authorization: Bearer …`. A token reads only its own broker (a SUPERADMIN reads any); "
@@ -24,6 +33,8 @@ DESCRIPTION = ("Each broker's funnel, cohorts, campaigns and leads. Log in at PO
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """The connection pool, open while the app serves (creating the app connects to nothing)."""
+    # Before the first login: made on demand, the first unknown email's login would be the slow one.
+    await run_in_threadpool(stand_in_hash)
     app.state.pool = ScopedPool(app.state.database_url, app.state.pool_size)
     try:
         yield
@@ -31,29 +42,58 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool.close()
 
 
-def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | None = None,
-               limiter: LoginLimiter | None = None, docs_dir: Path | None = None) -> FastAPI:
-    """The reports API on ``database_url``; ``docs_dir`` (dbt docs) is served at /dbt-docs/.
+def _printable(value: Any) -> Any:
+    """``value`` with every string made UTF-8 encodable (a lone surrogate becomes '?')."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode()
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    return value
 
-    The pool size and the login limit default to their settings (LEADFLOW_REPORTS_*).
+
+async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422 without the ``input`` it echoes: the input may be a password, and a lone surrogate in it
+    made the default handler fail with a 500 (issue 17, finding 15)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    shown = [{key: error[key] for key in ("type", "loc", "msg", "ctx") if key in error} for error in errors]
+    return JSONResponse({"detail": _printable(jsonable_encoder(shown))},
+                        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | None = None,
+               limiter: LoginLimiter | None = None, docs_dir: Path | None = None,
+               trusted_proxies: str | None = None, secure_cookie: bool | None = None,
+               bind_host: str | None = None) -> FastAPI:
+    """The reports API on ``database_url``; ``docs_dir`` (dbt docs) is served at /dbt-docs/ to logged-in callers.
+
+    The pool size, the login limit, the trusted proxies and the cookie's Secure flag default to their
+    settings (LEADFLOW_REPORTS_*, LEADFLOW_TRUSTED_PROXIES, LEADFLOW_COOKIE_SECURE); ``bind_host``, where the
+    server listens when not LEADFLOW_REPORTS_HOST, decides the Secure flag's default.
     """
     configured = Settings.from_environment()
     app = FastAPI(title="Leadflow reports API", version="1", lifespan=lifespan, description=DESCRIPTION)
     app.state.database_url = database_url
     app.state.pool_size = pool_size or configured.reports_pool_size
     app.state.tokens = tokens
-    app.state.limiter = limiter or LoginLimiter(attempts=configured.reports_login_attempts,
-                                                window_s=configured.reports_login_window_s)
+    app.state.limiter = limiter if limiter is not None else LoginLimiter(
+        attempts=configured.reports_login_attempts, window_s=configured.reports_login_window_s)
+    app.state.cookie_secure = cookie_secure(configured, bind_host) if secure_cookie is None else secure_cookie
+    app.state.docs_dir = docs_dir
+    app.add_exception_handler(RequestValidationError, validation_problem)
+    proxies = parse_trusted_proxies(configured.trusted_proxies if trusted_proxies is None else trusted_proxies)
+    app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
     for area in (auth, reports, ops, dashboard):
         app.include_router(area.router)
     if docs_dir is not None:
-        # Mounted even before the first `dbt docs generate` has written it: it 404s until then.
-        app.mount("/dbt-docs", StaticFiles(directory=docs_dir, html=True, check_dir=False), name="dbt-docs")
+        # Routed even before the first `dbt docs generate` has written the site: it 404s until then.
+        app.include_router(docs.router)
     return app
 
 
 def from_environment() -> FastAPI:
-    """For `uvicorn --factory reports_api.app:from_environment`: LEADFLOW_DATABASE_URL (or the embedded
-    PostgreSQL) and LEADFLOW_REPORTS_JWT_SECRET, which is required here."""
+    """For `uvicorn --factory --no-proxy-headers reports_api.app:from_environment`: LEADFLOW_DATABASE_URL (or the
+    embedded PostgreSQL) and LEADFLOW_REPORTS_JWT_SECRET, which is required here."""
     settings = load_settings()
     return create_app(settings.database_url, TokenSettings.from_settings(settings), docs_dir=settings.docs_dir)

@@ -14,10 +14,15 @@ class LoginRequest(BaseModel):
 
     @field_validator("email", "password")
     @classmethod
-    def no_nul(cls, value: str) -> str:
-        # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the query.
+    def storable_text(cls, value: str) -> str:
+        # PostgreSQL text cannot hold NUL, nor UTF-8 a lone surrogate (JSON "\ud800"): refuse them here
+        # rather than fail in the query or in bcrypt.
         if "\x00" in value:
             raise ValueError("must not contain NUL characters")
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text") from None
         return value
 
 

@@ -6,13 +6,15 @@ broker; the API scopes every query to that broker in PostgreSQL (``reports_api.s
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import jwt
 from fastapi import Request
@@ -24,6 +26,7 @@ from leadflow.users import Role, User, authenticate
 ALGORITHM = "HS256"
 ISSUER = "leadflow-reports"
 MIN_SECRET_LENGTH = 32
+_V = TypeVar("_V")
 
 
 class InvalidToken(Exception):
@@ -86,45 +89,158 @@ def read_token(settings: TokenSettings, token: str) -> Principal:
 
 
 class LoginLimiter:
-    """At most ``attempts`` logins per ``window_s`` for one client address, and as many for one email.
+    """Login throttling, kept in this process: a hard limit per client address and a backoff per email.
 
-    Kept in the process: run one reports-API process per database, or put a shared limit in front.
+    Per address: at most ``attempts`` logins per ``window_s`` (sliding), whatever their outcome; the
+    next waits until the oldest leaves the window. Per email: only failures count, and a success
+    clears them. The first ``attempts`` failures cost nothing; after that each attempt waits for a
+    delay that starts at ``window_s / attempts`` and doubles with every further failure, up to
+    ``max_delay_s``; an email quiet for ``window_s`` after its delay is forgotten. A hard lock per
+    email would let anyone lock a person out with a few wrong passwords (issue 17, finding 6b);
+    the backoff still slows a guesser spread over many addresses to a few guesses an hour, and the
+    person waits at most ``max_delay_s``.
+
+    Memory is bounded (issue 17, finding 1): a refused attempt stores nothing, and each table keeps
+    at most ``max_entries`` keys, dropping expired keys first, then the least recently used.
+
+    A second process has its own counts: run one reports-API process, or limit logins in front of it
+    (SECURITY.md).
     """
 
-    def __init__(self, attempts: int = 5, window_s: float = 60.0) -> None:
+    def __init__(self, attempts: int = 5, window_s: float = 60.0, *, max_delay_s: float = 900.0,
+                 max_entries: int = 10_000) -> None:
         self.attempts = attempts
         self.window_s = window_s
-        self._seen: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.max_delay_s = max_delay_s
+        self.max_entries = max_entries
+        # Ordered by last use, so the front holds what expires or is evicted first.
+        self._addresses: OrderedDict[str, deque[float]] = OrderedDict()
+        self._emails: OrderedDict[str, _Failures] = OrderedDict()
         self._lock = threading.Lock()
 
-    def retry_after(self, *keys: str, now: float | None = None) -> float:
-        """Seconds to wait when any key is over the limit; else 0, and the attempt is counted."""
+    def entries(self) -> int:
+        """How many addresses and emails are remembered (not ``__len__``: an empty limiter would be falsy)."""
+        return len(self._addresses) + len(self._emails)
+
+    def delay(self, failures: int) -> float:
+        """How long an email waits after ``failures`` failures in a row."""
+        over = failures - self.attempts
+        if over < 0:
+            return 0.0
+        # The exponent is capped so a huge count costs nothing to compute; the delay is capped anyway.
+        return float(min(self.window_s / self.attempts * 2 ** min(over, 64), self.max_delay_s))
+
+    def _address_expired(self, seen: deque[float], now: float) -> bool:
+        return not seen or seen[-1] <= now - self.window_s
+
+    def _email_expired(self, failures: _Failures, now: float) -> bool:
+        return now >= failures.last + self.delay(failures.count) + self.window_s
+
+    def check(self, address: str, email: str, now: float | None = None) -> float:
+        """Seconds to wait when the address or the email is over its limit (nothing is stored then);
+        else 0, and the attempt is counted: against the address, and as a failure of the email until
+        ``succeeded`` clears it (so concurrent guesses cannot all pass before the first one fails)."""
         now = time.monotonic() if now is None else now
         with self._lock:
             waits = []
-            for key in keys:
-                seen = self._seen[key]
+            seen = self._addresses.get(address)
+            if seen is not None:
                 while seen and seen[0] <= now - self.window_s:
                     seen.popleft()
-                if len(seen) >= self.attempts:
+                if not seen:
+                    del self._addresses[address]
+                    seen = None
+                elif len(seen) >= self.attempts:
                     waits.append(seen[0] + self.window_s - now)
+            failures = self._emails.get(email)
+            if failures is not None:
+                ready = failures.last + self.delay(failures.count)
+                if ready > now:
+                    waits.append(ready - now)
             if waits:
                 return max(waits)
-            for key in keys:
-                self._seen[key].append(now)
-            if len(self._seen) > 10_000:  # forget keys whose window has passed
-                for key in [k for k, seen in self._seen.items() if seen[-1] <= now - self.window_s]:
-                    del self._seen[key]
+            if seen is None:
+                seen = self._addresses[address] = self._room(self._addresses, self._address_expired, now, deque())
+            seen.append(now)
+            self._addresses.move_to_end(address)
+            if failures is None or self._email_expired(failures, now):
+                failures = self._emails[email] = self._room(self._emails, self._email_expired, now, _Failures())
+            failures.count += 1
+            failures.last = now
+            self._emails.move_to_end(email)
             return 0.0
+
+    def succeeded(self, email: str) -> None:
+        """The email's password was right: its failures are forgotten."""
+        with self._lock:
+            self._emails.pop(email, None)
+
+    def _room(self, table: OrderedDict[str, _V], expired: Callable[[_V, float], bool], now: float, new: _V) -> _V:
+        """Make room in ``table`` for one more key, then give back ``new``."""
+        while table:
+            key, value = next(iter(table.items()))
+            if not expired(value, now):
+                break
+            del table[key]
+        while len(table) >= self.max_entries:
+            table.popitem(last=False)
+        return new
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+
+
+def address_key(host: str) -> str:
+    """The login limit's key for a client address: an IPv6 client counts by its /64, which one subscriber
+    usually holds whole (one key per address would give each a fresh limit)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def email_key(email: str) -> str:
+    # Cut: the dashboard's form has no length limit, and the key is kept in memory.
+    return email.strip().lower()[:320]
+
+
+def cookie_secure(settings: Settings, bind_host: str | None = None) -> bool:
+    """Whether the session cookie is Secure: LEADFLOW_COOKIE_SECURE when set; else on, unless the reports
+    API listens on a loopback address (``bind_host``, default LEADFLOW_REPORTS_HOST; e.g. `make up`), where
+    the browser is on the same machine and plain http is all there is."""
+    if settings.cookie_secure is not None:
+        return settings.cookie_secure
+    host = (bind_host or settings.reports_host).strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 async def attempt_login(request: Request, email: str, password: str) -> tuple[User | None, float]:
     """The API's and the dashboard's login: (the user, 0) on success, (None, 0) on wrong credentials,
-    (None, seconds to wait) when the address or the email is over the limit (nothing is checked then)."""
+    (None, seconds to wait) when the address or the email is over the limit (nothing is checked then).
+
+    The address is ``request.client``, which ``reports_api.proxies`` resolved from trusted proxies only.
+    """
+    limiter: LoginLimiter = request.app.state.limiter
     client = request.client.host if request.client else "unknown"
-    wait: float = request.app.state.limiter.retry_after(f"ip:{client}", f"email:{email.strip().lower()}")
+    key = email_key(email)
+    wait = limiter.check(address_key(client), key)
     if wait:
         return None, wait
     user = await run_in_threadpool(authenticate, request.app.state.database_url, email, password) \
         if email and password else None
+    if user is not None:
+        limiter.succeeded(key)
     return user, 0.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +17,23 @@ from leadflow.brokers import add_broker
 from leadflow.config import Settings, Topics
 from leadflow.events import Contact
 from leadflow.kafka import ensure_topics
+from leadflow.users import User
 from pipelines.resources import PostgresResource
 from reports_api.app import create_app
-from reports_api.security import TokenSettings
-from tests.test_leads_pipeline import rows, run, send
+from reports_api.security import TokenSettings, issue_token
+from tests.test_leads_pipeline import T0, rows, run, send
+
+AS_OF = T0 + timedelta(days=1)
 
 
 def dbt(settings: Settings, **config: Any) -> None:
+    """The analytics build, as of a day after the tests' messages (``T0``), whatever today is."""
     from assets.analytics import dbt_project, leadflow_dbt_models
 
+    config = {"as_of": AS_OF.isoformat(), **config}
     result = materialize([leadflow_dbt_models], resources={
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir))},
-        run_config={"ops": {"leadflow_dbt_models": {"config": config}}} if config else None)
+        run_config={"ops": {"leadflow_dbt_models": {"config": config}}})
     assert result.success
 
 
@@ -128,9 +133,12 @@ def test_dbt_docs_are_generated_and_served(settings: Settings, tmp_path: Path, m
     [materialization] = result.asset_materializations_for_node("dbt_docs")
     assert materialization.metadata["models_in_catalog"].value > 10  # type: ignore[operator]
     docs = Settings.from_environment().docs_dir
-    with TestClient(create_app(settings.database_url, TokenSettings.ephemeral(), docs_dir=docs)) as client:
-        page = client.get("/dbt-docs/")
-        catalog = client.get("/dbt-docs/catalog.json")
+    tokens = TokenSettings.ephemeral()
+    analyst = {"Authorization": "Bearer "
+               + issue_token(tokens, User(1, None, "ops@leadflow.test", "ops", "SUPERADMIN"))}
+    with TestClient(create_app(settings.database_url, tokens, docs_dir=docs)) as client:
+        page = client.get("/dbt-docs/", headers=analyst)
+        catalog = client.get("/dbt-docs/catalog.json", headers=analyst)
     assert page.status_code == 200 and "dbt" in page.text.lower()
     assert "model.leadflow.fct_funnel_daily" in catalog.json()["nodes"]
 
@@ -158,7 +166,7 @@ def test_a_broker_with_its_own_pipeline_gets_its_own_funnel(settings: Settings, 
                       broker.broker_id, "+56966666666")
     with transaction(settings.database_url) as conn, conn.cursor() as cur:
         move_lead_forward(cur, broker.broker_id, marta, "firmado", Pipeline.from_settings(pipeline),
-                          datetime.now(UTC), "signed", automatic=False)
+                          T0 + timedelta(minutes=30), "signed", automatic=False)
     dbt(settings)
     funnel = rows(settings, """SELECT stage, stage_name, stage_position, sum(leads_entered), sum(leads_won)
                                FROM marts.fct_funnel_daily WHERE broker_id = %s AND channel = 'all'

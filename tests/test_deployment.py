@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,153 @@ def test_workspace_loads_the_definitions_module() -> None:
     [location] = workspace["load_from"]
     assert location["python_module"] == {"module_name": "pipelines.definitions", "attribute": "defs",
                                          "location_name": "leadflow"}
+
+
+PUBLISHED = {"ingest-api", "reports-api"}  # the services with a login or a signature of their own
+FIRST_PARTY = {"leadflow", "ingest_api", "reports_api", "sensors", "assets", "pipelines"}
+
+
+def interpolated(value: str) -> str:
+    """Compose's `${VAR:-default}` as its default and `${VAR:?message}` as a stand-in value, as compose would
+    with nothing set."""
+    return re.sub(r"\$\{[A-Z0-9_]+(?::?([-?]))([^}]*)\}", lambda m: m.group(2) if m.group(1) == "-" else "set",
+                  value)
+
+
+def test_only_the_authenticated_apis_are_published_and_the_dagster_ui_is_not() -> None:
+    services = compose()["services"]
+    assert {name for name, service in services.items() if service.get("ports")} == PUBLISHED
+    webserver = services["dagster-webserver"]
+    # Reachable inside the compose network (for an authenticating proxy there), not on the host.
+    assert "ports" not in webserver and webserver["expose"] == ["3000"]
+    assert webserver["command"][webserver["command"].index("-p") + 1] == "3000"
+    assert "3000" not in str([service.get("ports") for service in services.values()])
+
+
+def test_the_reports_api_in_compose_sets_a_secure_cookie_and_trusts_only_configured_proxies() -> None:
+    from leadflow.config import Settings
+    from reports_api.security import cookie_secure
+
+    service = compose()["services"]["reports-api"]
+    assert "--host" not in service["command"]  # where it listens is the setting the cookie rule reads
+    env = {name: interpolated(str(value)) for name, value in service["environment"].items()}
+    settings = Settings.from_environment(env)
+    assert settings.reports_host == "0.0.0.0" and cookie_secure(settings)
+    assert settings.trusted_proxies == ""
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def copied_by_the_image() -> set[str]:
+    """The repository's top-level files and folders that the Dockerfile copies into the image."""
+    copied: set[str] = set()
+    for instruction, arguments in dockerfile_instructions():
+        if instruction == "COPY":
+            *sources, _destination = arguments.split()
+            copied |= {source.rstrip("/") for source in sources}
+    return copied
+
+
+def test_the_image_runs_as_an_unprivileged_user() -> None:
+    instructions = dockerfile_instructions()
+    users = [(i, arguments.strip()) for i, (instruction, arguments) in enumerate(instructions) if instruction == "USER"]
+    assert users, "the Dockerfile sets no USER: every service would run as root"
+    last, user = users[-1]
+    assert user.split(":")[0] not in {"root", "0"}
+    # The user exists (created in the image) and nothing runs as root after the switch.
+    assert any(instruction == "RUN" and "useradd" in arguments and user in arguments
+               for instruction, arguments in instructions[:last])
+    assert not any(instruction == "RUN" for instruction, _ in instructions[last:])
+
+
+def _module_file(module: str) -> Path | None:
+    path = ROOT / Path(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _imported_by(tree: ast.AST) -> set[str]:
+    """Every module the code under ``tree`` imports, at the top or inside a function (a command runs those too)."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}  # `from pkg import module`
+    return found
+
+
+def first_party_closure(modules: set[str]) -> set[str]:
+    """The first-party modules that importing ``modules`` loads, transitively."""
+    seen: set[str] = set()
+    todo = [m for m in modules if m.split(".")[0] in FIRST_PARTY]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        parts = module.split(".")
+        for i in range(1, len(parts)):  # importing a.b.c runs a/__init__ and a/b/__init__ first
+            todo.append(".".join(parts[:i]))
+        path = _module_file(module)
+        if path is not None:
+            imported = _imported_by(ast.parse(path.read_text()))
+            todo += [m for m in imported if m.split(".")[0] in FIRST_PARTY and _module_file(m)]
+    return {m for m in seen if _module_file(m)}
+
+
+def cli_handler_imports(subcommand: str) -> set[str]:
+    """The modules the `leadflow <subcommand>` handler imports, and what leadflow.cli imports at its top
+    (not the other handlers' imports: those run only for their own subcommands)."""
+    tree = ast.parse((ROOT / "leadflow/cli.py").read_text())
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    handler = None
+    for node in ast.walk(tree):
+        # p = sub.add_parser("<subcommand>", ...) and then p.set_defaults(func=_handler)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_parser" and node.args \
+                and isinstance(node.args[0], ast.Constant) and node.args[0].value == subcommand:
+            handler = ""
+        elif handler == "" and isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "set_defaults":
+            handler = next(k.value.id for k in node.keywords if k.arg == "func" and isinstance(k.value, ast.Name))
+    assert handler, f"leadflow.cli has no subcommand {subcommand!r}"
+    top: list[ast.stmt] = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+    return {"leadflow"} | _imported_by(ast.Module(body=top, type_ignores=[])) | _imported_by(functions[handler])
+
+
+def needed_by(command: list[str]) -> set[str]:
+    """The repository's top-level files and folders a compose command needs inside the image."""
+    modules: set[str] = set()
+    files = {arg for arg in command if (ROOT / arg).is_file()}
+    if command[0] == "leadflow":
+        assert 'leadflow = "leadflow.cli:main"' in (ROOT / "pyproject.toml").read_text()
+        modules = cli_handler_imports(command[1])
+    elif command[0] in ("dagster-webserver", "dagster-daemon"):
+        workspace = yaml.safe_load((ROOT / command[command.index("-w") + 1]).read_text())
+        modules = {location["python_module"]["module_name"] for location in workspace["load_from"]}
+    else:
+        raise AssertionError(f"unknown command {command[0]!r}: teach this test what it needs")
+    closure = first_party_closure(modules)
+    # Folders the code reaches by path rather than by import (the dbt project beside the assets).
+    by_path = {name for module in closure
+               for name in re.findall(r'"(dbt_project)"', (_module_file(module) or ROOT).read_text())}
+    return files | {m.split(".")[0] for m in closure} | by_path
+
+
+def test_every_compose_service_finds_in_the_image_what_its_command_needs() -> None:
+    copied = copied_by_the_image()
+    for name, service in compose()["services"].items():
+        if service.get("image") != "leadflow:latest":
+            continue
+        missing = needed_by(service["command"]) - copied
+        assert not missing, f"{name}: {service['command']} needs {sorted(missing)}, which the Dockerfile does not copy"
+    # What the closure finds is what the services import: the reports API needs its own package.
+    assert "reports_api" in needed_by(["leadflow", "reports-api"])
+    assert {"pipelines", "assets", "sensors", "dbt_project", "workspace.yaml"} <= needed_by(
+        ["dagster-daemon", "run", "-w", "workspace.yaml"])

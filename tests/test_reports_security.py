@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import bcrypt
 import pytest
 
 from leadflow.config import Settings
@@ -32,14 +33,33 @@ def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         TokenSettings.from_settings(Settings.from_environment())
 
 
-def test_the_login_limit_counts_per_address_and_per_email_and_forgets() -> None:
+def test_the_login_limit_counts_per_address_and_email_failures_and_forgets() -> None:
     limiter = LoginLimiter(attempts=2, window_s=60)
-    assert limiter.retry_after("ip:a", "email:x", now=0) == 0
-    assert limiter.retry_after("ip:b", "email:x", now=1) == 0
-    assert limiter.retry_after("ip:c", "email:x", now=2) == pytest.approx(58)  # the email is spent
-    assert limiter.retry_after("ip:a", "email:y", now=3) == 0  # the address has one attempt left
-    assert limiter.retry_after("ip:a", "email:z", now=4) == pytest.approx(56)
-    assert limiter.retry_after("ip:c", "email:x", now=61) == 0  # the window moved on
+    assert limiter.check("a", "x", now=0) == 0
+    assert limiter.check("b", "x", now=1) == 0
+    # Two failures of the email: the third attempt waits window / attempts after the last one.
+    assert limiter.check("c", "x", now=2) == pytest.approx(30 - 1)
+    assert limiter.check("a", "y", now=3) == 0  # the address has one attempt left
+    assert limiter.check("a", "z", now=4) == pytest.approx(56)  # spent, whatever the email
+    assert limiter.check("c", "x", now=31) == 0  # the email's delay is over
+
+
+def test_the_stand_in_hash_for_unknown_emails_costs_the_configured_work_factor(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[bytes] = []
+    real_checkpw = bcrypt.checkpw
+
+    def spy(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real_checkpw(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", spy)
+    for rounds in ("5", "6"):
+        monkeypatch.setenv("LEADFLOW_BCRYPT_ROUNDS", rounds)
+        assert not password_matches("no account has this password", None)
+        # $2b$<cost>$<salt and hash>: the cost of an unknown email's check is the cost of a real one.
+        assert int(checked[-1].split(b"$")[2]) == Settings.from_environment().bcrypt_rounds == int(rounds)
+        assert checked[-1].startswith(hash_password("a long enough password").encode()[:7])
 
 
 def test_passwords_are_bcrypt_hashed_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:

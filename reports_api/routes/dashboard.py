@@ -68,8 +68,11 @@ async def login(request: Request, tokens: Tokens) -> Response:
     if user is None:
         return page("login.html", 401, error="Correo o contraseña incorrectos.")
     response = RedirectResponse("/dashboard", status_code=status.HTTP_303_SEE_OTHER)
+    # Secure by setting (reports_api.security.cookie_secure), not only when this process itself sees https:
+    # behind a TLS-terminating proxy it sees http.
+    secure = bool(request.app.state.cookie_secure) or request.url.scheme == "https"
     response.set_cookie(COOKIE, issue_token(tokens, user), max_age=int(tokens.ttl.total_seconds()),
-                        httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
+                        httponly=True, samesite="strict", secure=secure, path="/")
     return response
 
 

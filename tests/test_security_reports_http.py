@@ -1,0 +1,147 @@
+"""What the reports API shows before and after login (issue 17, findings 9, 10 and 15), without services:
+the dbt docs behind a session, the session cookie's Secure flag, and 422s that do not echo the input."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from leadflow.users import User
+from reports_api import security
+from reports_api.app import create_app
+from reports_api.dashboard import COOKIE
+from reports_api.security import TokenSettings, issue_token
+
+TOKENS = TokenSettings("s" * 40, timedelta(minutes=5))
+ANA = User(7, 3, "ana@andes.test", "Ana", "ADMIN")
+RIGHT = "the right password"
+NOWHERE = "postgresql://nobody@127.0.0.1:1/none"
+SITE = {"index.html": "<html>dbt docs</html>", "manifest.json": '{"nodes": {}}', "catalog.json": '{"nodes": {}}'}
+# What `dbt docs generate` leaves beside the site: run details and the server's absolute paths.
+PRIVATE = {"run_results.json": '{"args": {"project_dir": "/app/dbt_project"}}',
+           "partial_parse.msgpack": "/app/dbt_project/models", "graph.gpickle": "/app/dbt_project",
+           "semantic_manifest.json": "{}"}
+
+
+@pytest.fixture(autouse=True)
+def ana_is_the_one_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    def authenticate(url: str, email: str, password: str) -> User | None:
+        return ANA if email == ANA.email and password == RIGHT else None
+
+    monkeypatch.setattr(security, "authenticate", authenticate)
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> TestClient:
+    for name, text in {**SITE, **PRIVATE}.items():
+        (tmp_path / name).write_text(text)
+    return TestClient(create_app(NOWHERE, TOKENS, docs_dir=tmp_path), follow_redirects=False)
+
+
+def test_the_dbt_docs_need_a_session_or_a_bearer_token(docs: TestClient) -> None:
+    for name in ("", *SITE, *PRIVATE):
+        answer = docs.get(f"/dbt-docs/{name}")
+        assert answer.status_code == 401, name
+        assert "dbt" not in answer.text.replace("dbt-docs", "") and "/app/" not in answer.text
+    forged = docs.get("/dbt-docs/manifest.json", headers={"Authorization": "Bearer not-a-token"})
+    assert forged.status_code == 401
+    # A person in a browser is sent to the login that sets the cookie.
+    browser = docs.get("/dbt-docs/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert browser.status_code == 303 and browser.headers["location"] == "/dashboard/login"
+
+
+def test_with_a_session_the_dbt_docs_serve_the_site_files_only(docs: TestClient) -> None:
+    bearer = {"Authorization": f"Bearer {issue_token(TOKENS, ANA)}"}
+    for name, text in SITE.items():
+        answer = docs.get(f"/dbt-docs/{name}", headers=bearer)
+        assert answer.status_code == 200 and answer.text == text, name
+        assert "private" in answer.headers["cache-control"]
+    assert docs.get("/dbt-docs/", headers=bearer).text == SITE["index.html"]
+    for name in (*PRIVATE, "..%2Fdbt_project.yml", "missing.json"):
+        answer = docs.get(f"/dbt-docs/{name}", headers=bearer)
+        assert answer.status_code == 404 and "/app/" not in answer.text, name
+    # The dashboard's session cookie is as good as the bearer token.
+    docs.cookies.set(COOKIE, issue_token(TOKENS, ANA))
+    assert docs.get("/dbt-docs/catalog.json").json() == {"nodes": {}}
+    assert docs.get("/dbt-docs/run_results.json").status_code == 404
+
+
+def test_before_the_first_docs_run_a_session_gets_404(tmp_path: Path) -> None:
+    api = TestClient(create_app(NOWHERE, TOKENS, docs_dir=tmp_path / "not-yet"))
+    answer = api.get("/dbt-docs/", headers={"Authorization": f"Bearer {issue_token(TOKENS, ANA)}"})
+    assert answer.status_code == 404 and "not been generated" in answer.json()["detail"]
+
+
+def session_cookie(monkeypatch: pytest.MonkeyPatch, host: str, secure: str | None,
+                   headers: dict[str, str] | None = None, peer: str = "198.51.100.7") -> str:
+    """The Set-Cookie of a dashboard login to an app configured with these settings, over plain http."""
+    monkeypatch.setenv("LEADFLOW_REPORTS_HOST", host)
+    if secure is None:
+        monkeypatch.delenv("LEADFLOW_COOKIE_SECURE", raising=False)
+    else:
+        monkeypatch.setenv("LEADFLOW_COOKIE_SECURE", secure)
+    api = TestClient(create_app(NOWHERE, TOKENS), follow_redirects=False, client=(peer, 40000))
+    answer = api.post("/dashboard/login", content=f"email={ANA.email}&password={RIGHT.replace(' ', '+')}",
+                      headers={"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+    assert answer.status_code == 303
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=") and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    return cookie
+
+
+@pytest.mark.parametrize(("host", "setting", "secure"), [
+    ("0.0.0.0", None, True),  # listening beyond this machine: Secure, even though this process sees http
+    ("reports.internal", None, True),
+    ("127.0.0.1", None, False),  # `make up`: the browser is on this machine, over plain http
+    ("::1", None, False),
+    ("localhost", None, False),
+    ("127.0.0.1", "true", True),
+    ("0.0.0.0", "false", False),
+])
+def test_the_session_cookie_is_secure_by_setting_not_by_the_scheme_this_process_sees(
+        monkeypatch: pytest.MonkeyPatch, host: str, setting: str | None, secure: bool) -> None:
+    assert ("; Secure" in session_cookie(monkeypatch, host, setting)) is secure
+
+
+def test_where_the_server_really_listens_decides_the_cookie_when_it_is_not_the_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_REPORTS_HOST", "127.0.0.1")
+    monkeypatch.delenv("LEADFLOW_COOKIE_SECURE", raising=False)
+    # `leadflow reports-api --host 0.0.0.0` passes its --host here.
+    assert create_app(NOWHERE, TOKENS, bind_host="0.0.0.0").state.cookie_secure is True
+    assert create_app(NOWHERE, TOKENS, bind_host="127.0.0.1").state.cookie_secure is False
+    assert create_app(NOWHERE, TOKENS).state.cookie_secure is False
+
+
+def test_https_seen_by_a_trusted_proxy_makes_the_cookie_secure_even_when_the_setting_is_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADFLOW_TRUSTED_PROXIES", "10.0.0.0/8")
+    https = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.9"}
+    assert "; Secure" in session_cookie(monkeypatch, "0.0.0.0", "false", https, peer="10.0.0.2")
+    # The same header from anyone else is not believed.
+    assert "; Secure" not in session_cookie(monkeypatch, "0.0.0.0", "false", https, peer="198.51.100.7")
+
+
+def test_a_lone_surrogate_in_the_login_gets_a_422_that_does_not_echo_the_input() -> None:
+    api = TestClient(create_app(NOWHERE, TOKENS), raise_server_exceptions=False)
+    for body in ('{"email": "\\ud800", "password": "hunter2-secret"}',
+                 '{"email": "ana\\ud800@andes.test", "password": "hunter2-secret"}',
+                 '{"email": "ana@andes.test", "password": "\\udfff hunter2-secret"}'):
+        answer = api.post("/auth/token", content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422, body
+        problems = answer.json()["detail"]
+        assert problems and all("input" not in problem and problem["loc"][0] == "body" for problem in problems)
+        assert "hunter2" not in answer.text and "ana" not in answer.text
+
+
+def test_validation_errors_name_the_field_but_never_echo_what_was_sent() -> None:
+    api = TestClient(create_app(NOWHERE, TOKENS))
+    answer = api.post("/auth/token", json={"email": "x" * 400, "password": "hunter2-secret" * 100})
+    assert answer.status_code == 422
+    assert {tuple(problem["loc"]) for problem in answer.json()["detail"]} == {("body", "email"), ("body", "password")}
+    assert "xxxx" not in answer.text and "hunter2" not in answer.text
+    broken = api.post("/auth/token", content='{"email": "hunter2', headers={"Content-Type": "application/json"})
+    assert broken.status_code == 422 and "hunter2" not in broken.text
