@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from ingest_api.auth import configured_secret, require_hmac
 from ingest_api.calls import split_transcript, turns_to_messages
-from ingest_api.intake import MalformedPayload, Parsed, accept, iso_to_utc, require
+from ingest_api.intake import MalformedPayload, Parsed, accept, iso_to_utc, read_body, refuse_oversized, require
 from ingest_api.tenancy import broker_for_path
 from leadflow.brokers import Broker
 from leadflow.events import Contact
@@ -42,8 +42,9 @@ def parse_call(broker: Broker, body: dict[str, Any]) -> Parsed:
 
 @router.post("/webhooks/{broker}/bland")
 async def bland_webhook(request: Request, broker: str) -> JSONResponse:
-    tenant = await broker_for_path(request, broker)
-    body = await request.body()
-    require_hmac(request.headers.get(SIGNATURE_HEADER), configured_secret(tenant, "bland_webhook_secret"), body,
-                 SIGNATURE_HEADER)
+    refuse_oversized(request)
+    tenant = await broker_for_path(request, broker, "bland")
+    secret = configured_secret(tenant, "bland_webhook_secret", "bland")
+    body = await read_body(request)
+    require_hmac(request.headers.get(SIGNATURE_HEADER), secret, body, SIGNATURE_HEADER, tenant, "bland")
     return await accept(request, tenant, "bland", body, parse_call)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ingest_api.auth import bearer, configured_secret, require_equal
-from ingest_api.intake import MalformedPayload, Parsed, accept, iso_to_utc
+from ingest_api.intake import MalformedPayload, Parsed, accept, iso_to_utc, read_body, refuse_oversized
 from ingest_api.tenancy import broker_for_path
 from leadflow.brokers import Broker
 from leadflow.events import ChannelMessage, Contact, utcnow
@@ -54,7 +54,8 @@ def parse_submission(broker: Broker, body: dict[str, Any]) -> Parsed:
 
 @router.post("/webhooks/{broker}/form")
 async def form_webhook(request: Request, broker: str) -> JSONResponse:
-    tenant = await broker_for_path(request, broker)
-    require_equal(bearer(request.headers.get("authorization")), configured_secret(tenant, "form_api_key"),
-                  "bearer token")
-    return await accept(request, tenant, "form", await request.body(), parse_submission)
+    refuse_oversized(request)
+    tenant = await broker_for_path(request, broker, "form")
+    require_equal(bearer(request.headers.get("authorization")), configured_secret(tenant, "form_api_key", "form"),
+                  "bearer token", tenant, "form")
+    return await accept(request, tenant, "form", await read_body(request), parse_submission)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ingest_api.auth import configured_secret, require_equal
-from ingest_api.intake import MalformedPayload, Parsed, accept, epoch_to_utc, require
+from ingest_api.intake import MalformedPayload, Parsed, accept, epoch_to_utc, read_body, refuse_oversized, require
 from ingest_api.tenancy import broker_for_path
 from leadflow.brokers import Broker
 from leadflow.events import ChannelMessage, Contact
@@ -59,7 +59,8 @@ def parse_update(broker: Broker, update: dict[str, Any]) -> Parsed:
 
 @router.post("/webhooks/{broker}/telegram")
 async def telegram_webhook(request: Request, broker: str) -> JSONResponse:
-    tenant = await broker_for_path(request, broker)
-    require_equal(request.headers.get(SECRET_HEADER), configured_secret(tenant, "telegram_secret_token"),
-                  SECRET_HEADER)
-    return await accept(request, tenant, "telegram", await request.body(), parse_update)
+    refuse_oversized(request)
+    tenant = await broker_for_path(request, broker, "telegram")
+    require_equal(request.headers.get(SECRET_HEADER), configured_secret(tenant, "telegram_secret_token", "telegram"),
+                  SECRET_HEADER, tenant, "telegram")
+    return await accept(request, tenant, "telegram", await read_body(request), parse_update)

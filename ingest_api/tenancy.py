@@ -11,8 +11,9 @@ import asyncio
 import threading
 import time
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
+from ingest_api.auth import refuse
 from leadflow.brokers import Broker, list_brokers
 
 
@@ -38,8 +39,8 @@ class BrokerDirectory:
         return broker
 
 
-async def broker_for_path(request: Request, broker: str) -> Broker:
-    """The broker named in the path, or 404 (nothing is produced).
+async def broker_for_path(request: Request, broker: str, channel: str) -> Broker:
+    """The broker named in the path; an unknown one gets the same 403 as a forged signature.
 
     Awaited by each route rather than declared with Depends: on the webhook hot path FastAPI's
     dependency resolution costs more than the lookup itself.
@@ -47,5 +48,5 @@ async def broker_for_path(request: Request, broker: str) -> Broker:
     directory: BrokerDirectory = request.app.state.brokers
     found = await directory.get(broker)
     if found is None:
-        raise HTTPException(status_code=404, detail=f"unknown broker {broker!r}")
+        raise refuse(channel, broker, "unknown broker")
     return found

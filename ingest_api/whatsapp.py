@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from ingest_api.auth import configured_secret, require_equal, require_hmac
-from ingest_api.intake import MalformedPayload, Parsed, accept, epoch_to_utc, require
+from ingest_api.intake import MalformedPayload, Parsed, accept, epoch_to_utc, read_body, refuse_oversized, require
 from ingest_api.tenancy import broker_for_path
 from leadflow.brokers import Broker
 from leadflow.events import ChannelMessage, Contact, DeliveryStatus, Event
@@ -93,22 +93,27 @@ def parse_notification(broker: Broker, body: dict[str, Any]) -> Parsed:
 
 @router.get("/webhooks/{broker}/whatsapp", response_class=PlainTextResponse)
 async def whatsapp_verify(
-    broker: Broker = Depends(broker_for_path),
+    request: Request,
+    broker: str,
     mode: str | None = Query(None, alias="hub.mode"),
     token: str | None = Query(None, alias="hub.verify_token"),
     challenge: str | None = Query(None, alias="hub.challenge"),
 ) -> str:
     """Meta's subscription handshake: echo the challenge when the verify token matches."""
+    # The shape is checked before the broker, so a 400 says nothing about which brokers exist.
     if mode != "subscribe" or challenge is None:
         raise HTTPException(status_code=400, detail="expected hub.mode=subscribe and a hub.challenge")
-    require_equal(token, configured_secret(broker, "whatsapp_verify_token"), "hub.verify_token")
+    tenant = await broker_for_path(request, broker, "whatsapp")
+    require_equal(token, configured_secret(tenant, "whatsapp_verify_token", "whatsapp"), "hub.verify_token", tenant,
+                  "whatsapp")
     return challenge
 
 
 @router.post("/webhooks/{broker}/whatsapp")
 async def whatsapp_webhook(request: Request, broker: str) -> JSONResponse:
-    tenant = await broker_for_path(request, broker)
-    body = await request.body()
-    require_hmac(request.headers.get(SIGNATURE_HEADER), configured_secret(tenant, "whatsapp_app_secret"), body,
-                 SIGNATURE_HEADER)
+    refuse_oversized(request)
+    tenant = await broker_for_path(request, broker, "whatsapp")
+    secret = configured_secret(tenant, "whatsapp_app_secret", "whatsapp")
+    body = await read_body(request)
+    require_hmac(request.headers.get(SIGNATURE_HEADER), secret, body, SIGNATURE_HEADER, tenant, "whatsapp")
     return await accept(request, tenant, "whatsapp", body, parse_notification)

@@ -40,8 +40,10 @@ def whatsapp_status(message_id: str = "wamid.OUTBOUND1", status: str = "delivere
                           "recipient_id": "56987654321"}]}}]}]}
 
 
-def vapi_end_of_call(call_id: str = "c0ffee00-0000-4000-8000-000000000001") -> dict[str, Any]:
-    return {"message": {
+def vapi_end_of_call(call_id: str = "c0ffee00-0000-4000-8000-000000000001",
+                     sent_at_ms: int | None = None) -> dict[str, Any]:
+    """``sent_at_ms``: VAPI's ``message.timestamp`` (when it sent the report), left out by default."""
+    report: dict[str, Any] = {"message": {
         "type": "end-of-call-report", "endedReason": "customer-ended-call",
         "startedAt": "2026-11-20T15:00:00.000Z", "endedAt": "2026-11-20T15:03:10.000Z",
         "call": {"id": call_id, "type": "inboundPhoneCall", "customer": {"number": "+56 9 8765 4321"}},
@@ -52,6 +54,30 @@ def vapi_end_of_call(call_id: str = "c0ffee00-0000-4000-8000-000000000001") -> d
              "time": 1763650805000},
             {"role": "bot", "message": "¿Cuál es su presupuesto?", "time": 1763650809000},
             {"role": "user", "message": "Hasta quinientas cincuenta lucas.", "time": 1763650812000}]}}}
+    if sent_at_ms is not None:
+        report["message"]["timestamp"] = sent_at_ms
+    return report
+
+
+def vapi_long_call(minutes: int, call_id: str = "c0ffee00-0000-4000-8000-00000000long") -> dict[str, Any]:
+    """An end-of-call report of a long call, shaped like VAPI's: the transcript rides five times (structured
+    turns in ``artifact.messages`` and ``messages``, OpenAI-formatted turns, the flat transcript twice),
+    a turn every 6 s of about 15 words."""
+    start_ms = 1763650800000
+    lines = ["Me interesa un departamento de tres dormitorios en Providencia, cerca del metro, con estacionamiento.",
+             "Perfecto. ¿Cuál es su presupuesto aproximado y cómo piensa financiar la compra del departamento?"]
+    turns = [{"role": "user" if i % 2 == 0 else "bot", "message": lines[i % 2], "time": start_ms + 6000 * i,
+              "endTime": start_ms + 6000 * i + 5200, "secondsFromStart": 6 * i, "duration": 5200}
+             for i in range(minutes * 10)]
+    transcript = "\n".join(f"{'User' if t['role'] == 'user' else 'AI'}: {t['message']}" for t in turns)
+    openai = [{"role": "user" if t["role"] == "user" else "assistant", "content": t["message"]} for t in turns]
+    return {"message": {
+        "type": "end-of-call-report", "endedReason": "customer-ended-call",
+        "startedAt": "2026-11-20T15:00:00.000Z", "endedAt": "2026-11-20T16:00:00.000Z",
+        "call": {"id": call_id, "type": "inboundPhoneCall", "customer": {"number": "+56 9 8765 4321"}},
+        "summary": "Lead buscando depto de tres dormitorios en Providencia.", "transcript": transcript,
+        "messages": turns,
+        "artifact": {"messages": turns, "messagesOpenAIFormatted": openai, "transcript": transcript}}}
 
 
 def bland_call(call_id: str = "bland-call-0001") -> dict[str, Any]:

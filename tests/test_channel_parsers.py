@@ -110,3 +110,11 @@ def test_malformed_payload_of_each_channel_is_rejected_with_a_reason(channel: st
     with pytest.raises(MalformedPayload) as info:
         parser(BROKER, payloads.MALFORMED[channel])
     assert str(info.value)
+
+
+@pytest.mark.parametrize("date", [float("inf"), float("nan"), 1e20, -1e20, 10**400])
+def test_telegram_update_with_an_impossible_date_is_malformed_not_a_crash(date: object) -> None:
+    update = payloads.telegram_text()
+    update["message"]["date"] = date
+    with pytest.raises(MalformedPayload, match="timestamp"):
+        parse_update(BROKER, update)

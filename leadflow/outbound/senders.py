@@ -23,11 +23,15 @@ from typing import Any, Protocol
 
 import httpx
 
+from leadflow import logredact
 from leadflow.brokers import default_secret_env
 from leadflow.config import provider_url, secret
 from leadflow.events import OutboundCommand
 from leadflow.outbound.errors import Rejected, RetryLater, Skip
 from leadflow.outbound.window import in_whatsapp_window
+
+# httpx logs each request's URL at INFO, and Telegram's carries the bot token (/bot<token>/sendMessage).
+logredact.install()
 
 
 class Sender(Protocol):
