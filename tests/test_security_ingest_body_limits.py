@@ -19,15 +19,14 @@ from fastapi.testclient import TestClient
 
 from ingest_api.app import create_app
 from ingest_api.intake import MAX_BODY_BYTES
-from leadflow.brokers import Broker
 from leadflow.config import Settings
-from leadflow.db.connection import connect
 from leadflow.demo.run import BackgroundServer
 from leadflow.demo.webhooks import signed
 from leadflow.landing import land
 from tests import payloads
 from tests.conftest import BrokerFactory
 from tests.kafka_helpers import events_for
+from tests.test_landing import landed
 
 HUGE = 256 * 1024 * 1024  # what the review sent: one unauthenticated 256 MB POST
 ANSWER_WITHIN_S = 10.0
@@ -74,17 +73,6 @@ def ask(server: BackgroundServer, request_head: bytes, first_bytes: bytes) -> tu
     with socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_WITHIN_S) as sock:
         sock.sendall(request_head + first_bytes)
         return read_response(sock)
-
-
-def landed_ids(settings: Settings, broker: Broker) -> list[str]:
-    conn = connect(settings.database_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT provider_message_id FROM leadflow.raw_messages WHERE broker_id = %s",
-                        (broker.broker_id,))
-            return [row[0] for row in cur.fetchall()]
-    finally:
-        conn.close()
 
 
 @pytest.mark.parametrize("channel", sorted(payloads.VALID))
@@ -156,7 +144,7 @@ def test_streamed_body_within_the_limit_still_lands(
     assert response.status_code == 200, response.text
     assert "content-length" not in response.request.headers
     land(settings.database_url, settings.kafka_bootstrap_servers, settings.topics)
-    assert landed_ids(settings, broker) == ["wamid.STREAMED1"]
+    assert landed(settings, broker) == ["wamid.STREAMED1"]
 
 
 # Credentials that fail; each channel's header, so only the broker or the credential decides.
