@@ -172,7 +172,7 @@ class Settings(BaseModel):
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Every setting from ``environ`` (default: this process's environment); empty means unset."""
         source = os.environ if environ is None else environ
-        names = {field.alias for field in cls.model_fields.values() if field.alias}
+        names = cls.variables()
         given = {name: value for name, value in source.items() if name in names and value != ""}
         try:
             return cls.model_validate(given)
