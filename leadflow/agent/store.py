@@ -1,7 +1,7 @@
 """The lead agent in PostgreSQL: each broker's agent settings, and who answers each lead (bot or person).
 
-A person takes a lead over (the bot stops answering it at once) and releases it back; the bot
-hands a lead over itself when its guardrails say a person should answer. Every switch is a row of
+A person takes a lead over (the bot stops answering it at once) and releases it back; the agent
+process (to come) will record its own handoffs here too. Every switch is a row of
 ``lead_handlers`` with who made it and why; a lead's newest row says who answers it now, and a lead
 with none is the bot's. Everything is scoped to one broker: a lead or a person of another broker
 is refused, and nothing is written.
@@ -65,12 +65,6 @@ def take_over(url: str, broker_slug: str, lead_id: int, by_email: str, reason: s
 def release(url: str, broker_slug: str, lead_id: int, by_email: str, reason: str = "released") -> Switch:
     """The person gives the lead back to the bot."""
     return _switch(url, broker_slug, lead_id, "bot", by_email, reason)
-
-
-def hand_over(cur: psycopg2.extensions.cursor, broker_id: int, lead_id: int, reason: str) -> None:
-    """The bot hands the lead to a person itself (its guardrails asked for one), in the caller's transaction."""
-    cur.execute("""INSERT INTO leadflow.lead_handlers (broker_id, lead_id, handler, user_id, reason)
-                   VALUES (%s, %s, 'person', NULL, %s)""", (broker_id, lead_id, reason))
 
 
 def handlers(cur: psycopg2.extensions.cursor, lead_ids: list[int]) -> dict[int, Handler]:
