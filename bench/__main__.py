@@ -7,6 +7,8 @@
 - qualification: conversations qualified and scored per second on the rules path (bench/qualification.py);
 - campaigns: one targeting batch over 1M leads and 100 campaigns, in memory and whole on PostgreSQL
   and Kafka, and sends/s through the dispatcher against the local fake WhatsApp API (bench/campaigns.py);
+- agent: the lead agent's reply latency for simulated leads writing through the webhooks, and its
+  throughput against a bare consumer posting a fixed text (bench/agent.py);
 - analytics: `dbt build` over 1M stage events and an incremental rerun after 1% more, against a
   CREATE TABLE AS of the events; the reports API's funnel endpoint under 16 concurrent connections
   against a bare FastAPI GET (bench/analytics.py).
@@ -183,26 +185,41 @@ def main() -> None:
     try:
         settings = export_environment()
         repeats = int(os.environ.get("LEADFLOW_BENCH_REPEATS", "3"))
-        bench_ingest(settings.database_url, int(os.environ.get("LEADFLOW_BENCH_WEBHOOKS", "4000")), repeats)
-        bench_landing(settings.database_url, settings.kafka_bootstrap_servers,
-                      int(os.environ.get("LEADFLOW_BENCH_ROWS", "100000")), repeats)
+        # LEADFLOW_BENCH_ONLY=agent,ingest runs those parts alone (default: every part).
+        only = {part.strip() for part in os.environ.get("LEADFLOW_BENCH_ONLY", "").split(",") if part.strip()}
+
+        def wanted(part: str) -> bool:
+            return not only or part in only
+
+        if wanted("ingest"):
+            bench_ingest(settings.database_url, int(os.environ.get("LEADFLOW_BENCH_WEBHOOKS", "4000")), repeats)
+        if wanted("landing"):
+            bench_landing(settings.database_url, settings.kafka_bootstrap_servers,
+                          int(os.environ.get("LEADFLOW_BENCH_ROWS", "100000")), repeats)
+        if wanted("agent"):
+            from bench.agent import bench_agent
+
+            bench_agent(settings)
         from bench.campaigns import bench_batch, bench_dispatch, bench_targeting
         from bench.qualification import bench_qualification
 
-        bench_qualification()
-        bench_targeting()
-        # Dispatch first: the batch bench leaves ~450,000 pending sends that are due, and the dispatcher
-        # sends every due send, whatever campaign it belongs to.
-        bench_dispatch(settings.database_url, settings.kafka_bootstrap_servers,
-                       int(os.environ.get("LEADFLOW_BENCH_SENDS", "2000")))
-        bench_batch(settings.database_url, settings.kafka_bootstrap_servers,
-                    int(os.environ.get("LEADFLOW_BENCH_BATCH_LEADS", "1000000")))
-        from bench.analytics import bench_dbt, bench_reports_api
-        from leadflow.config import with_database
+        if wanted("qualification"):
+            bench_qualification()
+        if wanted("campaigns"):
+            bench_targeting()
+            # Dispatch first: the batch bench leaves ~450,000 pending sends that are due, and the dispatcher
+            # sends every due send, whatever campaign it belongs to.
+            bench_dispatch(settings.database_url, settings.kafka_bootstrap_servers,
+                           int(os.environ.get("LEADFLOW_BENCH_SENDS", "2000")))
+            bench_batch(settings.database_url, settings.kafka_bootstrap_servers,
+                        int(os.environ.get("LEADFLOW_BENCH_BATCH_LEADS", "1000000")))
+        if wanted("analytics"):
+            from bench.analytics import bench_dbt, bench_reports_api
+            from leadflow.config import with_database
 
-        funnel_url = bench_dbt(with_database(settings.database_url, "postgres"),
-                               int(os.environ.get("LEADFLOW_BENCH_STAGE_EVENTS", "1000000")))
-        bench_reports_api(funnel_url, int(os.environ.get("LEADFLOW_BENCH_REPORT_REQUESTS", "3000")), 16)
+            funnel_url = bench_dbt(with_database(settings.database_url, "postgres"),
+                                   int(os.environ.get("LEADFLOW_BENCH_STAGE_EVENTS", "1000000")))
+            bench_reports_api(funnel_url, int(os.environ.get("LEADFLOW_BENCH_REPORT_REQUESTS", "3000")), 16)
     finally:
         manager.down(log=lambda _line: None)
 

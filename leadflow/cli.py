@@ -37,7 +37,7 @@ def _db(args: argparse.Namespace) -> int:
 
     settings = export_environment()
     if args.action == "upgrade":
-        upgrade(settings.database_url, args.revision or "head")
+        upgrade(settings.database_url, args.revision or "heads")
     else:
         downgrade(settings.database_url, args.revision or "-1")
     print(f"schema {args.action}d")
@@ -250,9 +250,52 @@ def _campaigns(args: argparse.Namespace) -> int:
     return 0
 
 
+def _agent_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from leadflow.agent.broker_llms import BrokerLLMs
+    from leadflow.agent.notify import Notifier
+    from leadflow.agent.stream import LeadAgent
+    from leadflow.outbound.senders import TelegramSender, WhatsAppSender
+
+    settings = export_environment()
+    agent = LeadAgent(settings, {"telegram": TelegramSender(), "whatsapp": WhatsAppSender()}, notifier=Notifier(),
+                      llm=BrokerLLMs(), member=args.member, members=args.of)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stats = agent.run(stop)
+    print(f"agent stopped: {stats.records} records read, {stats.bursts} bursts, replies {dict(stats.replies)}, "
+          f"decisions {dict(stats.decisions)}, {stats.errors} errors")
+    return 0
+
+
+def _agent_status() -> int:
+    from leadflow.agent.replies import status_counts
+    from leadflow.db.connection import transaction
+
+    settings = load_settings()
+    with transaction(settings.database_url) as conn, conn.cursor() as cur:
+        counts = status_counts(cur)
+        cur.execute("""SELECT b.slug, r.reply_id, r.channel, r.contact_key, r.decided_at FROM leadflow.agent_replies r
+                       JOIN leadflow.brokers b USING (broker_id) WHERE r.status = 'sending'
+                         AND r.decided_at < now() - interval '1 minute' ORDER BY r.reply_id""")
+        unknown = cur.fetchall()
+    print("replies: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
+    for slug, reply_id, channel, contact, at in unknown:
+        # A crash while the provider was being called: whether the lead got it is unknown, so it is not resent.
+        print(f"unknown fate: {slug} reply {reply_id} to {channel}:{contact} (sending since {at:%Y-%m-%d %H:%M})")
+    return 0
+
+
 def _agent(args: argparse.Namespace) -> int:
     from leadflow.agent.store import AgentError, history, release, save_agent_settings, take_over
 
+    if args.action == "run":
+        return _agent_run(args)
+    if args.action == "status":
+        return _agent_status()
     settings = load_settings()
     try:
         if args.action == "settings":
@@ -429,8 +472,14 @@ def build_parser() -> argparse.ArgumentParser:
     campaigns.add_parser("stats", help="sent, delivered, read, replied, failed per campaign")
     p.set_defaults(func=_campaigns)
 
-    p = sub.add_parser("agent", help="the lead agent: a broker's settings; a person takes a lead over or gives it back")
+    p = sub.add_parser("agent", help="the lead agent: run it; a broker's settings; a person takes a lead over or "
+                                     "gives it back")
     agent = p.add_subparsers(dest="action", required=True)
+    run = agent.add_parser("run", help="answer every inbound chat of brokers whose agent is on, until Ctrl-C")
+    run.add_argument("--member", type=int, help="this process's index when several share the topic "
+                                                "(default LEADFLOW_AGENT_MEMBER)")
+    run.add_argument("--of", type=int, help="how many processes share it (default LEADFLOW_AGENT_MEMBERS)")
+    agent.add_parser("status", help="replies per status, and replies whose fate a crash left unknown")
     configure = agent.add_parser("settings", help="validate and save a broker's agent settings")
     configure.add_argument("--broker", required=True, help="the broker's slug")
     configure.add_argument("--settings", required=True, help='JSON ({"enabled": true, "persona_name": …}) or @file')

@@ -168,6 +168,17 @@ class Settings(BaseModel):
     google_calendar_api_url: str = _env("LEADFLOW_GOOGLE_CALENDAR_API_URL", "Google Calendar API",
                                         PROVIDER_URLS["LEADFLOW_GOOGLE_CALENDAR_API_URL"])
 
+    agent_burst_ms: int = _env("LEADFLOW_AGENT_BURST_MS", "the lead agent answers a contact once it has been quiet "
+                               "this long (a burst of messages gets one reply)", 1200, ge=0, le=30_000)
+    agent_max_wait_ms: int = _env("LEADFLOW_AGENT_MAX_WAIT_MS", "longest a lead waits for the agent while still "
+                                  "writing", 4000, ge=0, le=60_000)
+    agent_max_age_s: int = _env("LEADFLOW_AGENT_MAX_AGE_S", "the agent leaves unanswered a message sent longer ago "
+                                "than this (history read on a first start, a provider's late redelivery)", 900, ge=1)
+    agent_workers: int = _env("LEADFLOW_AGENT_WORKERS", "contacts the agent answers at once", 16, ge=1, le=256)
+    agent_member: int = _env("LEADFLOW_AGENT_MEMBER", "this agent process's index among LEADFLOW_AGENT_MEMBERS "
+                             "(it reads the partitions p with p % members == member)", 0, ge=0)
+    agent_members: int = _env("LEADFLOW_AGENT_MEMBERS", "how many agent processes share the messages topic", 1, ge=1)
+
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Every setting from ``environ`` (default: this process's environment); empty means unset."""

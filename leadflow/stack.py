@@ -20,7 +20,8 @@ from pathlib import Path
 from types import FrameType
 
 from leadflow.brokers import list_brokers
-from leadflow.config import Settings, child_process_environment
+from leadflow.config import PROVIDER_URLS, Settings, child_process_environment
+from leadflow.demo.provider import StandInProvider
 from leadflow.services.ports import wait_for_port
 from leadflow.users import add_user
 
@@ -63,10 +64,18 @@ def run_stack(settings: Settings, ports: Ports, contacts_per_broker: int = 300) 
     logins = demo_logins(settings)
     env = {**child_process_environment(settings),
            "LEADFLOW_REPORTS_JWT_SECRET": settings.reports_jwt_secret or secrets.token_urlsafe(48)}
+    # The lead agent answers the demo brokers' chats; with no provider configured, its replies go to a
+    # stand-in Telegram/WhatsApp on loopback whose /inbox page shows them.
+    stand_in = None
+    if (settings.provider_url("LEADFLOW_TELEGRAM_API_URL"), settings.provider_url("LEADFLOW_WHATSAPP_API_URL")) == (
+            PROVIDER_URLS["LEADFLOW_TELEGRAM_API_URL"], PROVIDER_URLS["LEADFLOW_WHATSAPP_API_URL"]):
+        stand_in = StandInProvider().start()
+        env.update({"LEADFLOW_TELEGRAM_API_URL": stand_in.url, "LEADFLOW_WHATSAPP_API_URL": stand_in.url})
     leadflow = str(Path(sys.executable).with_name("leadflow"))
     commands = {
         "ingest API": [leadflow, "ingest-api", "--port", str(ports.ingest)],
         "reports API": [leadflow, "reports-api", "--port", str(ports.reports)],
+        "lead agent": [leadflow, "agent", "run"],
         "Dagster": [leadflow, "dagster", "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1",
                     "-p", str(ports.dagster)],
     }
@@ -89,12 +98,14 @@ def run_stack(settings: Settings, ports: Ports, contacts_per_broker: int = 300) 
                 print(f"the {name} did not start (exit code {children[name].poll()}); stopping", file=sys.stderr)
                 return 1
         base = "http://127.0.0.1"
+        stand_in_line = f"; replies shown at {stand_in.url}/inbox" if stand_in else ""
         print(f"""
 Leadflow is up on the demo data (Ctrl-C stops everything):
   dashboard      {base}:{ports.reports}/dashboard
   reports API    {base}:{ports.reports}/docs
   dbt docs       {base}:{ports.reports}/dbt-docs/   (written by the first analytics run)
   ingest API     {base}:{ports.ingest}/docs
+  lead agent     answers the demo brokers' Telegram and WhatsApp chats{stand_in_line}
   Dagster UI     {base}:{ports.dagster}   (sensors and the campaign schedule are running)
 demo logins (passwords are new at every start):""")
         for email, password, role in logins:
@@ -109,6 +120,8 @@ demo logins (passwords are new at every start):""")
         return 0
     finally:
         _terminate(children)
+        if stand_in is not None:
+            stand_in.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -134,4 +147,4 @@ def _terminate(children: dict[str, subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
-    print("stopped: ingest API, reports API, Dagster")
+    print("stopped: ingest API, reports API, lead agent, Dagster")

@@ -282,7 +282,12 @@ def test_a_lead_who_floods_the_chat_is_rate_limited() -> None:
     for minute in range(0, 40, 2):
         turns += [lead(f"mensaje {minute}", minute=minute), bot("…", "answer", minute=minute + 1)]
     decision = decide(*turns, lead("otro mensaje", minute=41), max_replies_per_hour=20)
-    assert decision.action == "silence" and decision.reasons == ("rate_limited",)
+    # Said once: the lead knows the messages were read and that a person will answer them.
+    assert decision.action == "answer" and decision.reasons == ("rate_limited",)
+    assert decision.reply and "persona" in decision.reply
+    said = Message.from_decision(decision, T0 + timedelta(minutes=41, seconds=30))
+    then = decide(*turns, lead("otro mensaje", minute=41), said, lead("y otro", minute=42), max_replies_per_hour=20)
+    assert then.action == "silence" and then.reasons == ("rate_limited",)
     assert decide(*turns[-10:], lead("otro mensaje", minute=41), max_replies_per_hour=20).action != "silence"
 
 

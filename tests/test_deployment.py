@@ -26,8 +26,8 @@ def env_vars_read_by_the_code() -> set[str]:
 
 
 def test_compose_has_the_production_services() -> None:
-    assert set(compose()["services"]) >= {"kafka", "postgres", "ingest-api", "reports-api", "dagster-webserver",
-                                          "dagster-daemon"}
+    assert set(compose()["services"]) >= {"kafka", "postgres", "ingest-api", "reports-api", "agent",
+                                          "dagster-webserver", "dagster-daemon"}
 
 
 def test_kafka_runs_in_kraft_mode_without_zookeeper() -> None:
@@ -40,13 +40,13 @@ def test_app_services_get_the_variables_the_code_requires() -> None:
     services = compose()["services"]
     required = {"LEADFLOW_DATABASE_URL", "LEADFLOW_KAFKA_BOOTSTRAP_SERVERS", "LEADFLOW_DAGSTER_DATABASE_URL",
                 "DAGSTER_HOME"}
-    for name in ("migrate", "ingest-api", "reports-api", "dagster-webserver", "dagster-daemon"):
+    for name in ("migrate", "ingest-api", "reports-api", "agent", "dagster-webserver", "dagster-daemon"):
         assert required <= set(services[name]["environment"]), name
     assert "LEADFLOW_REPORTS_JWT_SECRET" in services["reports-api"]["environment"]
 
 
 def test_every_leadflow_variable_in_compose_is_one_the_code_reads() -> None:
-    for service in ("ingest-api", "reports-api", "dagster-daemon"):
+    for service in ("ingest-api", "reports-api", "agent", "dagster-daemon"):
         env = compose()["services"][service]["environment"]
         named = {k for k in env if k.startswith("LEADFLOW_")}
         assert named <= env_vars_read_by_the_code(), service

@@ -26,7 +26,9 @@ def test_make_up_serves_the_stack_and_stops_on_ctrl_c(settings: Settings, pg_adm
     env = {**os.environ, **{k: str(v) for k, v in ports.items()},
            "LEADFLOW_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster"),
            "LEADFLOW_DATABASE_URL": with_database(pg_admin_url, name),
-           "LEADFLOW_KAFKA_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1"}
+           "LEADFLOW_KAFKA_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}", "PYTHONUNBUFFERED": "1",
+           # Known here, so this test can write to the demo broker as Telegram would.
+           "LEADFLOW_PROVIDENCIA_PROPIEDADES_TELEGRAM_SECRET_TOKEN": "up-test-secret-token"}
     leadflow = str(Path(sys.executable).with_name("leadflow"))
     log = tmp_path / "up.log"
     with log.open("wb") as out:
@@ -50,9 +52,24 @@ def test_make_up_serves_the_stack_and_stops_on_ctrl_c(settings: Settings, pg_adm
         assert httpx.get(f"http://127.0.0.1:{ports['LEADFLOW_INGEST_PORT']}/health").status_code == 200
         assert httpx.get(f"http://127.0.0.1:{ports['LEADFLOW_DAGSTER_PORT']}/server_info").status_code == 200
 
+        # The lead agent runs: a chat to the demo broker is answered, to the stand-in provider.
+        inbox = re.search(r"replies shown at (http://127\.0\.0\.1:\d+)/inbox", printed)
+        assert inbox, printed[-2000:]
+        update = {"update_id": 777001, "message": {
+            "message_id": 1, "date": int(time.time()), "text": "hola, busco depto en providencia",
+            "from": {"id": 5550001, "is_bot": False, "first_name": "Ana"}, "chat": {"id": 5550001, "type": "private"}}}
+        answered = httpx.post(f"http://127.0.0.1:{ports['LEADFLOW_INGEST_PORT']}/webhooks/providencia-propiedades/"
+                              "telegram", json=update,
+                              headers={"X-Telegram-Bot-Api-Secret-Token": "up-test-secret-token"})
+        assert answered.status_code == 200, answered.text
+        deadline = time.monotonic() + 30
+        while "5550001" not in (page := httpx.get(f"{inbox[1]}/inbox").text) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "5550001" in page, page[-1500:]
+
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
         assert process.wait(timeout=60) == 0
-        assert "stopped: ingest API, reports API, Dagster" in log.read_text(errors="replace")
+        assert "stopped: ingest API, reports API, lead agent, Dagster" in log.read_text(errors="replace")
         for port in ports.values():
             assert not wait_for_port("127.0.0.1", port, 0.5), f"port {port} still answers"
     finally:

@@ -42,8 +42,11 @@ class AgentConfig(BaseModel):
     tone: Literal["cercano", "formal"] = "cercano"
     language: Language = DEFAULT_LANGUAGE
     facts: AgentFacts = AgentFacts()
-    # Where a handed-off conversation is announced to a person (for the caller; never shown to leads).
-    handoff_channel: str | None = Field(default=None, min_length=1, max_length=200)
+    # Where a handed-off conversation is announced to the broker's people (never shown to leads):
+    # "telegram:<chat id>" (a group of the broker's agents, through the broker's own bot) or an
+    # http(s) URL that receives the notice as JSON (a Slack/Teams/CRM webhook). Unset: recorded only.
+    handoff_channel: str | None = Field(default=None, max_length=400,
+                                        pattern=r"^(telegram:-?[0-9]{1,20}|https?://[^\s]+)$")
     # After a handoff nobody answered for this long, a new lead message gets a holding reply.
     handoff_quiet_minutes: int = Field(default=30, ge=1, le=24 * 60)
     visit_proposal: str | None = Field(default=None, min_length=1, max_length=400)

@@ -17,7 +17,7 @@ import unicodedata
 from datetime import timedelta
 
 from leadflow.agent import knowledge, words
-from leadflow.agent.decision import Conversation, Decision, Policy, silence
+from leadflow.agent.decision import Conversation, Decision, Message, Policy, silence
 from leadflow.agent.voice import Voice, conversation_seed, voice_of
 
 _MEDIA = ("audio", "image", "video", "document")  # a person can open these; the bot cannot
@@ -48,7 +48,10 @@ class Guarded:
         if stepped_back is not None:
             return stepped_back
         if _rate_limited(conversation):
-            return silence("rate_limited")
+            # Said once, so a lead who floods the chat knows it was read; then silence until the hour passes.
+            if any("rate_limited" in m.reasons for m in _last_hour(conversation)):
+                return silence("rate_limited")
+            return Decision("answer", voice.say("rate_limited", seed), reasons=("rate_limited",))
         if last.type != "text" or emoji_only(last.text):
             answering_visit = (last.type == "text" and words.is_yes(last.text) and conversation.bot_messages
                                and conversation.bot_messages[-1].action == "propose_visit")
@@ -169,12 +172,16 @@ def _stepped_back(conversation: Conversation, voice: Voice, seed: str) -> Decisi
     return silence("handed_off")
 
 
-def _rate_limited(conversation: Conversation) -> bool:
+def _last_hour(conversation: Conversation) -> list[Message]:
+    """The bot's messages of the hour before the lead's latest one."""
     now = conversation.turns[-1].sent_at
     if now is None:
-        return False
-    recent = [m for m in conversation.bot_messages if m.sent_at is not None and now - m.sent_at < timedelta(hours=1)]
-    return len(recent) >= conversation.config.max_replies_per_hour
+        return []
+    return [m for m in conversation.bot_messages if m.sent_at is not None and now - m.sent_at < timedelta(hours=1)]
+
+
+def _rate_limited(conversation: Conversation) -> bool:
+    return len(_last_hour(conversation)) >= conversation.config.max_replies_per_hour
 
 
 def _foreign_contacts(conversation: Conversation, reply: str) -> bool:

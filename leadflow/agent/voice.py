@@ -28,6 +28,7 @@ _REGISTERS: tuple[Register, ...] = ("tu", "usted", "vos", "vosotros")
 CONJUGATION: dict[str, tuple[str, str, str, str]] = {
     "te": ("te", "le", "te", "os"),
     "tu": ("tu", "su", "tu", "vuestro"),
+    "tus": ("tus", "sus", "tus", "vuestros"),
     "contigo": ("contigo", "con usted", "con vos", "con vosotros"),
     "buscas": ("buscas", "busca", "buscás", "buscáis"),
     "quieres": ("quieres", "quiere", "querés", "queréis"),
@@ -122,6 +123,7 @@ SPANISH: dict[str, tuple[str, ...]] = {
                        "puede orientar.",),
     "handoff.media": ("Como todavía no puedo escuchar audios ni ver imágenes, {te} paso con una persona del equipo.",),
     "holding": ("Sigo aquí: una persona del equipo {te} responderá pronto. ¡Gracias por la paciencia!",),
+    "rate_limited": ("Recibí todos {tus} mensajes; una persona del equipo los revisará y {te} responderá.",),
     "opt_out": ("Listo, no {te} escribiremos más. {disculpa} la molestia.",
                 "Entendido, no {te} volveremos a escribir. ¡Gracias!"),
     "text_only": ("Por ahora solo leo texto. ¿Me lo {escribes}, por favor?",
@@ -186,6 +188,7 @@ ENGLISH: dict[str, tuple[str, ...]] = {
                        "you.",),
     "handoff.media": ("Since I can't listen to audio or see images yet, I'm passing you to a person on the team.",),
     "holding": ("I'm still here: a person on the team will answer you soon. Thanks for your patience!",),
+    "rate_limited": ("I got all your messages; a person on the team will read them and answer you.",),
     "opt_out": ("Done, we won't write to you again. Sorry for the bother.",
                 "Understood, we won't message you again. Thanks!"),
     "text_only": ("For now I only read text. Could you type it, please?",),

@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 
 from leadflow.analytics import funnel_totals
-from leadflow.brokers import SECRET_KINDS, Broker, add_broker
+from leadflow.brokers import SECRET_KINDS, Broker, add_broker, default_secret_env
 from leadflow.config import Settings
 from leadflow.db.connection import connect, transaction
 from leadflow.demo.generator import generate
@@ -46,6 +46,9 @@ def register_demo_brokers(url: str) -> list[Broker]:
         for kinds in SECRET_KINDS.values():
             for kind in kinds:
                 os.environ.setdefault(broker.secret_env_name(kind), secrets.token_urlsafe(24))
+        # What the agent's replies are sent with; the demo sends them to a stand-in provider on loopback.
+        for kind in ("telegram_bot_token", "whatsapp_access_token", "whatsapp_phone_number_id"):
+            os.environ.setdefault(default_secret_env(slug, kind), f"demo-{secrets.token_hex(8)}")
         brokers.append(broker)
     return brokers
 
@@ -160,6 +163,7 @@ def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) 
     from dagster import DagsterInstance
 
     from ingest_api.app import create_app
+    from leadflow.demo.conversations import print_transcripts, run_conversations
     from pipelines.definitions import defs
     from pipelines.inprocess import QUIET, drain
 
@@ -174,9 +178,12 @@ def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) 
     with BackgroundServer(create_app(settings)) as server:
         print(f"ingest API listening at {server.url}; sending {len(deliveries)} webhooks …")
         codes: Counter[int] = asyncio.run(send_all(server.url, deliveries))
-    sent_s = time.perf_counter() - started
-    print(f"  answers: {dict(sorted(codes.items()))} in {sent_s:.1f}s "
-          f"({len(deliveries) / max(sent_s, 1e-9):.0f} webhooks/s)")
+        sent_s = time.perf_counter() - started
+        print(f"  answers: {dict(sorted(codes.items()))} in {sent_s:.1f}s "
+              f"({len(deliveries) / max(sent_s, 1e-9):.0f} webhooks/s)")
+        print("the lead agent answers a few people live (through the webhooks; replies to a stand-in provider):")
+        transcripts = run_conversations(settings, brokers, server.url)
+    print_transcripts(transcripts)
 
     instance = DagsterInstance.get()
     started = time.perf_counter()

@@ -47,23 +47,26 @@ def credential(slug: str, kind: str) -> str:
 
 
 class RateLimiter:
-    """At most ``per_second`` sends overall and one per ``key_interval_s`` per key (a chat)."""
+    """At most ``per_second`` sends per group (a bot: each broker has its own) and one per
+    ``key_interval_s`` per key (a chat)."""
 
     def __init__(self, per_second: float, key_interval_s: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.interval = 1.0 / per_second
         self.key_interval = key_interval_s
         self.clock, self.sleep = clock, sleep
-        self.next_any = 0.0
-        self.next_key: dict[str, float] = {}
+        self.next_group: dict[str, float] = {}
+        self.next_key: dict[tuple[str, str], float] = {}
         self.lock = threading.Lock()
 
-    def wait(self, key: str) -> None:
+    def wait(self, key: str, group: str = "") -> None:
         with self.lock:
             now = self.clock()
-            at = max(now, self.next_any, self.next_key.get(key, 0.0))
-            self.next_any = at + self.interval
-            self.next_key[key] = at + self.key_interval
+            if len(self.next_key) > 100_000:  # a long-running process meets many chats: forget the past ones
+                self.next_key = {k: t for k, t in self.next_key.items() if t > now}
+            at = max(now, self.next_group.get(group, 0.0), self.next_key.get((group, key), 0.0))
+            self.next_group[group] = at + self.interval
+            self.next_key[(group, key)] = at + self.key_interval
         if at > now:
             self.sleep(at - now)
 
@@ -91,13 +94,13 @@ class TelegramSender:
                  limiter: RateLimiter | None = None) -> None:
         self.base_url = (base_url or provider_url("LEADFLOW_TELEGRAM_API_URL")).rstrip("/")
         self.client = httpx.Client(timeout=timeout_s)
-        # Telegram: about 30 messages a second overall and one a second per chat.
+        # Telegram: about 30 messages a second per bot and one a second per chat.
         self.limiter = limiter or RateLimiter(per_second=30, key_interval_s=1.0)
 
     def send(self, command: OutboundCommand) -> str:
         token = credential(command.broker_slug, "telegram_bot_token")
         chat_id = str(command.payload["chat_id"])
-        self.limiter.wait(chat_id)
+        self.limiter.wait(chat_id, group=command.broker_slug)
         response = _post(self.client, f"{self.base_url}/bot{token}/sendMessage",
                          {"chat_id": chat_id, "text": command.payload["text"]})
         body = _json(response)

@@ -1,0 +1,315 @@
+"""The lead agent under load: reply latency and throughput, against baselines measured in the same run.
+
+- Latency: simulated leads write through the real ingest API (signed WhatsApp webhooks, in its own
+  process) to ``leadflow agent run`` (its own process, default settings: the 1.2 s burst window
+  included); each lead waits for the reply, then writes again. Measured from the webhook's 200 to
+  the fake WhatsApp API receiving the reply: p50/p95/p99, replies lost or doubled, and the agent's
+  peak memory. Once on the offline policy, once with a fake LLM that takes 800 ms per call.
+- Throughput: replies/s of the agent over a topic already holding one message per contact, against
+  a bare consumer that reads the same topic and posts a fixed text to the same fake API with the
+  same number of workers (both measured from their first reply to their last).
+
+Sizes: LEADFLOW_BENCH_AGENT_LEADS (500), LEADFLOW_BENCH_AGENT_TURNS (3), LEADFLOW_BENCH_AGENT_CONTACTS (3000).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+WA_TOKEN = "wa-token-not-a-secret"
+TURNS = ("hola! busco depto para comprar en ñuñoa", "3 dormitorios", "hasta 5.000 UF, tengo crédito preaprobado",
+         "en 3 meses", "sí, el sábado me sirve")
+
+
+@dataclass
+class FakeWhatsApp:
+    """Receives replies, stamps them, and wakes whoever waits for that recipient."""
+
+    received: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    waiters: dict[str, threading.Event] = field(default_factory=dict)
+    server: ThreadingHTTPServer | None = None
+
+    def start(self) -> FakeWhatsApp:
+        fake = self
+        ids = iter(range(1, 10**9))
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                at = time.monotonic()
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                to = str(body.get("to"))
+                fake.received[to].append(at)
+                event = fake.waiters.get(to)
+                if event is not None:
+                    event.set()
+                data = json.dumps({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.b{next(ids)}"}]})
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data.encode())
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _broker(database_url: str, settings: dict[str, Any], llm: dict[str, Any] | None = None) -> Any:
+    from leadflow.agent.store import save_agent_settings
+    from leadflow.brokers import SECRET_KINDS, add_broker, default_secret_env
+    from leadflow.db.connection import transaction
+
+    broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
+                        timezone="America/Santiago")
+    for kinds in SECRET_KINDS.values():
+        for kind in kinds:
+            os.environ[broker.secret_env_name(kind)] = secrets.token_urlsafe(16)
+    os.environ[default_secret_env(broker.slug, "whatsapp_access_token")] = WA_TOKEN
+    os.environ[default_secret_env(broker.slug, "whatsapp_phone_number_id")] = "1098765"
+    save_agent_settings(database_url, broker.slug, {"enabled": True, "policy": "llm" if llm else "offline",
+                                                    "max_replies_per_hour": 200, **settings})
+    if llm:
+        with transaction(database_url) as conn, conn.cursor() as cur:
+            cur.execute("UPDATE leadflow.broker_settings SET llm = %s WHERE broker_id = %s",
+                        (json.dumps(llm), broker.broker_id))
+    return broker
+
+
+def _agent_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(Path(sys.executable).with_name("leadflow")), "agent", "run"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _whatsapp(broker: Any, phone: str, text: str, n: int) -> dict[str, Any]:
+    return {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
+        "field": "messages", "value": {
+            "messaging_product": "whatsapp", "metadata": {"phone_number_id": "1098765"},
+            "contacts": [{"profile": {"name": f"Lead {phone[-4:]}"}, "wa_id": phone}],
+            "messages": [{"from": phone, "id": f"wamid.in{n}", "timestamp": str(int(datetime.now(UTC).timestamp())),
+                          "type": "text", "text": {"body": text}}]}}]}]}
+
+
+def _conversations(ingest_url: str, broker: Any, fake: FakeWhatsApp, leads: int, turns: int,
+                   prefix: str) -> tuple[list[float], int, int]:
+    """Every lead writes ``turns`` times, each after the previous reply; latencies (s), lost, doubled."""
+    from leadflow.demo.webhooks import signed
+
+    phones = [f"56{prefix}{i:06d}" for i in range(leads)]
+    for phone in phones:
+        fake.waiters[phone] = threading.Event()
+    latencies: list[float] = []
+    lost = 0
+    counter = iter(range(10**9))
+
+    async def lead(client: httpx.AsyncClient, phone: str) -> None:
+        nonlocal lost
+        for turn in range(turns):
+            event = fake.waiters[phone]
+            event.clear()
+            path, headers, body = signed("whatsapp", broker, _whatsapp(broker, phone, TURNS[turn % len(TURNS)],
+                                                                       next(counter)))
+            response = await client.post(path, content=body, headers=headers)
+            answered = time.monotonic()
+            if response.status_code != 200:
+                raise RuntimeError(f"ingest answered {response.status_code}: {response.text}")
+            got = await asyncio.get_running_loop().run_in_executor(None, event.wait, 30.0)
+            if not got:
+                lost += 1
+                return
+            latencies.append(fake.received[phone][-1] - answered)
+            await asyncio.sleep(0.3)  # a person reads before answering
+
+    async def main() -> None:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=ingest_url, timeout=30, limits=limits) as client:
+            await asyncio.gather(*(lead(client, phone) for phone in phones))
+
+    asyncio.get_event_loop_policy().new_event_loop().run_until_complete(_with_executor(main))
+    time.sleep(2.0)  # a doubled reply would come by now
+    doubled = sum(max(0, len(fake.received[p]) - turns) for p in phones)
+    return latencies, lost, doubled
+
+
+async def _with_executor(main: Any) -> None:
+    # Waiting for replies blocks a thread per lead: give the loop enough of them.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=600))
+    await main()
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def bench_agent_latency(settings: Any, leads: int, turns: int, llm_ms: int | None = None) -> None:
+    from bench.loadgen import start_server
+    from leadflow.config import Topics, child_process_environment
+    from leadflow.kafka import ensure_topics
+    from leadflow.services.ports import free_port
+    from tests.fake_llm import FakeLLM, ok
+
+    topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
+    ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_partitions)
+    fake = FakeWhatsApp().start()
+    llm_fake = None
+    llm = None
+    if llm_ms is not None:
+        llm_fake = FakeLLM().start()
+        answer = ok(reply="Perfecto, ¿cuántos dormitorios necesitas?", action="ask", asks="bedrooms")
+        answer.delay_s = llm_ms / 1000
+        llm_fake.script("openai", *[answer] * (leads * turns + 50))
+        os.environ["LEADFLOW_OPENAI_API_KEY"] = "bench-key-not-a-secret"
+        os.environ["LEADFLOW_OPENAI_BASE_URL"] = llm_fake.url + "/v1"
+        llm = {"provider": "openai", "model": "gpt-4o-mini"}
+    broker = _broker(settings.database_url, {}, llm)
+    env = {**child_process_environment(settings.model_copy(update={
+        "kafka_topic_prefix": topics.prefix, "whatsapp_api_url": fake.url})),
+        "LEADFLOW_AGENT_WORKERS": "32"}
+    port = free_port()
+    ingest = start_server([sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app", "--port",
+                           str(port), "--log-level", "warning", "--no-access-log"], env, port)
+    agent = _agent_process(env)
+    try:
+        time.sleep(3.0)  # the agent assigns its partitions
+        started = time.monotonic()
+        latencies, lost, doubled = _conversations(f"http://127.0.0.1:{port}", broker, fake, leads, turns,
+                                                  f"9{uuid.uuid4().int % 100:02d}")
+        elapsed = time.monotonic() - started
+        memory = _peak_rss_mb(agent.pid)
+    finally:
+        agent.terminate()
+        agent.wait(30)
+        ingest.terminate()
+        ingest.wait(30)
+        fake.stop()
+        if llm_fake is not None:
+            llm_fake.stop()
+    target = 3.0 if llm_ms is not None else 2.0
+    policy = f"fake LLM, {llm_ms} ms per call" if llm_ms is not None else "offline policy"
+    print(f"\n== lead agent latency: {leads} leads x {turns} turns, concurrently, {policy} "
+          f"(burst window {settings.agent_burst_ms} ms included)")
+    print(f"webhook 200 -> reply at the provider: p50 {statistics.median(latencies):.2f} s, "
+          f"p95 {_percentile(latencies, 0.95):.2f} s, p99 {_percentile(latencies, 0.99):.2f} s "
+          f"(target p95 < {target:.0f} s); replies {len(latencies)}, lost {lost}, doubled {doubled}; "
+          f"{len(latencies) / elapsed:.0f} replies/s; agent peak memory {memory:.0f} MB")
+
+
+def bench_agent_throughput(settings: Any, contacts: int) -> None:
+    from leadflow.config import Topics, child_process_environment
+    from leadflow.events import ChannelMessage, Contact
+    from leadflow.kafka import (
+        assign_from,
+        consume,
+        ensure_topics,
+        make_consumer,
+        make_producer,
+        partitions_of,
+        produce_all,
+    )
+
+    fake = FakeWhatsApp().start()
+    broker = _broker(settings.database_url, {})
+    now = datetime.now(UTC)
+    results: dict[str, float] = {}
+    try:
+        for name in ("bare consumer (baseline)", "lead agent"):
+            topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
+            ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_partitions)
+            prefix = f"{len(results) + 1}{uuid.uuid4().int % 10}"
+            phones = [f"57{prefix}{i:07d}" for i in range(contacts)]
+            items = []
+            for i, phone in enumerate(phones):
+                message = ChannelMessage.build(
+                    broker_id=broker.broker_id, broker_slug=broker.slug, channel="whatsapp",
+                    provider_message_id=f"wamid.t{prefix}{i}", contact=Contact(channel_user_id=phone),
+                    text=TURNS[0], sent_at=now, received_at=now)
+                items.append((message.kafka_key(), message.model_dump_json().encode()))
+            produce_all(make_producer(settings.kafka_bootstrap_servers, linger_ms=20), topics.messages, items)
+            if name.startswith("bare"):
+                consumer = make_consumer(settings.kafka_bootstrap_servers)
+                assign_from(consumer, {(topics.messages, p): 0
+                                       for p in partitions_of(consumer, topics.messages)})
+                with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=32)) as client, \
+                        ThreadPoolExecutor(32) as pool:
+                    def post(value: bytes | None) -> None:
+                        event = json.loads(value or b"{}")
+                        client.post(f"{fake.url}/1098765/messages", headers={"Authorization": f"Bearer {WA_TOKEN}"},
+                                    json={"messaging_product": "whatsapp", "to": event["contact"]["channel_user_id"],
+                                          "type": "text", "text": {"body": "Hola, ¿en qué comuna buscas?"}})
+                    read = 0
+                    while read < contacts:
+                        records = consume(consumer, 1000, 1.0)
+                        read += len(records)
+                        list(pool.map(post, [r.value for r in records]))
+                consumer.close()
+            else:
+                env = {**child_process_environment(settings.model_copy(update={
+                    "kafka_topic_prefix": topics.prefix, "whatsapp_api_url": fake.url})),
+                    "LEADFLOW_AGENT_WORKERS": "32", "LEADFLOW_AGENT_MAX_WAIT_MS": "60000"}
+                agent = _agent_process(env)
+                deadline = time.monotonic() + 600
+                while sum(1 for p in phones if fake.received.get(p)) < contacts and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                agent.terminate()
+                agent.wait(30)
+            stamps = sorted(t for p in phones for t in fake.received.get(p, []))
+            if len(stamps) < contacts:
+                raise RuntimeError(f"{name}: {len(stamps)} of {contacts} replies arrived")
+            results[name] = (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9)
+    finally:
+        fake.stop()
+    bare, ours = results["bare consumer (baseline)"], results["lead agent"]
+    print(f"\n== lead agent throughput: {contacts:,} contacts, one message each, already on the topic, "
+          "32 workers each, first reply to last")
+    print(f"{'bare consumer, fixed text (baseline)':40s} {bare:9,.0f} replies/s")
+    print(f"{'lead agent (history, decide, claim, send)':40s} {ours:9,.0f} replies/s   ratio {ours / bare:.2f} "
+          "(target >= 0.50)")
+
+
+def bench_agent(settings: Any) -> None:
+    leads = int(os.environ.get("LEADFLOW_BENCH_AGENT_LEADS", "500"))
+    turns = int(os.environ.get("LEADFLOW_BENCH_AGENT_TURNS", "3"))
+    bench_agent_latency(settings, leads, turns)
+    bench_agent_latency(settings, leads, turns, llm_ms=800)
+    bench_agent_throughput(settings, int(os.environ.get("LEADFLOW_BENCH_AGENT_CONTACTS", "3000")))

@@ -1,0 +1,553 @@
+"""``leadflow agent``: the streaming responder that answers every inbound chat within seconds.
+
+It reads the messages topic from its own offsets in PostgreSQL (reader ``agent``), like the landing
+and the dispatcher, but never stops: records are read as they arrive. Each contact's inbound chat
+messages are held until the contact has been quiet for the burst window (or has waited the longest
+allowed), then answered once. Replies of different contacts are decided and sent in parallel by a
+pool of workers; one contact is never in two workers at once, so its replies stay in order.
+
+Offsets are stored only up to the oldest record whose burst is not settled yet: a crash re-reads
+what was not answered, and the claim in ``agent_replies`` keeps what was answered from being
+answered again. A sent reply is produced back onto the messages topic as an outbound message (the
+same key as the lead's, so the same partition), so the landing stores it like any other message:
+the qualification reads it as an agent turn and the funnel counts its response time.
+
+Scale-out: process ``member`` of ``members`` owns the partitions ``p % members == member``. Each
+contact's messages are on one partition (the key), so a contact belongs to one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import psycopg2.extensions
+import psycopg2.pool
+from confluent_kafka import KafkaException, Producer
+
+from leadflow.agent import history, replies
+from leadflow.agent.config import AgentConfig
+from leadflow.agent.decision import Conversation, Decision, Policy, silence
+from leadflow.agent.notify import Notifier
+from leadflow.agent.replies import Burst, Inbound
+from leadflow.agent.respond import respond
+from leadflow.agent.store import agent_configs
+from leadflow.config import Settings
+from leadflow.events import ChannelMessage, Contact, OutboundCommand
+from leadflow.kafka import assign_from, cluster_id, make_consumer, make_producer, partitions_of
+from leadflow.offsets import lock_offsets, store_offsets
+from leadflow.outbound.errors import Rejected, RetryLater, Skip
+from leadflow.outbound.senders import Sender
+
+log = logging.getLogger(__name__)
+READER = "agent"
+CHAT_CHANNELS = frozenset({"telegram", "whatsapp"})
+MAX_ATTEMPTS = 4  # a chat reply is worth retrying for seconds, not hours: then it is failed, with the reason
+ContactKey = tuple[int, str, str]
+# The broker's LLM policy from its id and ``llm`` settings (``broker_llms.BrokerLLMs``); None: offline.
+LLMFactory = Callable[[int, dict[str, Any]], Policy | None]
+
+
+@dataclass(frozen=True)
+class Broker:
+    broker_id: int
+    slug: str
+    country: str
+    config: AgentConfig
+    llm: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Stats:
+    """What the process did since it started (``leadflow agent run`` logs it; tests and the bench read it)."""
+
+    records: int = 0
+    stale: int = 0
+    bursts: int = 0
+    messages_answered: int = 0
+    decisions: Counter[str] = field(default_factory=Counter)
+    replies: Counter[str] = field(default_factory=Counter)
+    errors: int = 0
+
+
+class Directory:
+    """Each broker's agent settings, re-read every few seconds: a change applies without a restart."""
+
+    def __init__(self, pool: psycopg2.pool.ThreadedConnectionPool, refresh_s: float = 5.0) -> None:
+        self.pool, self.refresh_s = pool, refresh_s
+        self.brokers: dict[int, Broker] = {}
+        self.loaded_at = float("-inf")
+
+    def get(self, broker_id: int) -> Broker | None:
+        if time.monotonic() - self.loaded_at > self.refresh_s or broker_id not in self.brokers:
+            self.reload()
+        return self.brokers.get(broker_id)
+
+    def reload(self) -> None:
+        if time.monotonic() - self.loaded_at < 0.5:  # an unknown broker id must not hammer the database
+            return
+        conn = self.pool.getconn()
+        try:
+            with conn, conn.cursor() as cur:
+                configs = agent_configs(cur)
+                cur.execute("""SELECT b.broker_id, b.slug, b.country, coalesce(s.llm, '{}') FROM leadflow.brokers b
+                               LEFT JOIN leadflow.broker_settings s USING (broker_id)""")
+                self.brokers = {int(b): Broker(int(b), slug, country, configs[int(b)], llm) for b, slug, country, llm
+                                in cur.fetchall() if int(b) in configs}
+        finally:
+            self.pool.putconn(conn)
+        self.loaded_at = time.monotonic()
+
+
+@dataclass
+class _Held:
+    burst: Burst
+    first: float
+    last: float
+
+
+class LeadAgent:
+    """One agent process; ``run(stop)`` until ``stop`` is set."""
+
+    def __init__(self, settings: Settings, senders: dict[str, Sender], *, llm: LLMFactory | None = None,
+                 notifier: Notifier | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 burst_s: float | None = None, max_wait_s: float | None = None, workers: int | None = None,
+                 member: int | None = None, members: int | None = None) -> None:
+        self.settings = settings
+        self.senders = senders
+        self.llm = llm
+        self.notifier = notifier
+        self.clock = clock
+        self.burst_s = settings.agent_burst_ms / 1000 if burst_s is None else burst_s
+        self.max_wait_s = max(settings.agent_max_wait_ms / 1000 if max_wait_s is None else max_wait_s, self.burst_s)
+        self.workers = workers or settings.agent_workers
+        self.member = settings.agent_member if member is None else member
+        self.members = members or settings.agent_members
+        if not 0 <= self.member < self.members:
+            raise ValueError(f"agent member {self.member} of {self.members}: the member is 0 … members - 1")
+        self.max_age = timedelta(seconds=settings.agent_max_age_s)
+        self.topic = settings.topics.messages
+        self.stats = Stats()
+        self.partitions: list[int] = []
+        self._lock = threading.Lock()
+        self._held: dict[ContactKey, _Held] = {}
+        self._busy: dict[ContactKey, tuple[Future[None], Burst]] = {}
+        self._retrying: set[int] = set()
+        self._unsettled: dict[int, Counter[int]] = {}
+        self._read_upto: dict[int, int] = {}
+        self._unpublished: list[ChannelMessage] = []
+        self.ready = threading.Event()  # set once the partitions are assigned (tests wait for it)
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> Stats:
+        pool = psycopg2.pool.ThreadedConnectionPool(1, self.workers + 2, self.settings.database_url)
+        self.pool = pool
+        self.directory = Directory(pool)
+        self.producer: Producer = make_producer(self.settings.kafka_bootstrap_servers)
+        consumer = make_consumer(self.settings.kafka_bootstrap_servers)
+        executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agent")
+        try:
+            cluster = cluster_id(consumer)
+            self.partitions = [p for p in partitions_of(consumer, self.topic) if p % self.members == self.member]
+            stored = self._start_offsets(cluster)
+            self._read_upto = {p: stored[(self.topic, p)] for p in self.partitions}
+            self._unsettled = {p: Counter() for p in self.partitions}
+            assign_from(consumer, {(self.topic, p): stored[(self.topic, p)] for p in self.partitions})
+            self._republish_unlanded()
+            log.info("agent %d/%d reading %s partitions %s", self.member, self.members, self.topic, self.partitions)
+            self.ready.set()
+            saved = dict(self._read_upto)
+            next_chores = 0.0
+            while not stop.is_set():
+                for message in consumer.consume(num_messages=500, timeout=0.05):
+                    if message.error() is not None:
+                        raise KafkaException(message.error())
+                    self._read(message.partition() or 0, message.offset() or 0, message.value())
+                self._start_due(executor)
+                self._reap()
+                if time.monotonic() >= next_chores:
+                    next_chores = time.monotonic() + 0.5
+                    saved = self._save_offsets(cluster, saved)
+                    self._start_retries(executor)
+                    self._publish_pending()
+                    self._record_usage()
+            executor.shutdown(wait=True)
+            self._reap()
+            self._save_offsets(cluster, saved)
+            self.producer.flush(10)
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+            consumer.close()
+            pool.closeall()
+        return self.stats
+
+    def _start_offsets(self, cluster: str) -> dict[tuple[str, int], int]:
+        conn = self.pool.getconn()
+        try:
+            with conn, conn.cursor() as cur:
+                return lock_offsets(cur, READER, cluster, [(self.topic, p) for p in self.partitions])
+        finally:
+            self.pool.putconn(conn)
+
+    def _read(self, partition: int, offset: int, value: bytes | None) -> None:
+        self.stats.records += 1
+        self._read_upto[partition] = offset + 1
+        try:
+            event = orjson.loads(value or b"")
+            if (event.get("event_type") != "message" or event.get("direction") != "inbound"
+                    or event.get("channel") not in CHAT_CHANNELS):
+                return
+            broker = self.directory.get(int(event["broker_id"]))
+            if broker is None or not broker.config.enabled:
+                return
+            contact = event.get("contact") or {}
+            contact_key = contact.get("channel_user_id") or contact.get("phone_e164")
+            sent_at = datetime.fromisoformat(event["sent_at"])
+            received_at = datetime.fromisoformat(event.get("received_at") or event["sent_at"])
+            if self.clock() - sent_at > self.max_age:
+                # A reply to an old message would arrive out of place: a first start reading the topic's
+                # history, or a provider redelivering days later. Landed all the same, answered by people.
+                self.stats.stale += 1
+                return
+            inbound = Inbound(str(event["provider_message_id"]), event.get("text") or "",
+                              str(event.get("message_type") or "text"), sent_at, received_at, partition, offset)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # Not the agent's to keep: the landing dead-letters what it cannot read.
+            log.warning("agent skips unreadable record %s@%s: %s", partition, offset, type(exc).__name__)
+            return
+        if not contact_key:
+            return
+        key: ContactKey = (broker.broker_id, event["channel"], str(contact_key))
+        now = time.monotonic()
+        with self._lock:
+            held = self._held.get(key)
+            if held is None:
+                chat_id = event.get("conversation_id") if event["channel"] == "telegram" else contact_key
+                held = self._held[key] = _Held(Burst(broker.broker_id, broker.slug, event["channel"], str(contact_key),
+                                                     str(chat_id or contact_key), contact.get("phone_e164"),
+                                                     contact.get("display_name"), contact), now, now)
+            held.burst.messages.append(inbound)
+            held.last = now
+            self._unsettled[partition][offset] += 1
+
+    def _start_due(self, executor: ThreadPoolExecutor) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [key for key, held in self._held.items() if key not in self._busy
+                   and (now - held.last >= self.burst_s or now - held.first >= self.max_wait_s)]
+            for key in due:
+                burst = self._held.pop(key).burst
+                self._busy[key] = (executor.submit(self._answer, burst), burst)
+
+    def _reap(self) -> None:
+        with self._lock:
+            done = [(key, future, burst) for key, (future, burst) in self._busy.items() if future.done()]
+            for key, future, burst in done:
+                del self._busy[key]
+                error = future.exception()
+                if error is None:
+                    for m in burst.messages:
+                        self._settle_offset(m.partition, m.offset)
+                    continue
+                # The database or the broker failed mid-answer: nothing is lost, the burst is answered later.
+                self.stats.errors += 1
+                log.error("agent could not answer %s on %s: %s", burst.contact_key, burst.channel, error)
+                held = self._held.get(key)
+                now = time.monotonic()
+                if held is None:
+                    self._held[key] = _Held(burst, now, now + 1.0)
+                else:
+                    held.burst.messages[:0] = burst.messages
+
+    def _settle_offset(self, partition: int, offset: int) -> None:
+        counts = self._unsettled[partition]
+        counts[offset] -= 1
+        if counts[offset] <= 0:
+            del counts[offset]
+
+    def _save_offsets(self, cluster: str, saved: dict[int, int]) -> dict[int, int]:
+        with self._lock:
+            positions = {p: min(self._unsettled[p]) if self._unsettled[p] else self._read_upto[p]
+                         for p in self.partitions}
+        changed = {(self.topic, p): o for p, o in positions.items() if saved.get(p) != o}
+        if changed:
+            conn = self.pool.getconn()
+            try:
+                with conn, conn.cursor() as cur:
+                    store_offsets(cur, READER, cluster, changed)
+            finally:
+                self.pool.putconn(conn)
+        return positions
+
+    # --- one burst ----------------------------------------------------------------------------------
+
+    def _answer(self, burst: Burst) -> None:
+        broker = self.directory.get(burst.broker_id)
+        if broker is None:
+            return
+        self.stats.bursts += 1
+        self.stats.messages_answered += len(burst.messages)
+        conn = self.pool.getconn()
+        try:
+            with conn, conn.cursor() as cur:
+                lead_id = replies.lead_of(cur, burst.broker_id, burst.channel, burst.contact_key)
+                handler = replies.handler_now(cur, burst, lead_id)
+                turns = history.merge(replies.landed(cur, burst, lead_id), replies.remembered(cur, burst),
+                                      burst.pending())
+            if handler is not None and handler.handler == "person" and handler.by_person:
+                decision = silence("taken_over")
+            else:
+                released = handler.switched_at if handler is not None and handler.handler == "bot" else None
+                conversation = Conversation(history.since_release(turns, released), broker.config, broker.country,
+                                            burst.channel)
+                decision = self._decide(broker, conversation)
+            policy = _policy_name(broker.config, decision)
+            self.stats.decisions[decision.action] += 1
+            notice = None
+            with conn, conn.cursor() as cur:
+                claim = replies.claim(cur, burst, lead_id, decision, policy, _destination(burst))
+                if claim.new and decision.action == "handoff" and "holding" not in decision.reasons:
+                    reason = ", ".join(decision.reasons) or "handoff"
+                    replies.hand_off(cur, burst, lead_id, f"bot: {reason}")
+                    notice = replies.notification_row(cur, claim.reply_id, burst, lead_id,
+                                                      broker.config.handoff_channel,
+                                                      _notice_text(broker, burst, lead_id, reason))
+            if claim.status in ("claimed", "retry"):
+                self._send(conn, claim.reply_id, broker, burst, claim.lead_id, claim.body or "",
+                           claim.meta(burst.last.provider_id))
+            if notice is not None and self.notifier is not None:
+                self.notifier.deliver(conn, notice)
+        finally:
+            self.pool.putconn(conn)
+
+    def _decide(self, broker: Broker, conversation: Conversation) -> Decision:
+        llm = self.llm(broker.broker_id, broker.llm) if self.llm is not None and broker.config.policy == "llm" \
+            else None
+        return respond(conversation, llm)
+
+    def _send(self, conn: psycopg2.extensions.connection, reply_id: int, broker: Broker, burst: Burst,
+              lead_id: int | None, body: str, meta: dict[str, Any]) -> None:
+        with conn, conn.cursor() as cur:
+            if not replies.mark_sending(cur, reply_id):
+                return  # another worker or process has it
+            cur.execute("SELECT attempts FROM leadflow.agent_replies WHERE reply_id = %s", (reply_id,))
+            row = cur.fetchone()
+            attempts = int(row[0]) if row else MAX_ATTEMPTS
+        command = OutboundCommand.build(
+            send_id=reply_id, broker_id=burst.broker_id, broker_slug=broker.slug, campaign_id=0,
+            lead_id=lead_id or 0, step=0, action="message", channel=burst.channel,
+            payload=_payload(burst, body), created_at=self.clock())
+        sender = self.senders.get(burst.channel)
+        # The reply's time is when it left: the lead can answer it before the provider's answer reaches us.
+        started = self.clock()
+        try:
+            if sender is None:
+                raise Rejected(f"no sender for {burst.channel} in this agent")
+            provider_id = sender.send(command)
+        except RetryLater as exc:
+            with conn, conn.cursor() as cur:
+                if attempts >= MAX_ATTEMPTS:
+                    replies.settle(cur, reply_id, "failed", f"{exc} (after {attempts} attempts)")
+                    self.stats.replies["failed"] += 1
+                else:
+                    # Seconds, not the provider's minutes: a late answer to a chat is worth little, and a
+                    # reply the lead has since outgrown is dropped when it comes up again.
+                    wait = min(max(exc.after_s if exc.after_s < 30 else 0, 2.0 ** attempts), 30.0)
+                    replies.settle(cur, reply_id, "retry", str(exc), retry_at=self.clock() + timedelta(seconds=wait))
+                    self.stats.replies["retry"] += 1
+            return
+        except Skip as exc:
+            with conn, conn.cursor() as cur:
+                replies.settle(cur, reply_id, "dropped", str(exc))
+            self.stats.replies["dropped"] += 1
+            return
+        except Rejected as exc:
+            with conn, conn.cursor() as cur:
+                replies.settle(cur, reply_id, "failed", str(exc))
+            self.stats.replies["failed"] += 1
+            return
+        sent_at = started
+        with conn, conn.cursor() as cur:
+            replies.settle(cur, reply_id, "sent", provider_id=provider_id, sent_at=sent_at)
+        self.stats.replies["sent"] += 1
+        self._publish(_reply_message(burst, reply_id, body, sent_at, {**meta, "provider_message_id": provider_id}))
+
+    def _record_usage(self) -> None:
+        record = getattr(self.llm, "record_usage", None)
+        if record is None:
+            return
+        conn = self.pool.getconn()
+        try:
+            with conn, conn.cursor() as cur:
+                record(cur)
+        finally:
+            self.pool.putconn(conn)
+
+    # --- retries ------------------------------------------------------------------------------------
+
+    def _start_retries(self, executor: ThreadPoolExecutor) -> None:
+        conn = self.pool.getconn()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("""SELECT reply_id FROM leadflow.agent_replies
+                               WHERE status IN ('claimed', 'retry') AND next_attempt_at <= %s
+                                 AND broker_id = ANY(%s) ORDER BY next_attempt_at LIMIT 200""",
+                            (self.clock(), list(self.directory.brokers)))
+                due = [int(r[0]) for r in cur.fetchall()]
+        finally:
+            self.pool.putconn(conn)
+        for reply_id in due:
+            with self._lock:
+                if reply_id in self._retrying:
+                    continue
+                self._retrying.add(reply_id)
+            executor.submit(self._retry, reply_id)
+
+    def _retry(self, reply_id: int) -> None:
+        conn = self.pool.getconn()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("""SELECT broker_id, channel, contact_key, reply_to, lead_id, body, action, asks, reasons,
+                                      policy, destination, inbound_at, status
+                               FROM leadflow.agent_replies WHERE reply_id = %s""", (reply_id,))
+                row = cur.fetchone()
+                if row is None or row[12] not in ("claimed", "retry"):
+                    return
+                (broker_id, channel, contact_key, reply_to, lead_id, body, action, asks, reasons, policy,
+                 destination, _inbound_at, _status) = row
+                key: ContactKey = (int(broker_id), channel, contact_key)
+                with self._lock:
+                    # This contact is partitioned elsewhere (another member) or is being answered right now.
+                    if key in self._busy or not self._owns(destination):
+                        return
+                    waiting = key in self._held
+                if waiting or replies.newer_inbound(cur, reply_id):
+                    replies.settle(cur, reply_id, "dropped", "the lead wrote again before it could be sent")
+                    self.stats.replies["dropped"] += 1
+                    return
+            broker = self.directory.get(int(broker_id))
+            if broker is None:
+                return
+            burst = Burst(int(broker_id), broker.slug, channel, contact_key, destination["chat_id"],
+                          destination.get("contact", {}).get("phone_e164"), None, destination.get("contact", {}),
+                          [Inbound(reply_to, "", "text", destination_time(destination), destination_time(destination),
+                                   -1, -1)])
+            self._send(conn, reply_id, broker, burst, lead_id, body or "",
+                       replies.payload_meta(action, asks, reasons or [], reply_to, policy))
+        except Exception:  # a retry that fails is retried by the next round; the loop must go on
+            self.stats.errors += 1
+            log.exception("agent retry of reply %s failed", reply_id)
+        finally:
+            self.pool.putconn(conn)
+            with self._lock:
+                self._retrying.discard(reply_id)
+
+    def _owns(self, destination: dict[str, Any]) -> bool:
+        partition = destination.get("partition")
+        return partition is None or int(partition) in self.partitions
+
+    # --- producing replies back onto the messages topic --------------------------------------------
+
+    def _publish(self, message: ChannelMessage) -> None:
+        done = threading.Event()
+        failure: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                failure.append(str(err))
+            done.set()
+
+        try:
+            self.producer.produce(self.topic, key=message.kafka_key(), value=message.model_dump_json().encode(),
+                                  on_delivery=delivered)
+            deadline = time.monotonic() + 15
+            while not done.is_set() and time.monotonic() < deadline:
+                self.producer.poll(0.02)
+        except (BufferError, KafkaException) as exc:
+            failure.append(str(exc))
+        if failure or not done.is_set():
+            # Sent but not recorded on the topic yet: kept and produced again (the landing absorbs a twin).
+            log.warning("agent reply %s not acknowledged by Kafka (%s); will produce it again",
+                        message.provider_message_id, failure[:1] or "timeout")
+            with self._lock:
+                self._unpublished.append(message)
+
+    def _publish_pending(self) -> None:
+        with self._lock:
+            pending, self._unpublished = self._unpublished, []
+        for message in pending:
+            self._publish(message)
+
+    def _republish_unlanded(self) -> None:
+        """Replies a crash left sent but never produced: produced again (a twin already produced lands once)."""
+        conn = self.pool.getconn()
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("""
+                    SELECT r.reply_id, r.broker_id, b.slug, r.channel, r.contact_key, r.body, r.sent_at, r.action,
+                           r.asks, r.reasons, r.reply_to, r.policy, r.destination, r.provider_message_id
+                    FROM leadflow.agent_replies r JOIN leadflow.brokers b USING (broker_id)
+                    WHERE r.status = 'sent' AND r.sent_at > now() - interval '2 days'
+                      AND NOT EXISTS (SELECT 1 FROM leadflow.raw_messages m WHERE m.broker_id = r.broker_id
+                                      AND m.channel = r.channel AND m.provider_message_id = 'reply:' || r.reply_id)""")
+                rows = cur.fetchall()
+        finally:
+            self.pool.putconn(conn)
+        for (reply_id, broker_id, slug, channel, contact_key, body, sent_at, action, asks, reasons, reply_to, policy,
+             destination, provider_id) in rows:
+            if not self._owns(destination):
+                continue
+            burst = Burst(int(broker_id), slug, channel, contact_key, destination["chat_id"], None, None,
+                          destination.get("contact", {}))
+            meta = {**replies.payload_meta(action, asks, reasons or [], reply_to, policy),
+                    "provider_message_id": provider_id}
+            self._publish(_reply_message(burst, int(reply_id), body or "", sent_at, meta))
+
+
+def destination_time(destination: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(destination["inbound_at"])
+
+
+def _destination(burst: Burst) -> dict[str, Any]:
+    return {"chat_id": burst.chat_id, "contact": burst.contact, "partition": burst.last.partition,
+            "inbound_at": burst.last.sent_at.isoformat()}
+
+
+def _payload(burst: Burst, body: str) -> dict[str, Any]:
+    if burst.channel == "telegram":
+        return {"chat_id": burst.chat_id, "text": body}
+    # The lead just wrote: the WhatsApp 24-hour window is open (the sender checks it all the same).
+    return {"to": burst.chat_id, "text": body, "last_inbound_at": burst.last.sent_at.isoformat()}
+
+
+def _reply_message(burst: Burst, reply_id: int, body: str, sent_at: datetime, meta: dict[str, Any]) -> ChannelMessage:
+    contact = Contact.model_validate(burst.contact) if burst.contact else Contact(channel_user_id=burst.contact_key)
+    return ChannelMessage.build(
+        broker_id=burst.broker_id, broker_slug=burst.broker_slug, channel=burst.channel,  # type: ignore[arg-type]
+        provider_message_id=replies.reply_provider_id(reply_id),
+        conversation_id=burst.chat_id if burst.channel == "telegram" else None, contact=contact,
+        direction="outbound", message_type="text", text=body, sent_at=sent_at, raw={history.AUTHOR_KEY: meta})
+
+
+def _policy_name(config: AgentConfig, decision: Decision) -> str:
+    if config.policy != "llm":
+        return "offline"
+    fell_back = any(r.startswith("llm_fallback") or r == "llm_unavailable" for r in decision.reasons)
+    return "llm_fallback" if fell_back else "llm"
+
+
+def _notice_text(broker: Broker, burst: Burst, lead_id: int | None, reason: str) -> str:
+    who = burst.display_name or burst.phone or burst.contact_key
+    lead = f"lead {lead_id}" if lead_id is not None else "a new contact"
+    said = burst.last.text.strip()[:300]
+    return (f"[{broker.slug}] {who} ({lead}, {burst.channel}) needs a person: {reason}. "
+            f"Last message: \u201c{said}\u201d")
