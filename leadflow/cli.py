@@ -96,7 +96,20 @@ def _reports_api(args: argparse.Namespace) -> int:
 def _users(args: argparse.Namespace) -> int:
     import getpass
 
-    from leadflow.users import UserError, add_user, assign_leads, list_users, password_from_env
+    from leadflow.users import (
+        User,
+        UserError,
+        add_user,
+        assign_leads,
+        list_users,
+        password_from_env,
+        remove_user,
+        set_disabled,
+        set_role,
+    )
+
+    def described(u: User) -> str:
+        return f"{u.email} ({u.role}{'' if u.broker_id is None else f', broker {u.broker_id}'})"
 
     settings = export_environment()
     try:
@@ -109,15 +122,25 @@ def _users(args: argparse.Namespace) -> int:
                 password = getpass.getpass(f"password for {args.email}: ")
             user = add_user(settings.database_url, args.email, password, role=args.role, broker_slug=args.broker,
                             display_name=args.name)
-            print(f"user {user.user_id}: {user.email} ({user.role}"
-                  f"{'' if user.broker_id is None else f', broker {user.broker_id}'})")
+            print(f"user {user.user_id}: {described(user)}")
         elif args.action == "assign":
             count = assign_leads(settings.database_url, args.email, args.lead_ids)
             print(f"{count} leads assigned to {args.email}")
+        elif args.action in ("disable", "enable"):
+            user = set_disabled(settings.database_url, args.email, args.action == "disable")
+            print(f"user {user.user_id}: {described(user)} {args.action}d; its sessions have ended")
+        elif args.action == "remove":
+            user = remove_user(settings.database_url, args.email)
+            print(f"user {user.user_id}: {described(user)} removed; its sessions have ended and its leads are "
+                  "unassigned")
+        elif args.action == "set-role":
+            user = set_role(settings.database_url, args.email, args.role, args.broker)
+            print(f"user {user.user_id}: now {described(user)}; its sessions have ended")
         else:
             for u in list_users(settings.database_url):
+                state = "  (removed)" if u.removed else "  (disabled)" if u.disabled else ""
                 print(f"{u.user_id:6d}  {u.role:10s}  {'-' if u.broker_id is None else u.broker_id!s:>6s}  {u.email}"
-                      f"{'  (disabled)' if u.disabled else ''}")
+                      f"{state}")
     except UserError as exc:
         print(f"leadflow users {args.action}: {exc}", file=sys.stderr)
         return 1
@@ -418,6 +441,15 @@ def build_parser() -> argparse.ArgumentParser:
     assign.add_argument("email")
     assign.add_argument("lead_ids", type=int, nargs="+")
     users.add_parser("list")
+    for action, text in (("disable", "stop a user from logging in; its sessions end at once"),
+                         ("enable", "let a disabled user log in again (with a new login)"),
+                         ("remove", "remove a user for good (kept as a disabled record; `add` brings it back)")):
+        users.add_parser(action, help=text).add_argument("email")
+    set_role_ = users.add_parser("set-role", help="change a user's role (and with --broker, its broker); its "
+                                                  "sessions end at once")
+    set_role_.add_argument("email")
+    set_role_.add_argument("--role", required=True, choices=["SUPERADMIN", "ADMIN", "AGENT"])
+    set_role_.add_argument("--broker", help="move to this broker (slug); default: stay in the current one")
     p.set_defaults(func=_users)
 
     p = sub.add_parser("land", help="land what waits in Kafka into PostgreSQL, outside Dagster")

@@ -113,6 +113,10 @@ PROVIDER_URLS = {
 }
 
 
+# Never echoed in a validation error.
+_HIDDEN = frozenset({"LEADFLOW_REPORTS_JWT_SECRET", "LEADFLOW_REPORTS_DB_PASSWORD"})
+
+
 def _env(name: str, description: str, default: Any = None, **constraints: Any) -> Any:
     return Field(default, alias=name, description=description, **constraints)
 
@@ -156,6 +160,10 @@ class Settings(BaseModel):
                                 pattern=r"^[0-9A-Fa-f:.,/ ]*$")
     cookie_secure: bool | None = _env("LEADFLOW_COOKIE_SECURE", "Secure flag of the dashboard's session cookie; "
                                       "unset: on unless LEADFLOW_REPORTS_HOST is a loopback address")
+    # Printable ASCII only: the reports API hashes it for PostgreSQL itself (SCRAM), without SASLprep.
+    reports_db_password: str = _env("LEADFLOW_REPORTS_DB_PASSWORD", "password of leadflow_reports_login, the "
+                                    "PostgreSQL login of the reports API; unset: a fixed local one when the database "
+                                    "is on loopback, required otherwise", "", repr=False, pattern=r"^[!-~]*$")
     test_database_url: str = _env("LEADFLOW_TEST_DATABASE_URL", "a server the test suite creates its database on", "",
                                   repr=False)
     test_kafka_bootstrap_servers: str = _env("LEADFLOW_TEST_KAFKA_BOOTSTRAP_SERVERS", "Kafka for the test suite", "")
@@ -191,7 +199,7 @@ class Settings(BaseModel):
             problems = []
             for error in exc.errors():
                 name = str(error["loc"][0])
-                shown = "(hidden)" if name == "LEADFLOW_REPORTS_JWT_SECRET" else repr(given.get(name))
+                shown = "(hidden)" if name in _HIDDEN else repr(given.get(name))
                 problems.append(f"{name}={shown}: {error['msg']}")
             raise ConfigurationError("; ".join(problems)) from None
 

@@ -1,7 +1,8 @@
 """The reports API application: assembles the routers of ``reports_api.routes`` and the dbt docs.
 
-``create_app`` puts what the routes need on ``app.state`` (``database_url``, ``tokens``, ``limiter``,
-``cookie_secure``, ``docs_dir``; ``pool`` while the app runs); ``reports_api.deps`` reads it from there.
+``create_app`` puts what the routes need on ``app.state`` (``database_url``, ``tokens``, ``accounts``,
+``limiter``, ``cookie_secure``, ``docs_dir``; ``pool`` while the app runs); ``reports_api.deps`` reads it from
+there. ``reports_api.sessions`` checks every request's token against its account before any route runs.
 The client address the login limit keys on is resolved by ``reports_api.proxies`` from
 LEADFLOW_TRUSTED_PROXIES; run uvicorn with ``proxy_headers=False`` (``--no-proxy-headers``) so its own
 handling of X-Forwarded-For does not decide first.
@@ -23,7 +24,8 @@ from leadflow.users import stand_in_hash
 from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
 from reports_api.routes import auth, dashboard, docs, ops, reports
 from reports_api.scope import ScopedPool
-from reports_api.security import LoginLimiter, TokenSettings, cookie_secure
+from reports_api.security import Accounts, LoginLimiter, TokenSettings, cookie_secure
+from reports_api.sessions import PgAccounts, SessionCheckMiddleware
 
 DESCRIPTION = ("Each broker's funnel, cohorts, campaigns and leads. Log in at POST /auth/token and send the "
                "token as `Authorization: Bearer …`. A token reads only its own broker (a SUPERADMIN reads any); "
@@ -40,6 +42,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.pool.close()
+        app.state.accounts.close()
 
 
 def _printable(value: Any) -> Any:
@@ -65,25 +68,29 @@ async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
 def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | None = None,
                limiter: LoginLimiter | None = None, docs_dir: Path | None = None,
                trusted_proxies: str | None = None, secure_cookie: bool | None = None,
-               bind_host: str | None = None) -> FastAPI:
+               bind_host: str | None = None, accounts: Accounts | None = None) -> FastAPI:
     """The reports API on ``database_url``; ``docs_dir`` (dbt docs) is served at /dbt-docs/ to logged-in callers.
 
     The pool size, the login limit, the trusted proxies and the cookie's Secure flag default to their
     settings (LEADFLOW_REPORTS_*, LEADFLOW_TRUSTED_PROXIES, LEADFLOW_COOKIE_SECURE); ``bind_host``, where the
-    server listens when not LEADFLOW_REPORTS_HOST, decides the Secure flag's default.
+    server listens when not LEADFLOW_REPORTS_HOST, decides the Secure flag's default. ``accounts`` (sessions
+    and the login limit shared across processes) defaults to the database's; a ``limiter`` given replaces
+    the default, shared one.
     """
     configured = Settings.from_environment()
     app = FastAPI(title="Leadflow reports API", version="1", lifespan=lifespan, description=DESCRIPTION)
     app.state.database_url = database_url
     app.state.pool_size = pool_size or configured.reports_pool_size
     app.state.tokens = tokens
-    app.state.limiter = limiter if limiter is not None else LoginLimiter(
+    app.state.accounts = accounts if accounts is not None else PgAccounts(database_url)
+    app.state.limiter = limiter if limiter is not None else app.state.accounts.login_limiter(
         attempts=configured.reports_login_attempts, window_s=configured.reports_login_window_s)
     app.state.cookie_secure = cookie_secure(configured, bind_host) if secure_cookie is None else secure_cookie
     app.state.docs_dir = docs_dir
     app.add_exception_handler(RequestValidationError, validation_problem)
     proxies = parse_trusted_proxies(configured.trusted_proxies if trusted_proxies is None else trusted_proxies)
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
+    app.add_middleware(SessionCheckMiddleware)
     for area in (auth, reports, ops, dashboard):
         app.include_router(area.router)
     if docs_dir is not None:

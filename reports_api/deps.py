@@ -53,7 +53,8 @@ Pool = Annotated[ScopedPool, Depends(get_pool)]
 
 def current_principal(tokens: Tokens,
                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    """The principal of the bearer token; a 401 without a valid one."""
+    """The principal of the bearer token; a 401 without a valid one. Its session was checked against the
+    account before the route was reached (``reports_api.sessions.SessionCheckMiddleware``)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in at POST /auth/token and send the token as "
                             "'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})

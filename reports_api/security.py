@@ -1,7 +1,10 @@
 """Access tokens, the principal a request acts for, and the login rate limit.
 
 Tokens are JWTs (HS256) signed with LEADFLOW_REPORTS_JWT_SECRET and carry the user's role and
-broker; the API scopes every query to that broker in PostgreSQL (``reports_api.scope``).
+broker, the user's token version and a session id (``jti``); the API scopes every query to that
+broker in PostgreSQL (``reports_api.scope``). A signature is not enough to be let in: every request's
+token is checked against the account (``reports_api.sessions``), so disabling, removing or changing a
+user, or logging out, ends its sessions.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import jwt
 from fastapi import Request
@@ -39,6 +42,9 @@ class Principal:
     email: str
     role: Role
     broker_id: int | None  # None: a SUPERADMIN, who may read any broker
+    token_version: int = 0  # the account's users.token_version when the token was issued
+    session_id: str = ""  # the token's jti: logging out revokes this one session
+    expires_at: float = 0.0  # the token's exp (Unix time), until which a revocation must be kept
 
     def may_read(self, broker_id: int) -> bool:
         return self.role == "SUPERADMIN" or self.broker_id == broker_id
@@ -68,24 +74,56 @@ class TokenSettings:
 def issue_token(settings: TokenSettings, user: User, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     claims = {"sub": str(user.user_id), "email": user.email, "role": user.role, "broker_id": user.broker_id,
-              "iss": ISSUER, "iat": now, "exp": now + settings.ttl}
+              "ver": user.token_version, "jti": secrets.token_urlsafe(16), "iss": ISSUER, "iat": now,
+              "exp": now + settings.ttl}
     return jwt.encode(claims, settings.secret, algorithm=ALGORITHM)
 
 
 def read_token(settings: TokenSettings, token: str) -> Principal:
     try:
         claims: dict[str, Any] = jwt.decode(token, settings.secret, algorithms=[ALGORITHM], issuer=ISSUER,
-                                            options={"require": ["exp", "iat", "sub", "iss"]})
+                                            options={"require": ["exp", "iat", "sub", "iss", "jti"]})
         role = claims["role"]
         broker_id = claims["broker_id"]
         if role not in ("SUPERADMIN", "ADMIN", "AGENT") or (role == "SUPERADMIN") != (broker_id is None):
             raise InvalidToken("the token's role and broker do not fit together")
+        if type(claims["ver"]) is not int or not isinstance(claims["jti"], str) or not claims["jti"]:
+            raise InvalidToken("the token is not valid")
         return Principal(int(claims["sub"]), str(claims["email"]), cast(Role, role),
-                         None if broker_id is None else int(broker_id))
+                         None if broker_id is None else int(broker_id), claims["ver"], claims["jti"],
+                         float(claims["exp"]))
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("the token has expired; log in again") from exc
     except (jwt.InvalidTokenError, KeyError, TypeError, ValueError) as exc:
         raise InvalidToken("the token is not valid") from exc
+
+
+class Accounts(Protocol):
+    """What the reports API asks of the accounts database besides the password check
+    (``reports_api.sessions.PgAccounts``; tests without a database give a stand-in)."""
+
+    def confirm(self, principal: Principal) -> bool:
+        """Whether the token's session still stands: the account is enabled, not removed, unchanged since the
+        token was issued, and the session was not logged out."""
+
+    def end_session(self, principal: Principal) -> None:
+        """Log the token's session out (its other sessions stay)."""
+
+    def login_limiter(self, attempts: int, window_s: float) -> LoginLimiter:
+        """The login limit of this API process, shared with every other process on the same database."""
+
+    def close(self) -> None:
+        """Let go of the connections."""
+
+
+def backoff_delay(failures: int, attempts: int, window_s: float, max_delay_s: float) -> float:
+    """How long an email waits after ``failures`` failures in a row: nothing for the first ``attempts``, then
+    ``window_s / attempts``, doubling with each further failure, at most ``max_delay_s``."""
+    over = failures - attempts
+    if over < 0:
+        return 0.0
+    # The exponent is capped so a huge count costs nothing to compute; the delay is capped anyway.
+    return float(min(window_s / attempts * 2 ** min(over, 64), max_delay_s))
 
 
 class LoginLimiter:
@@ -103,8 +141,8 @@ class LoginLimiter:
     Memory is bounded (issue 17, finding 1): a refused attempt stores nothing, and each table keeps
     at most ``max_entries`` keys, dropping expired keys first, then the least recently used.
 
-    A second process has its own counts: run one reports-API process, or limit logins in front of it
-    (SECURITY.md).
+    A second process has its own counts; ``reports_api.sessions.SharedLoginLimiter`` adds the same limits
+    counted in PostgreSQL across processes, behind this one (which spares the database a flood).
     """
 
     def __init__(self, attempts: int = 5, window_s: float = 60.0, *, max_delay_s: float = 900.0,
@@ -124,11 +162,7 @@ class LoginLimiter:
 
     def delay(self, failures: int) -> float:
         """How long an email waits after ``failures`` failures in a row."""
-        over = failures - self.attempts
-        if over < 0:
-            return 0.0
-        # The exponent is capped so a huge count costs nothing to compute; the delay is capped anyway.
-        return float(min(self.window_s / self.attempts * 2 ** min(over, 64), self.max_delay_s))
+        return backoff_delay(failures, self.attempts, self.window_s, self.max_delay_s)
 
     def _address_expired(self, seen: deque[float], now: float) -> bool:
         return not seen or seen[-1] <= now - self.window_s
@@ -236,11 +270,12 @@ async def attempt_login(request: Request, email: str, password: str) -> tuple[Us
     limiter: LoginLimiter = request.app.state.limiter
     client = request.client.host if request.client else "unknown"
     key = email_key(email)
-    wait = limiter.check(address_key(client), key)
+    # In a thread: the default limiter also counts in PostgreSQL.
+    wait = await run_in_threadpool(limiter.check, address_key(client), key)
     if wait:
         return None, wait
     user = await run_in_threadpool(authenticate, request.app.state.database_url, email, password) \
         if email and password else None
     if user is not None:
-        limiter.succeeded(key)
+        await run_in_threadpool(limiter.succeeded, key)
     return user, 0.0

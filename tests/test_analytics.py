@@ -17,7 +17,7 @@ from leadflow.brokers import add_broker
 from leadflow.config import Settings, Topics
 from leadflow.events import Contact
 from leadflow.kafka import ensure_topics
-from leadflow.users import User
+from leadflow.users import add_user
 from pipelines.resources import PostgresResource
 from reports_api.app import create_app
 from reports_api.security import TokenSettings, issue_token
@@ -134,8 +134,11 @@ def test_dbt_docs_are_generated_and_served(settings: Settings, tmp_path: Path, m
     assert materialization.metadata["models_in_catalog"].value > 10  # type: ignore[operator]
     docs = Settings.from_environment().docs_dir
     tokens = TokenSettings.ephemeral()
-    analyst = {"Authorization": "Bearer "
-               + issue_token(tokens, User(1, None, "ops@leadflow.test", "ops", "SUPERADMIN"))}
+    monkeypatch.setenv("LEADFLOW_BCRYPT_ROUNDS", "4")
+    # A real account: the API checks every token's account (issue 17, finding 2).
+    ops = add_user(settings.database_url, f"ops-{uuid.uuid4().hex[:8]}@leadflow.test", "una-clave-larga-de-prueba",
+                   role="SUPERADMIN")
+    analyst = {"Authorization": "Bearer " + issue_token(tokens, ops)}
     with TestClient(create_app(settings.database_url, tokens, docs_dir=docs)) as client:
         page = client.get("/dbt-docs/", headers=analyst)
         catalog = client.get("/dbt-docs/catalog.json", headers=analyst)

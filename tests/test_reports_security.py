@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import bcrypt
+import jwt
 import pytest
 
 from leadflow.config import Settings
@@ -23,6 +24,22 @@ def test_a_token_carries_the_user_and_expires() -> None:
         read_token(tokens, issue_token(tokens, ADMIN, now=datetime.now(UTC) - timedelta(minutes=6)))
     with pytest.raises(InvalidToken):
         read_token(TokenSettings("t" * 40, timedelta(minutes=5)), issue_token(tokens, ADMIN))
+
+
+def test_a_token_names_the_account_version_and_its_own_session() -> None:
+    tokens = TokenSettings("s" * 40, timedelta(minutes=5))
+    ana = User(7, 3, "ana@andes.test", "Ana", "ADMIN", token_version=4)
+    first, second = (read_token(tokens, issue_token(tokens, ana)) for _ in range(2))
+    assert first.token_version == second.token_version == 4
+    assert first.session_id and first.session_id != second.session_id
+    assert first.expires_at == pytest.approx(datetime.now(UTC).timestamp() + 300, abs=5)
+    # A token from before versions and sessions (or one without them) cannot be checked, so it is refused.
+    for missing in ("ver", "jti"):
+        claims = {"sub": "7", "email": ana.email, "role": "ADMIN", "broker_id": 3, "ver": 4, "jti": "x",
+                  "iss": "leadflow-reports", "iat": datetime.now(UTC), "exp": datetime.now(UTC) + timedelta(minutes=5)}
+        del claims[missing]
+        with pytest.raises(InvalidToken):
+            read_token(tokens, jwt.encode(claims, tokens.secret, algorithm="HS256"))
 
 
 def test_a_short_jwt_secret_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -77,7 +77,15 @@ async def login(request: Request, tokens: Tokens) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request, tokens: Tokens) -> Response:
+    """Ends this session in the database too: a copy of the cookie kept elsewhere stops working. The
+    account's other sessions (another browser, an API token) stay."""
+    try:
+        who = read_token(tokens, request.cookies.get(COOKIE) or "")
+    except InvalidToken:
+        who = None  # none, forged or expired: nothing to end
+    if who is not None:
+        request.app.state.accounts.end_session(who)
     response = _to_login()
     response.delete_cookie(COOKIE, path="/")
     return response
