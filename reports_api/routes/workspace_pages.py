@@ -1,0 +1,260 @@
+"""The workspace's pages under /dashboard: inbox, lead page and board, and the forms that write.
+
+Server-rendered (``reports_api.workspace.render``); the session is the dashboard's cookie, and every
+form carries a CSRF token derived from it (``reports_api.workspace.csrf``). A form's refusal (a lost
+lead without a reason, a stage it is already in) comes back to the page as a message. Left out of the
+OpenAPI document, like the dashboard: the JSON API is ``reports_api.routes.workspace``.
+"""
+
+# No `from __future__ import annotations`: FastAPI must see the Annotated aliases as objects.
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, cast
+from urllib.parse import parse_qs, urlencode
+
+import psycopg2.errors
+import psycopg2.extensions
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.responses import RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from reports_api import queries
+from reports_api.dashboard import COOKIE
+from reports_api.deps import Id, Pool, Tokens, broker_cursor
+from reports_api.routes.workspace import AssignedQ, inbox_filter, lead_workspace
+from reports_api.security import InvalidToken, Principal, read_token
+from reports_api.workspace import csrf, db, reads
+from reports_api.workspace.render import page
+
+router = APIRouter(prefix="/dashboard/brokers/{broker_id}", tags=["workspace pages"], include_in_schema=False)
+
+# What a form's refusal says on the page (the query string carries only the code).
+ERRORS = {
+    "lost_reason": "Para marcar un lead como perdido, escribe el motivo.",
+    "same_stage": "El lead ya está en esa etapa.",
+    "invalid": "No se pudo guardar: revisa lo escrito (vacío, demasiado largo o no permitido).",
+    "not_found": "Ese lead no existe o no lo puedes modificar.",
+    "agent_assign": "Solo un administrador asigna leads.",
+    "csrf": "El formulario venció. Vuelve a intentarlo.",
+}
+
+
+class Session:
+    def __init__(self, principal: Principal, token: str) -> None:
+        self.principal = principal
+        self.token = token
+
+
+# async: decoding a JWT is quicker than a hop to the thread pool.
+async def _session(request: Request, tokens: Tokens) -> Session | None:
+    token = request.cookies.get(COOKIE)
+    if not token:
+        return None
+    try:
+        return Session(read_token(tokens, token), token)
+    except InvalidToken:
+        return None
+
+
+SessionDep = Annotated[Session | None, Depends(_session)]
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _error_page(who: Principal, exc: HTTPException) -> Response:
+    # A page, not the API's JSON problem: the 403/404 is read by a person in a browser.
+    return page("error.html", exc.status_code, who=who, message=exc.detail)
+
+
+def _common(cur: psycopg2.extensions.cursor, broker_id: int) -> dict[str, Any]:
+    broker = queries.broker(cur, broker_id)
+    if broker is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no broker {broker_id}")
+    pipeline = reads.pipeline_of(cur, broker_id)
+    stages = reads.stage_names(pipeline)
+    return {"broker": broker, "pipeline": pipeline, "stages": stages,
+            "stage_label": {s["code"]: s["name"] for s in stages}}
+
+
+Field = Annotated[str | None, Query(max_length=100)]
+
+
+def _page_filter(stage: str | None, temperature: str | None, channel: str | None, assigned: str | None,
+                 handler: str | None, stalled: str | None, q: str | None, after: str | None) -> reads.InboxFilter:
+    """The inbox form's filter: an empty field is no filter (the form sends every field); a value no option
+    of the form has is a 422."""
+
+    def pick(value: str | None, allowed: Iterable[str] | None = None, pattern: str | None = None) -> str | None:
+        if not value:
+            return None
+        if (allowed is not None and value not in allowed) or (pattern and not re.fullmatch(pattern, value)):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "not a filter of this page")
+        return value
+
+    return inbox_filter(pick(stage, pattern=r"[a-z0-9_]{1,40}"),
+                        cast(reads.Temperature | None, pick(temperature, reads.TEMPERATURES)),
+                        pick(channel, reads.CHANNELS),
+                        cast(reads.Assigned, pick(assigned, ("me", "unassigned", "anyone")) or "anyone"),
+                        cast(reads.Handler | None, pick(handler, ("bot", "person"))),
+                        None if not stalled else pick(stalled, ("true", "false")) == "true",
+                        q, pick(after, pattern=reads.CURSOR_PATTERN), 50)
+
+
+@router.get("/inbox")
+def inbox_page(pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id, stage: Field = None,
+               temperature: Field = None, channel: Field = None, assigned: Field = None, handler: Field = None,
+               stalled: Field = None, q: Field = None, after: Field = None, error: Field = None) -> Response:
+    if session is None:
+        return _to_login()
+    who = session.principal
+    try:
+        f = _page_filter(stage, temperature, channel, assigned, handler, stalled, q, after)
+        with broker_cursor(pool, who, broker_id) as cur:
+            common = _common(cur, broker_id)
+            found = reads.inbox(cur, broker_id, who.user_id, f)
+            counts = reads.inbox_counts(cur, broker_id, who.user_id, common["pipeline"], f)
+            people = reads.people(cur, broker_id) if who.role != "AGENT" else []
+    except HTTPException as exc:
+        return _error_page(who, exc)
+    filters = {"stage": f.stage, "temperature": f.temperature, "channel": f.channel, "assigned": f.assigned,
+               "handler": f.handler, "stalled": None if f.stalled is None else str(f.stalled).lower(), "q": f.search}
+    kept = {k: v for k, v in filters.items() if v not in (None, "", "anyone")}
+    base = f"/dashboard/brokers/{broker_id}/inbox"
+    return page("ws_inbox.html", who=who, items=found["items"], counts=counts, selected=filters,
+                next_url=f"{base}?{urlencode({**kept, 'after': found['next']})}" if found["next"] else None,
+                first_url=f"{base}?{urlencode(kept)}" if after else None, people=people,
+                can_assign=who.role != "AGENT", csrf=csrf.token_for(tokens.secret, session.token),
+                error=ERRORS.get(error or ""), **common)
+
+
+@router.get("/leads/{lead_id}")
+def lead_page(pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id, lead_id: Id,
+              error: Field = None) -> Response:
+    if session is None:
+        return _to_login()
+    who = session.principal
+    try:
+        with broker_cursor(pool, who, broker_id) as cur:
+            common = _common(cur, broker_id)
+            found = lead_workspace(cur, broker_id, lead_id, 500)
+            people = reads.people(cur, broker_id) if who.role != "AGENT" else []
+    except HTTPException as exc:
+        return _error_page(who, exc)
+    return page("ws_lead.html", who=who, lead=found, people=people, can_assign=who.role != "AGENT", limit=500,
+                csrf=csrf.token_for(tokens.secret, session.token), error=ERRORS.get(error or ""), **common)
+
+
+@router.get("/board")
+def board_page(pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id, assigned: AssignedQ = "anyone",
+               error: Field = None) -> Response:
+    if session is None:
+        return _to_login()
+    who = session.principal
+    try:
+        with broker_cursor(pool, who, broker_id) as cur:
+            common = _common(cur, broker_id)
+            columns = reads.board(cur, broker_id, who.user_id, common["pipeline"], assigned, 30)
+    except HTTPException as exc:
+        return _error_page(who, exc)
+    return page("ws_board.html", who=who, columns=columns, assigned=assigned,
+                csrf=csrf.token_for(tokens.secret, session.token), error=ERRORS.get(error or ""), **common)
+
+
+# --- forms -------------------------------------------------------------------------------------------
+
+async def _form(request: Request) -> dict[str, str]:
+    # Parsed by hand, as the login form is: FastAPI's Form() would need python-multipart.
+    body = await request.body()
+    if len(body) > 64 * 1024:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "form too large")
+    parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {key: values[0].replace("\x00", "") for key, values in parsed.items()}
+
+
+def _back(broker_id: int, lead_id: int, form: dict[str, str], error: str | None = None) -> RedirectResponse:
+    """Where a form returns: the page it was sent from (one of ours, never a URL from the form)."""
+    base = f"/dashboard/brokers/{broker_id}"
+    url = {"inbox": f"{base}/inbox", "board": f"{base}/board"}.get(form.get("back", "lead"), f"{base}/leads/{lead_id}")
+    return RedirectResponse(f"{url}?error={error}" if error else url, status_code=status.HTTP_303_SEE_OTHER)
+
+
+async def _submit(request: Request, pool: Any, tokens: Any, session: Session | None, broker_id: int, lead_id: int,
+                  action: Callable[[psycopg2.extensions.cursor, dict[str, str], Principal], object]) -> Response:
+    """Check the session and the CSRF token, run the write, and go back to the page with its outcome."""
+    if session is None:
+        return _to_login()
+    form = await _form(request)
+    if not csrf.valid(tokens.secret, session.token, form.get(csrf.FIELD)):
+        return page("error.html", status.HTTP_403_FORBIDDEN, who=session.principal, message=ERRORS["csrf"])
+    who = session.principal
+
+    def write() -> str | None:
+        try:
+            with db.write_cursor(pool, who, broker_id) as cur:
+                action(cur, form, who)
+        except db.NotFound:
+            return "not_found"
+        except db.Conflict:
+            return "same_stage"
+        except db.Invalid as exc:
+            return "lost_reason" if "lost" in str(exc) else "invalid"
+        except psycopg2.errors.InsufficientPrivilege:
+            return "not_found"
+        return None
+
+    try:
+        error = await run_in_threadpool(write)
+    except HTTPException as exc:
+        return _error_page(who, exc)
+    if error == "not_found":
+        return page("error.html", status.HTTP_404_NOT_FOUND, who=who, message=ERRORS[error])
+    return _back(broker_id, lead_id, form, error)
+
+
+@router.post("/leads/{lead_id}/notes")
+async def note_form(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id,
+                    lead_id: Id) -> Response:
+    return await _submit(request, pool, tokens, session, broker_id, lead_id,
+                         lambda cur, form, _: db.add_note(cur, broker_id, lead_id, form.get("body", "")))
+
+
+@router.post("/leads/{lead_id}/tags")
+async def tag_form(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id,
+                   lead_id: Id) -> Response:
+    return await _submit(request, pool, tokens, session, broker_id, lead_id,
+                         lambda cur, form, _: db.add_tag(cur, broker_id, lead_id, form.get("tag", "")))
+
+
+@router.post("/leads/{lead_id}/tags/remove")
+async def untag_form(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id,
+                     lead_id: Id) -> Response:
+    return await _submit(request, pool, tokens, session, broker_id, lead_id,
+                         lambda cur, form, _: db.remove_tag(cur, broker_id, lead_id, form.get("tag", "")))
+
+
+@router.post("/leads/{lead_id}/assignment")
+async def assignment_form(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id,
+                          lead_id: Id) -> Response:
+    if session is not None and session.principal.role == "AGENT":
+        return page("error.html", status.HTTP_403_FORBIDDEN, who=session.principal, message=ERRORS["agent_assign"])
+
+    def assign(cur: psycopg2.extensions.cursor, form: dict[str, str], _: Principal) -> object:
+        raw = form.get("user_id", "").strip()
+        if raw and not (raw.isdigit() and len(raw) < 19):
+            raise db.Invalid("not a person")
+        return db.assign(cur, broker_id, lead_id, int(raw) if raw else None)
+
+    return await _submit(request, pool, tokens, session, broker_id, lead_id, assign)
+
+
+@router.post("/leads/{lead_id}/stage")
+async def stage_form(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id,
+                     lead_id: Id) -> Response:
+    def move(cur: psycopg2.extensions.cursor, form: dict[str, str], who: Principal) -> object:
+        return db.move_stage(cur, broker_id, lead_id, form.get("stage", ""), form.get("reason"),
+                             reads.pipeline_of(cur, broker_id), who)
+
+    return await _submit(request, pool, tokens, session, broker_id, lead_id, move)
