@@ -7,7 +7,7 @@
   peak memory. Once on the offline policy, once with a fake LLM that takes 800 ms per call.
 - Throughput: replies/s of the agent over a topic already holding one message per contact, against
   a bare consumer that reads the same topic and posts a fixed text to the same fake API with the
-  same number of workers (both measured from their first reply to their last).
+  same number of workers (LEADFLOW_AGENT_WORKERS; both measured from their first reply to their last).
 
 Sizes: LEADFLOW_BENCH_AGENT_LEADS (500), LEADFLOW_BENCH_AGENT_TURNS (3), LEADFLOW_BENCH_AGENT_CONTACTS (3000).
 """
@@ -205,7 +205,7 @@ def bench_agent_latency(settings: Any, leads: int, turns: int, llm_ms: int | Non
     broker = _broker(settings.database_url, {}, llm)
     env = {**child_process_environment(settings.model_copy(update={
         "kafka_topic_prefix": topics.prefix, "whatsapp_api_url": fake.url})),
-        "LEADFLOW_AGENT_WORKERS": "32"}
+        }
     port = free_port()
     ingest = start_server([sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app", "--port",
                            str(port), "--log-level", "warning", "--no-access-log"], env, port)
@@ -270,8 +270,9 @@ def bench_agent_throughput(settings: Any, contacts: int) -> None:
                 consumer = make_consumer(settings.kafka_bootstrap_servers)
                 assign_from(consumer, {(topics.messages, p): 0
                                        for p in partitions_of(consumer, topics.messages)})
-                with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=32)) as client, \
-                        ThreadPoolExecutor(32) as pool:
+                workers = settings.agent_workers  # the same concurrency as the agent's
+                with httpx.Client(timeout=10, limits=httpx.Limits(max_connections=workers)) as client, \
+                        ThreadPoolExecutor(workers) as pool:
                     def post(value: bytes | None) -> None:
                         event = json.loads(value or b"{}")
                         client.post(f"{fake.url}/1098765/messages", headers={"Authorization": f"Bearer {WA_TOKEN}"},
@@ -286,7 +287,7 @@ def bench_agent_throughput(settings: Any, contacts: int) -> None:
             else:
                 env = {**child_process_environment(settings.model_copy(update={
                     "kafka_topic_prefix": topics.prefix, "whatsapp_api_url": fake.url})),
-                    "LEADFLOW_AGENT_WORKERS": "32", "LEADFLOW_AGENT_MAX_WAIT_MS": "60000"}
+                    "LEADFLOW_AGENT_MAX_WAIT_MS": "60000"}
                 agent = _agent_process(env)
                 deadline = time.monotonic() + 600
                 while sum(1 for p in phones if fake.received.get(p)) < contacts and time.monotonic() < deadline:
@@ -301,7 +302,7 @@ def bench_agent_throughput(settings: Any, contacts: int) -> None:
         fake.stop()
     bare, ours = results["bare consumer (baseline)"], results["lead agent"]
     print(f"\n== lead agent throughput: {contacts:,} contacts, one message each, already on the topic, "
-          "32 workers each, first reply to last")
+          f"{settings.agent_workers} workers each, first reply to last")
     print(f"{'bare consumer, fixed text (baseline)':40s} {bare:9,.0f} replies/s")
     print(f"{'lead agent (history, decide, claim, send)':40s} {ours:9,.0f} replies/s   ratio {ours / bare:.2f} "
           "(target >= 0.50)")

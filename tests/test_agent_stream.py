@@ -24,6 +24,7 @@ from leadflow.agent.config import AgentConfig
 from leadflow.agent.decision import Conversation
 from leadflow.agent.replies import Burst
 from leadflow.agent.store import take_over
+from leadflow.agent.stream import quiet_needed
 from leadflow.config import Settings, child_process_environment
 from leadflow.db.connection import transaction
 from leadflow.demo.run import BackgroundServer
@@ -438,3 +439,10 @@ def test_a_message_sent_long_ago_is_landed_but_not_answered(world: AgentWorld, m
     assert agent.stats.stale == 1
     lead.say("¿hola?")
     assert lead.next_reply()
+
+
+@pytest.mark.parametrize(("text", "waits"), [
+    ("hola", 1.0), ("busco depto", 1.0), ("en ñuñoa", 1.0), ("", 1.0), ("¿tienen algo en ñuñoa?", 0.5),
+    ("Busco un depto de dos dormitorios", 0.5), ("ok.", 0.5), ("Hi, I want to rent in Austin", 0.5)])
+def test_a_fragment_waits_the_whole_burst_window_and_a_finished_thought_half(text: str, waits: float) -> None:
+    assert quiet_needed(text, 1.0) == waits

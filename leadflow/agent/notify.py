@@ -10,6 +10,8 @@ broker's admins) and whether it went out.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -27,9 +29,11 @@ class Notifier:
         self.telegram_url = (telegram_url or provider_url("LEADFLOW_TELEGRAM_API_URL")).rstrip("/")
         self.client = httpx.Client(timeout=timeout_s)
 
-    def deliver(self, conn: psycopg2.extensions.connection, notification_id: int) -> str:
-        """Send one pending notice; its row says how it went ("sent" or "failed" with the reason)."""
-        with conn, conn.cursor() as cur:
+    def deliver(self, db: Callable[[], AbstractContextManager[psycopg2.extensions.cursor]],
+                notification_id: int) -> str:
+        """Send one pending notice; its row says how it went ("sent" or "failed" with the reason).
+        ``db()`` gives a cursor in a transaction (held for the queries only, not the delivery)."""
+        with db() as cur:
             cur.execute("""SELECT n.target, n.body, n.recipients, n.lead_id, b.slug, r.channel, r.contact_key
                            FROM leadflow.agent_notifications n JOIN leadflow.brokers b USING (broker_id)
                            JOIN leadflow.agent_replies r USING (reply_id)
@@ -45,7 +49,7 @@ class Notifier:
         except (RetryLater, Rejected) as exc:
             status, detail = "failed", str(exc)
             log.warning("handoff notice %s for %s not delivered: %s", notification_id, slug, exc)
-        with conn, conn.cursor() as cur:
+        with db() as cur:
             cur.execute("""UPDATE leadflow.agent_notifications SET status = %s, detail = %s,
                                sent_at = CASE WHEN %s = 'sent' THEN now() END
                            WHERE notification_id = %s""", (status, detail, status, notification_id))

@@ -197,10 +197,12 @@ def hand_off(cur: psycopg2.extensions.cursor, burst: Burst, lead_id: int | None,
                 (burst.broker_id, lead_id, reason, burst.channel, burst.contact_key))
 
 
-def mark_sending(cur: psycopg2.extensions.cursor, reply_id: int) -> bool:
+def mark_sending(cur: psycopg2.extensions.cursor, reply_id: int) -> int | None:
+    """Take the reply for one attempt; the attempt's number, or None if it is not waiting to be sent."""
     cur.execute("""UPDATE leadflow.agent_replies SET status = 'sending', attempts = attempts + 1
-                   WHERE reply_id = %s AND status IN ('claimed', 'retry') RETURNING reply_id""", (reply_id,))
-    return cur.fetchone() is not None
+                   WHERE reply_id = %s AND status IN ('claimed', 'retry') RETURNING attempts""", (reply_id,))
+    row = cur.fetchone()
+    return int(row[0]) if row else None
 
 
 def settle(cur: psycopg2.extensions.cursor, reply_id: int, status: str, reason: str | None = None,

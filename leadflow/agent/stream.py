@@ -22,8 +22,9 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +51,7 @@ from leadflow.outbound.senders import Sender
 log = logging.getLogger(__name__)
 READER = "agent"
 CHAT_CHANNELS = frozenset({"telegram", "whatsapp"})
+LLM_WIDTH = 8  # LLM brokers' pool: this many times LEADFLOW_AGENT_WORKERS
 MAX_ATTEMPTS = 4  # a chat reply is worth retrying for seconds, not hours: then it is failed, with the reason
 ContactKey = tuple[int, str, str]
 # The broker's LLM policy from its id and ``llm`` settings (``broker_llms.BrokerLLMs``); None: offline.
@@ -78,11 +80,37 @@ class Stats:
     errors: int = 0
 
 
+class Database:
+    """At most ``size`` connections in use at once; a worker waits for one, and holds it only for its
+    queries — never while a provider or a model is being called — so hundreds of workers can wait on
+    the network with a few connections."""
+
+    def __init__(self, url: str, size: int) -> None:
+        # minconn = maxconn: psycopg2's pool closes every connection given back beyond minconn, and a
+        # worker would then reconnect (under the pool's lock) for each transaction.
+        self.pool = psycopg2.pool.ThreadedConnectionPool(size, size, url)
+        self.slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def cursor(self) -> Iterator[psycopg2.extensions.cursor]:
+        """A cursor in its own transaction (committed when the block ends, rolled back on an error)."""
+        with self.slots:
+            conn = self.pool.getconn()
+            try:
+                with conn, conn.cursor() as cur:
+                    yield cur
+            finally:
+                self.pool.putconn(conn)
+
+    def close(self) -> None:
+        self.pool.closeall()
+
+
 class Directory:
     """Each broker's agent settings, re-read every few seconds: a change applies without a restart."""
 
-    def __init__(self, pool: psycopg2.pool.ThreadedConnectionPool, refresh_s: float = 5.0) -> None:
-        self.pool, self.refresh_s = pool, refresh_s
+    def __init__(self, db: Database, refresh_s: float = 5.0) -> None:
+        self.db, self.refresh_s = db, refresh_s
         self.brokers: dict[int, Broker] = {}
         self.loaded_at = float("-inf")
 
@@ -94,16 +122,12 @@ class Directory:
     def reload(self) -> None:
         if time.monotonic() - self.loaded_at < 0.5:  # an unknown broker id must not hammer the database
             return
-        conn = self.pool.getconn()
-        try:
-            with conn, conn.cursor() as cur:
-                configs = agent_configs(cur)
-                cur.execute("""SELECT b.broker_id, b.slug, b.country, coalesce(s.llm, '{}') FROM leadflow.brokers b
-                               LEFT JOIN leadflow.broker_settings s USING (broker_id)""")
-                self.brokers = {int(b): Broker(int(b), slug, country, configs[int(b)], llm) for b, slug, country, llm
-                                in cur.fetchall() if int(b) in configs}
-        finally:
-            self.pool.putconn(conn)
+        with self.db.cursor() as cur:
+            configs = agent_configs(cur)
+            cur.execute("""SELECT b.broker_id, b.slug, b.country, coalesce(s.llm, '{}') FROM leadflow.brokers b
+                           LEFT JOIN leadflow.broker_settings s USING (broker_id)""")
+            self.brokers = {int(b): Broker(int(b), slug, country, configs[int(b)], llm) for b, slug, country, llm
+                            in cur.fetchall() if int(b) in configs}
         self.loaded_at = time.monotonic()
 
 
@@ -112,6 +136,15 @@ class _Held:
     burst: Burst
     first: float
     last: float
+    quiet_s: float = 0.0  # how long the contact must be quiet before the burst is answered
+
+
+def quiet_needed(text: str, burst_s: float) -> float:
+    """A fragment ("hola", "busco depto") is usually followed by more: wait the whole burst window. A
+    finished thought (a question, or a sentence of several words) is answered after half of it."""
+    stripped = text.strip()
+    finished = stripped.endswith(("?", ".", "!")) or len(stripped.split()) >= 5
+    return burst_s / 2 if finished else burst_s
 
 
 class LeadAgent:
@@ -149,12 +182,15 @@ class LeadAgent:
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> Stats:
-        pool = psycopg2.pool.ThreadedConnectionPool(1, self.workers + 2, self.settings.database_url)
-        self.pool = pool
-        self.directory = Directory(pool)
+        # One connection per offline worker (their turns are short and mostly queries); LLM workers share them.
+        self.db = Database(self.settings.database_url, self.workers + 2)
+        self.directory = Directory(self.db)
         self.producer: Producer = make_producer(self.settings.kafka_bootstrap_servers)
         consumer = make_consumer(self.settings.kafka_bootstrap_servers)
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agent")
+        # LLM brokers' turns mostly wait on the model: they get their own, wider pool, so a slow model
+        # neither holds up the offline brokers nor is held to their CPU-sized pool.
+        self._llm_executor = ThreadPoolExecutor(self.workers * LLM_WIDTH, thread_name_prefix="agent-llm")
         try:
             cluster = cluster_id(consumer)
             self.partitions = [p for p in partitions_of(consumer, self.topic) if p % self.members == self.member]
@@ -181,22 +217,20 @@ class LeadAgent:
                     self._publish_pending()
                     self._record_usage()
             executor.shutdown(wait=True)
+            self._llm_executor.shutdown(wait=True)
             self._reap()
             self._save_offsets(cluster, saved)
             self.producer.flush(10)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
+            self._llm_executor.shutdown(wait=True, cancel_futures=True)
             consumer.close()
-            pool.closeall()
+            self.db.close()
         return self.stats
 
     def _start_offsets(self, cluster: str) -> dict[tuple[str, int], int]:
-        conn = self.pool.getconn()
-        try:
-            with conn, conn.cursor() as cur:
-                return lock_offsets(cur, READER, cluster, [(self.topic, p) for p in self.partitions])
-        finally:
-            self.pool.putconn(conn)
+        with self.db.cursor() as cur:
+            return lock_offsets(cur, READER, cluster, [(self.topic, p) for p in self.partitions])
 
     def _read(self, partition: int, offset: int, value: bytes | None) -> None:
         self.stats.records += 1
@@ -237,16 +271,19 @@ class LeadAgent:
                                                      contact.get("display_name"), contact), now, now)
             held.burst.messages.append(inbound)
             held.last = now
+            held.quiet_s = quiet_needed(inbound.text, self.burst_s)
             self._unsettled[partition][offset] += 1
 
     def _start_due(self, executor: ThreadPoolExecutor) -> None:
         now = time.monotonic()
         with self._lock:
             due = [key for key, held in self._held.items() if key not in self._busy
-                   and (now - held.last >= self.burst_s or now - held.first >= self.max_wait_s)]
+                   and (now - held.last >= held.quiet_s or now - held.first >= self.max_wait_s)]
             for key in due:
                 burst = self._held.pop(key).burst
-                self._busy[key] = (executor.submit(self._answer, burst), burst)
+                broker = self.directory.brokers.get(burst.broker_id)
+                pool = self._llm_executor if broker is not None and broker.config.policy == "llm" else executor
+                self._busy[key] = (pool.submit(self._answer, burst), burst)
 
     def _reap(self) -> None:
         with self._lock:
@@ -280,12 +317,8 @@ class LeadAgent:
                          for p in self.partitions}
         changed = {(self.topic, p): o for p, o in positions.items() if saved.get(p) != o}
         if changed:
-            conn = self.pool.getconn()
-            try:
-                with conn, conn.cursor() as cur:
-                    store_offsets(cur, READER, cluster, changed)
-            finally:
-                self.pool.putconn(conn)
+            with self.db.cursor() as cur:
+                store_offsets(cur, READER, cluster, changed)
         return positions
 
     # --- one burst ----------------------------------------------------------------------------------
@@ -296,52 +329,45 @@ class LeadAgent:
             return
         self.stats.bursts += 1
         self.stats.messages_answered += len(burst.messages)
-        conn = self.pool.getconn()
-        try:
-            with conn, conn.cursor() as cur:
-                lead_id = replies.lead_of(cur, burst.broker_id, burst.channel, burst.contact_key)
-                handler = replies.handler_now(cur, burst, lead_id)
-                turns = history.merge(replies.landed(cur, burst, lead_id), replies.remembered(cur, burst),
-                                      burst.pending())
-            if handler is not None and handler.handler == "person" and handler.by_person:
-                decision = silence("taken_over")
-            else:
-                released = handler.switched_at if handler is not None and handler.handler == "bot" else None
-                conversation = Conversation(history.since_release(turns, released), broker.config, broker.country,
-                                            burst.channel)
-                decision = self._decide(broker, conversation)
-            policy = _policy_name(broker.config, decision)
-            self.stats.decisions[decision.action] += 1
-            notice = None
-            with conn, conn.cursor() as cur:
-                claim = replies.claim(cur, burst, lead_id, decision, policy, _destination(burst))
-                if claim.new and decision.action == "handoff" and "holding" not in decision.reasons:
-                    reason = ", ".join(decision.reasons) or "handoff"
-                    replies.hand_off(cur, burst, lead_id, f"bot: {reason}")
-                    notice = replies.notification_row(cur, claim.reply_id, burst, lead_id,
-                                                      broker.config.handoff_channel,
-                                                      _notice_text(broker, burst, lead_id, reason))
-            if claim.status in ("claimed", "retry"):
-                self._send(conn, claim.reply_id, broker, burst, claim.lead_id, claim.body or "",
-                           claim.meta(burst.last.provider_id))
-            if notice is not None and self.notifier is not None:
-                self.notifier.deliver(conn, notice)
-        finally:
-            self.pool.putconn(conn)
+        with self.db.cursor() as cur:
+            lead_id = replies.lead_of(cur, burst.broker_id, burst.channel, burst.contact_key)
+            handler = replies.handler_now(cur, burst, lead_id)
+            turns = history.merge(replies.landed(cur, burst, lead_id), replies.remembered(cur, burst),
+                                  burst.pending())
+        if handler is not None and handler.handler == "person" and handler.by_person:
+            decision = silence("taken_over")
+        else:
+            released = handler.switched_at if handler is not None and handler.handler == "bot" else None
+            conversation = Conversation(history.since_release(turns, released), broker.config, broker.country,
+                                        burst.channel)
+            decision = self._decide(broker, conversation)
+        policy = _policy_name(broker.config, decision)
+        self.stats.decisions[decision.action] += 1
+        notice = None
+        with self.db.cursor() as cur:
+            claim = replies.claim(cur, burst, lead_id, decision, policy, _destination(burst))
+            if claim.new and decision.action == "handoff" and "holding" not in decision.reasons:
+                reason = ", ".join(decision.reasons) or "handoff"
+                replies.hand_off(cur, burst, lead_id, f"bot: {reason}")
+                notice = replies.notification_row(cur, claim.reply_id, burst, lead_id, broker.config.handoff_channel,
+                                                  _notice_text(broker, burst, lead_id, reason))
+        if claim.status in ("claimed", "retry"):
+            self._send(claim.reply_id, broker, burst, claim.lead_id, claim.body or "",
+                       claim.meta(burst.last.provider_id))
+        if notice is not None and self.notifier is not None:
+            self.notifier.deliver(self.db.cursor, notice)
 
     def _decide(self, broker: Broker, conversation: Conversation) -> Decision:
         llm = self.llm(broker.broker_id, broker.llm) if self.llm is not None and broker.config.policy == "llm" \
             else None
         return respond(conversation, llm)
 
-    def _send(self, conn: psycopg2.extensions.connection, reply_id: int, broker: Broker, burst: Burst,
-              lead_id: int | None, body: str, meta: dict[str, Any]) -> None:
-        with conn, conn.cursor() as cur:
-            if not replies.mark_sending(cur, reply_id):
-                return  # another worker or process has it
-            cur.execute("SELECT attempts FROM leadflow.agent_replies WHERE reply_id = %s", (reply_id,))
-            row = cur.fetchone()
-            attempts = int(row[0]) if row else MAX_ATTEMPTS
+    def _send(self, reply_id: int, broker: Broker, burst: Burst, lead_id: int | None, body: str,
+              meta: dict[str, Any]) -> None:
+        with self.db.cursor() as cur:
+            attempts = replies.mark_sending(cur, reply_id)
+        if attempts is None:
+            return  # another worker or process has it
         command = OutboundCommand.build(
             send_id=reply_id, broker_id=burst.broker_id, broker_slug=broker.slug, campaign_id=0,
             lead_id=lead_id or 0, step=0, action="message", channel=burst.channel,
@@ -354,7 +380,7 @@ class LeadAgent:
                 raise Rejected(f"no sender for {burst.channel} in this agent")
             provider_id = sender.send(command)
         except RetryLater as exc:
-            with conn, conn.cursor() as cur:
+            with self.db.cursor() as cur:
                 if attempts >= MAX_ATTEMPTS:
                     replies.settle(cur, reply_id, "failed", f"{exc} (after {attempts} attempts)")
                     self.stats.replies["failed"] += 1
@@ -366,45 +392,35 @@ class LeadAgent:
                     self.stats.replies["retry"] += 1
             return
         except Skip as exc:
-            with conn, conn.cursor() as cur:
+            with self.db.cursor() as cur:
                 replies.settle(cur, reply_id, "dropped", str(exc))
             self.stats.replies["dropped"] += 1
             return
         except Rejected as exc:
-            with conn, conn.cursor() as cur:
+            with self.db.cursor() as cur:
                 replies.settle(cur, reply_id, "failed", str(exc))
             self.stats.replies["failed"] += 1
             return
-        sent_at = started
-        with conn, conn.cursor() as cur:
-            replies.settle(cur, reply_id, "sent", provider_id=provider_id, sent_at=sent_at)
+        with self.db.cursor() as cur:
+            replies.settle(cur, reply_id, "sent", provider_id=provider_id, sent_at=started)
         self.stats.replies["sent"] += 1
-        self._publish(_reply_message(burst, reply_id, body, sent_at, {**meta, "provider_message_id": provider_id}))
+        self._publish(_reply_message(burst, reply_id, body, started, {**meta, "provider_message_id": provider_id}))
 
     def _record_usage(self) -> None:
         record = getattr(self.llm, "record_usage", None)
-        if record is None:
-            return
-        conn = self.pool.getconn()
-        try:
-            with conn, conn.cursor() as cur:
+        if record is not None:
+            with self.db.cursor() as cur:
                 record(cur)
-        finally:
-            self.pool.putconn(conn)
 
     # --- retries ------------------------------------------------------------------------------------
 
     def _start_retries(self, executor: ThreadPoolExecutor) -> None:
-        conn = self.pool.getconn()
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute("""SELECT reply_id FROM leadflow.agent_replies
-                               WHERE status IN ('claimed', 'retry') AND next_attempt_at <= %s
-                                 AND broker_id = ANY(%s) ORDER BY next_attempt_at LIMIT 200""",
-                            (self.clock(), list(self.directory.brokers)))
-                due = [int(r[0]) for r in cur.fetchall()]
-        finally:
-            self.pool.putconn(conn)
+        with self.db.cursor() as cur:
+            cur.execute("""SELECT reply_id FROM leadflow.agent_replies
+                           WHERE status IN ('claimed', 'retry') AND next_attempt_at <= %s
+                             AND broker_id = ANY(%s) ORDER BY next_attempt_at LIMIT 200""",
+                        (self.clock(), list(self.directory.brokers)))
+            due = [int(r[0]) for r in cur.fetchall()]
         for reply_id in due:
             with self._lock:
                 if reply_id in self._retrying:
@@ -413,17 +429,16 @@ class LeadAgent:
             executor.submit(self._retry, reply_id)
 
     def _retry(self, reply_id: int) -> None:
-        conn = self.pool.getconn()
         try:
-            with conn, conn.cursor() as cur:
+            with self.db.cursor() as cur:
                 cur.execute("""SELECT broker_id, channel, contact_key, reply_to, lead_id, body, action, asks, reasons,
-                                      policy, destination, inbound_at, status
+                                      policy, destination, status
                                FROM leadflow.agent_replies WHERE reply_id = %s""", (reply_id,))
                 row = cur.fetchone()
-                if row is None or row[12] not in ("claimed", "retry"):
+                if row is None or row[11] not in ("claimed", "retry"):
                     return
                 (broker_id, channel, contact_key, reply_to, lead_id, body, action, asks, reasons, policy,
-                 destination, _inbound_at, _status) = row
+                 destination, _status) = row
                 key: ContactKey = (int(broker_id), channel, contact_key)
                 with self._lock:
                     # This contact is partitioned elsewhere (another member) or is being answered right now.
@@ -437,17 +452,16 @@ class LeadAgent:
             broker = self.directory.get(int(broker_id))
             if broker is None:
                 return
+            at = destination_time(destination)
             burst = Burst(int(broker_id), broker.slug, channel, contact_key, destination["chat_id"],
                           destination.get("contact", {}).get("phone_e164"), None, destination.get("contact", {}),
-                          [Inbound(reply_to, "", "text", destination_time(destination), destination_time(destination),
-                                   -1, -1)])
-            self._send(conn, reply_id, broker, burst, lead_id, body or "",
+                          [Inbound(reply_to, "", "text", at, at, -1, -1)])
+            self._send(reply_id, broker, burst, lead_id, body or "",
                        replies.payload_meta(action, asks, reasons or [], reply_to, policy))
         except Exception:  # a retry that fails is retried by the next round; the loop must go on
             self.stats.errors += 1
             log.exception("agent retry of reply %s failed", reply_id)
         finally:
-            self.pool.putconn(conn)
             with self._lock:
                 self._retrying.discard(reply_id)
 
@@ -489,19 +503,15 @@ class LeadAgent:
 
     def _republish_unlanded(self) -> None:
         """Replies a crash left sent but never produced: produced again (a twin already produced lands once)."""
-        conn = self.pool.getconn()
-        try:
-            with conn, conn.cursor() as cur:
-                cur.execute("""
-                    SELECT r.reply_id, r.broker_id, b.slug, r.channel, r.contact_key, r.body, r.sent_at, r.action,
-                           r.asks, r.reasons, r.reply_to, r.policy, r.destination, r.provider_message_id
-                    FROM leadflow.agent_replies r JOIN leadflow.brokers b USING (broker_id)
-                    WHERE r.status = 'sent' AND r.sent_at > now() - interval '2 days'
-                      AND NOT EXISTS (SELECT 1 FROM leadflow.raw_messages m WHERE m.broker_id = r.broker_id
-                                      AND m.channel = r.channel AND m.provider_message_id = 'reply:' || r.reply_id)""")
-                rows = cur.fetchall()
-        finally:
-            self.pool.putconn(conn)
+        with self.db.cursor() as cur:
+            cur.execute("""
+                SELECT r.reply_id, r.broker_id, b.slug, r.channel, r.contact_key, r.body, r.sent_at, r.action,
+                       r.asks, r.reasons, r.reply_to, r.policy, r.destination, r.provider_message_id
+                FROM leadflow.agent_replies r JOIN leadflow.brokers b USING (broker_id)
+                WHERE r.status = 'sent' AND r.sent_at > now() - interval '2 days'
+                  AND NOT EXISTS (SELECT 1 FROM leadflow.raw_messages m WHERE m.broker_id = r.broker_id
+                                  AND m.channel = r.channel AND m.provider_message_id = 'reply:' || r.reply_id)""")
+            rows = cur.fetchall()
         for (reply_id, broker_id, slug, channel, contact_key, body, sent_at, action, asks, reasons, reply_to, policy,
              destination, provider_id) in rows:
             if not self._owns(destination):
