@@ -136,8 +136,10 @@ class ScopedPool:
         password = password if password is not None else login_password(Settings.from_environment(), url)
         self._key = prepare_login(url, password)
         try:
+            # minconn = maxconn: psycopg2's pool closes every connection given back beyond minconn, and
+            # each request would then open a new one.
             self._pool = psycopg2.pool.ThreadedConnectionPool(
-                1, size, to_libpq_url(url), user=LOGIN_ROLE, password=password, connect_timeout=5,
+                size, size, to_libpq_url(url), user=LOGIN_ROLE, password=password, connect_timeout=5,
                 application_name="leadflow-reports")
         except psycopg2.OperationalError as exc:
             parts = database_parts(url)

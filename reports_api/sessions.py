@@ -83,7 +83,8 @@ class OwnerConnections:
     def _open(self) -> psycopg2.pool.ThreadedConnectionPool:
         with self._opening:
             if self._pool is None:
-                self._pool = psycopg2.pool.ThreadedConnectionPool(0, self._size, to_libpq_url(self._url),
+                # minconn = maxconn: psycopg2's pool closes every connection given back beyond minconn.
+                self._pool = psycopg2.pool.ThreadedConnectionPool(self._size, self._size, to_libpq_url(self._url),
                                                                   connect_timeout=5,
                                                                   application_name="leadflow-reports-accounts")
             return self._pool

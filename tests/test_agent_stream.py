@@ -446,3 +446,21 @@ def test_a_message_sent_long_ago_is_landed_but_not_answered(world: AgentWorld, m
     ("Busco un depto de dos dormitorios", 0.5), ("ok.", 0.5), ("Hi, I want to rent in Austin", 0.5)])
 def test_a_fragment_waits_the_whole_burst_window_and_a_finished_thought_half(text: str, waits: float) -> None:
     assert quiet_needed(text, 1.0) == waits
+
+
+def test_the_funnel_response_times_count_the_bots_answers(world: AgentWorld, make_broker: BrokerFactory) -> None:
+    from tests.test_analytics import dbt
+    from tests.test_leads_pipeline import rows, run
+
+    broker = make_broker()
+    world.enable(broker)
+    world.start_agent()
+    lead = world.lead(broker)
+    lead.say("hola, busco depto para arrendar en providencia")
+    lead.next_reply()
+    run(world.settings, world.settings.topics)  # landing (the bot's reply included), leads, qualification
+    dbt(world.settings, as_of=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+    [(answered, median_minutes)] = rows(world.settings, """
+        SELECT leads_answered, median_first_reply_minutes FROM marts.fct_response_times
+        WHERE broker_id = %s AND channel = 'telegram'""", broker.broker_id)
+    assert answered == 1 and 0 <= median_minutes < 0.5  # seconds, not the hours a person would take
