@@ -375,13 +375,13 @@ def test_scripted_people_converse_with_the_agent_through_the_webhooks(
     results: dict[str, list[tuple[str, str]]] = {}
     errors: list[BaseException] = []
 
-    def run(name: str) -> None:
+    def converse_as(name: str) -> None:
         try:
             results[name] = _converse(world, people[name], SCENARIOS[name])
         except BaseException as exc:  # reported below, with the scenario's name
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(name,)) for name in READY]
+    threads = [threading.Thread(target=converse_as, args=(name,)) for name in READY]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -398,8 +398,13 @@ def test_scripted_people_converse_with_the_agent_through_the_webhooks(
         assert "propose_visit" in [a for a, _ in steps], f"{name} never got to a visit: {steps}"
         assert steps[-1][0] == "close", f"{name}: {steps}"
         assert not any(PROMISES.search(text) for text in people[name].replies()), name
-    # What the agent understood through the whole path equals what the pure policy reads from the same words.
-    land(world.settings.database_url, world.settings.kafka_bootstrap_servers, world.settings.topics)
+    # What the agent understood through the whole path equals what the pure policy reads from the same words,
+    # and so does the batch qualification of the landed conversation (bot turns and all).
+    from tests.test_leads_pipeline import rows
+    from tests.test_leads_pipeline import run as land_and_qualify
+    land_and_qualify(world.settings, world.settings.topics)
+    fields = ("operation", "locations", "property_type", "bedrooms_min", "budget_max", "budget_currency",
+              "financing", "dicom_status", "name", "email", "opted_out")
     for name in READY:
         lead = people[name]
         with transaction(world.settings.database_url) as conn, conn.cursor() as cur:
@@ -410,9 +415,17 @@ def test_scripted_people_converse_with_the_agent_through_the_webhooks(
                                                 SCENARIOS[name].channel))
         expected = knowledge.known(Conversation(play(SCENARIOS[name]).messages, AgentConfig(enabled=True),
                                                 SCENARIOS[name].country, SCENARIOS[name].channel))
-        fields = ("operation", "locations", "property_type", "bedrooms_min", "budget_max", "budget_currency",
-                  "financing", "dicom_status", "name", "email", "opted_out")
         assert {f: getattr(streamed, f) for f in fields} == {f: getattr(expected, f) for f in fields}, name
+        [batch] = rows(world.settings, f"""
+            SELECT {", ".join(fields)}
+            FROM leadflow.lead_qualifications q JOIN leadflow.lead_identities i USING (lead_id)
+            WHERE i.broker_id = %s AND i.identity_kind = %s AND i.identity_value = %s""",
+                       lead.broker.broker_id, lead.channel, lead.user)
+        said = {f: getattr(expected, f) for f in fields}
+        said["budget_max"] = None if said["budget_max"] is None else float(said["budget_max"])
+        got = dict(zip(fields, batch, strict=True))
+        got["budget_max"] = None if got["budget_max"] is None else float(got["budget_max"])
+        assert got == said, name
 
 
 def test_an_opt_out_is_confirmed_once_and_then_silence(world: AgentWorld, make_broker: BrokerFactory) -> None:

@@ -17,43 +17,13 @@ from functools import lru_cache
 from leadflow.agent import words
 from leadflow.agent.decision import Conversation, Message, Slot
 from leadflow.agent.voice import voice_of
+from leadflow.qualification import answers
 from leadflow.qualification.rules import qualify
 from leadflow.qualification.schema import Qualification
 from leadflow.qualification.turns import Turn
 
-
-def _explicit(text: str, asked: Slot | None, english: bool) -> str:
-    """The reply as the qualifier should read it, given the question it answers."""
-    folded = words.folded(text)
-    if asked == "bedrooms" and words.NUMBER.fullmatch(folded):
-        return f"{text} {'bedrooms' if english else 'dormitorios'}"
-    if asked == "budget" and any(ch.isdigit() for ch in folded):
-        return f"{'budget' if english else 'presupuesto'} {text}"
-    if asked == "timeline":
-        if words.NOW.fullmatch(folded):
-            return "asap" if english else "lo antes posible"
-        if words.NUMBER.fullmatch(folded):
-            return f"in {text} months" if english else f"en {text} meses"
-    if asked == "dicom":
-        if words.is_yes(text):
-            return "bad credit" if english else "estoy en dicom"
-        if words.is_no(text):
-            return "clean credit" if english else "no estoy en dicom"
-    if asked == "financing" and "hipoteca" in folded and "hipotecari" not in folded:
-        return f"{text} (credito hipotecario)"  # Spain says "hipoteca"; the rules know "hipotecario"
-    if asked == "name" and _short_answer(text):
-        return f"{'my name is' if english else 'me llamo'} {text.strip()}"
-    if asked == "switch_to_rent" and words.is_yes(text):
-        return "I want to rent" if english else "quiero arrendar"
-    return text
-
-
-def _short_answer(text: str) -> str | None:
-    """A reply of one to four words and nothing else (a name, a place), or None."""
-    stripped = text.strip().strip(".!")
-    if not words.WORDS_ONLY.fullmatch(stripped) or words.NOT_AN_ANSWER.match(words.folded(stripped)):
-        return None
-    return stripped
+_explicit = answers.explicit
+_short_answer = answers.short_answer
 
 
 def _answers(turns: Sequence[Message]) -> list[tuple[Message, Slot | None]]:

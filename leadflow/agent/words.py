@@ -10,7 +10,18 @@ from __future__ import annotations
 import re
 
 from leadflow.campaigns.eligibility import OPT_OUT as _OPT_OUT_PATTERN
-from leadflow.qualification.numbers import WORD_VALUES, fold
+from leadflow.qualification.answers import (  # noqa: F401  (the agent reads bare answers the same way)
+    APPROVING_EMOJI,
+    NO,
+    NOT_AN_ANSWER,
+    NOW,
+    NUMBER,
+    WORDS_ONLY,
+    YES,
+    folded,
+    is_no,
+    is_yes,
+)
 
 # The campaigns' consent words: a lead who says BAJA to the bot is out of campaigns too, and vice versa.
 OPT_OUT = re.compile(_OPT_OUT_PATTERN)
@@ -119,22 +130,6 @@ SPANISH_WORDS = re.compile(r"\b(?:hola|busco|quiero|tengo|para|con|dormitorios?|
 ENGLISH_WORDS = re.compile(r"\b(?:the|i|i'm|im|want|to|my|is|and|looking|for|hi|hello|please|bedrooms?|budget|we"
                            r"|need|call|house|buy|rent|sell|yes|thanks|what|how|much|you|an)\b")
 
-# --- bare answers: what a short reply means given the question it answers ------------------------
-# Regional yeses: "va, me late" (MX), "vale" (ES), "dale" (AR, CL), "sale" (MX).
-_YES_WORDS = (r"si|sip|claro|obvio|dale|ok|okay|bueno|correcto|afirmativo|por supuesto|de acuerdo|perfecto|genial"
-              r"|me parece|me interesa|va|sale|orale|me late|vale|venga|yes|yeah|yep|sure|of course|sounds good"
-              r"|works for me|let'?s do it|please|gracias|thanks")
-YES = re.compile(rf"(?:{_YES_WORDS})(?:[\s,.!]+(?:{_YES_WORDS}))*[\s.!]*")
-NO = re.compile(r"(?:no|nop|nope|nunca|para nada|nada|ninguna|ninguno|no tengo|none|not really|nah)"
-                r"(?:[\s,.!]+(?:no|nada|gracias|ninguna|thanks))*[\s.!]*")
-NOW = re.compile(r"(?:ya|ahora|ahora mismo|ahorita|ya mismo|now|right now|asap)[\s.!]*")
-NUMBER = re.compile(r"\d{1,2}|" + "|".join(w for w in WORD_VALUES if WORD_VALUES[w] <= 20))
-# Short replies that are not a name or a place, whatever was asked.
-# (A reply that already says "me llamo …" is read by the rules as it is.)
-NOT_AN_ANSWER = re.compile(r"(?:hola|hi|hello|gracias|thanks|no se|idk|da igual|cualquiera|depende|no importa"
-                           r"|whatever|anywhere|si|no|ok|dale|bueno|yes|me llamo|mi nombre|soy|my name|i'm|i am"
-                           r"|this is)\b")
-WORDS_ONLY = re.compile(r"[^\W\d_]+(?:[\s'-]+[^\W\d_]+){0,3}")
 # A lead changing an answer ("mejor en Providencia", "en realidad son 3"): acknowledged as a correction.
 CORRECTION = re.compile(r"\bmejor\b|en realidad|perdon|corrijo|me equivoque|cambie de idea|\bcambio\b|mas bien"
                         r"|\bactually\b|\binstead\b|\brather\b|\bsorry\b|changed my mind")
@@ -143,17 +138,4 @@ HELP_REQUEST = re.compile(r"ayud|help|\bpuedes\b|\bpodes\b|\bpodria|\bpodrias\b|
 # Turning a proposed visit down.
 DECLINE = re.compile(r"no puedo|no me acomoda|no me sirve|no gracias|otro dia|mas adelante|todavia no|aun no"
                      r"|\bcan'?t\b|cannot|not available|another day|not yet|no thanks|not now")
-# A thumbs-up answers "shall we book a visit?" as well as "sí" does.
-APPROVING_EMOJI = ("👍", "👌", "✅", "🙌", "🤝", "👏")
 
-
-def folded(text: str) -> str:
-    return fold(text).strip()
-
-
-def is_yes(text: str) -> bool:
-    return bool(YES.fullmatch(folded(text))) or text.strip().startswith(APPROVING_EMOJI)
-
-
-def is_no(text: str) -> bool:
-    return bool(NO.fullmatch(folded(text)))

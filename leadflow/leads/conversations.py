@@ -12,17 +12,20 @@ from leadflow.qualification.turns import conversation_hash
 
 
 def assemble(messages: pl.DataFrame) -> pl.DataFrame:
-    """Columns in: broker_id, lead_id, message_id, channel, direction, body, sent_at.
+    """Columns in: broker_id, lead_id, message_id, channel, direction, body, sent_at, and optionally asks
+    (what the lead agent asked in that message, from its payload).
 
-    Out, one row per lead: broker_id, lead_id, turns (list of role/text/channel/sent_at, in order),
+    Out, one row per lead: broker_id, lead_id, turns (list of role/text/channel/sent_at/asks, in order),
     lead_messages, agent_messages, channels, first_message_at, last_message_at, conversation_hash.
     """
+    if "asks" not in messages.columns:
+        messages = messages.with_columns(pl.lit(None, dtype=pl.String).alias("asks"))
     ordered = messages.with_columns(
         pl.when(pl.col("direction") == "inbound").then(pl.lit("lead")).otherwise(pl.lit("agent")).alias("role"),
     ).sort("broker_id", "lead_id", "sent_at", "message_id")
     grouped = ordered.group_by("broker_id", "lead_id", maintain_order=True).agg(
         pl.struct(pl.col("role"), pl.col("body").alias("text"), pl.col("channel"),
-                  pl.col("sent_at")).alias("turns"),
+                  pl.col("sent_at"), pl.col("asks")).alias("turns"),
         (pl.col("role") == "lead").sum().cast(pl.Int32).alias("lead_messages"),
         (pl.col("role") == "agent").sum().cast(pl.Int32).alias("agent_messages"),
         pl.col("channel").unique().sort().alias("channels"),

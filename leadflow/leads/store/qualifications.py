@@ -18,6 +18,7 @@ import psycopg2.extensions
 from leadflow.db.connection import transaction
 from leadflow.db.copy import copy_rows, pg_array
 from leadflow.leads.store.reads import broker_settings, conversations, countries, db_now
+from leadflow.qualification.answers import in_context
 from leadflow.qualification.llm import LLMQualifier, Outcome, from_environment
 from leadflow.qualification.rules import messages_frame, qualifications, qualify_frame
 from leadflow.qualification.schema import QUALIFICATION_VERSION, Qualification
@@ -103,7 +104,9 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
                 cur.execute("UPDATE leadflow.lead_qualifications SET qualified_at = %s WHERE lead_id = %s",
                             (now, lead_id))
                 continue
-            work.append(Conversation(lead_id, broker_id, digest, [Turn(t["role"], t["text"] or "") for t in turns]))
+            # A bare reply to the lead agent's question ("3" after "¿cuántos dormitorios?") is read as its answer.
+            work.append(Conversation(lead_id, broker_id, digest, in_context(
+                [(t["role"], t["text"] or "", t.get("asks")) for t in turns], country.get(broker_id) == "US")))
 
         # Brokers on the rules qualify in one vectorised pass; LLM brokers conversation by conversation.
         by_llm = [c for c in work if c.broker_id in qualifiers and qualifiers[c.broker_id].provider is not None]

@@ -12,13 +12,19 @@ from leadflow.db.copy import read_frame
 from leadflow.leads.conversations import assemble
 
 MESSAGE_SCHEMA = {"broker_id": pl.Int64, "lead_id": pl.Int64, "message_id": pl.Int64, "channel": pl.String,
-                  "direction": pl.String, "body": pl.String, "sent_at": pl.Datetime("us", "UTC")}
+                  "direction": pl.String, "body": pl.String, "sent_at": pl.Datetime("us", "UTC"), "asks": pl.String}
 
 
 def conversations(cur: psycopg2.extensions.cursor, lead_filter: str) -> pl.DataFrame:
     """The assembled conversation (``conversations.assemble``) of every lead ``lead_filter`` selects."""
     messages = read_frame(cur, f"""
-        SELECT ml.broker_id, ml.lead_id, m.message_id, m.channel, m.direction, m.body, m.sent_at
+        SELECT ml.broker_id, ml.lead_id, m.message_id, m.channel, m.direction, m.body,
+               -- Telegram and WhatsApp date messages to the second: a lead's answer and the bot's question
+               -- just before it often share one. Our own receipt time, when it is that close, orders them.
+               CASE WHEN m.direction = 'inbound' AND m.received_at >= m.sent_at
+                         AND m.received_at < m.sent_at + interval '2 seconds'
+                    THEN m.received_at ELSE m.sent_at END AS sent_at,
+               m.payload -> 'leadflow' ->> 'asks' AS asks
         FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
         WHERE ml.lead_id IN ({lead_filter})""", (), MESSAGE_SCHEMA)
     return assemble(messages) if not messages.is_empty() else messages
