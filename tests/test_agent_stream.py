@@ -28,6 +28,7 @@ from leadflow.agent.stream import quiet_needed
 from leadflow.config import Settings, child_process_environment
 from leadflow.db.connection import transaction
 from leadflow.demo.run import BackgroundServer
+from leadflow.demo.webhooks import signed
 from leadflow.landing import land
 from leadflow.users import add_user
 from tests.agent_world import AgentWorld, Lead, world_settings
@@ -37,6 +38,7 @@ from tests.fake_llm import FakeLLM, ok
 from tests.fake_llm import Reply as LLMReply
 from tests.kafka_helpers import read_topic
 from tests.test_agent_policy import PROMISES, READY, SCENARIOS, Scenario, play
+from tests.test_leads_pipeline import rows
 
 
 @pytest.fixture
@@ -400,7 +402,6 @@ def test_scripted_people_converse_with_the_agent_through_the_webhooks(
         assert not any(PROMISES.search(text) for text in people[name].replies()), name
     # What the agent understood through the whole path equals what the pure policy reads from the same words,
     # and so does the batch qualification of the landed conversation (bot turns and all).
-    from tests.test_leads_pipeline import rows
     from tests.test_leads_pipeline import run as land_and_qualify
     land_and_qualify(world.settings, world.settings.topics)
     fields = ("operation", "locations", "property_type", "bedrooms_min", "budget_max", "budget_currency",
@@ -463,7 +464,7 @@ def test_a_fragment_waits_the_whole_burst_window_and_a_finished_thought_half(tex
 
 def test_the_funnel_response_times_count_the_bots_answers(world: AgentWorld, make_broker: BrokerFactory) -> None:
     from tests.test_analytics import dbt
-    from tests.test_leads_pipeline import rows, run
+    from tests.test_leads_pipeline import run
 
     broker = make_broker()
     world.enable(broker)
@@ -477,3 +478,35 @@ def test_the_funnel_response_times_count_the_bots_answers(world: AgentWorld, mak
         SELECT leads_answered, median_first_reply_minutes FROM marts.fct_response_times
         WHERE broker_id = %s AND channel = 'telegram'""", broker.broker_id)
     assert answered == 1 and 0 <= median_minutes < 0.5  # seconds, not the hours a person would take
+
+
+def test_an_opt_out_on_whatsapp_silences_the_bot_on_telegram_once_they_are_one_lead(
+        world: AgentWorld, make_broker: BrokerFactory) -> None:
+    from tests.test_leads_pipeline import run as land_and_qualify
+
+    broker = make_broker()
+    world.enable(broker)
+    world.start_agent()
+    on_whatsapp = world.lead(broker, "whatsapp", "Rocío")
+    on_whatsapp.say("hola, busco casa en la florida")
+    on_whatsapp.next_reply()
+    on_whatsapp.say("BAJA")
+    on_whatsapp.next_reply()  # the opt-out is confirmed once
+    # The same person on Telegram, sharing their phone card: identity resolution makes them one lead.
+    on_telegram = world.lead(broker, "telegram", "Rocío")
+    update = {"update_id": int(on_telegram.user), "message": {
+        "message_id": 1, "date": int(datetime.now(UTC).timestamp()),
+        "from": {"id": int(on_telegram.user), "is_bot": False, "first_name": "Rocío"},
+        "chat": {"id": int(on_telegram.user), "type": "private"},
+        "contact": {"phone_number": "+" + on_whatsapp.user, "first_name": "Rocío", "user_id": int(on_telegram.user)}}}
+    path, headers, body = signed("telegram", broker, update)
+    assert world.http.post(world.ingest.url + path, content=body, headers=headers).status_code == 200
+    # Before resolution the card is a stranger's media message: answered as such ("I read text only").
+    on_telegram.next_reply()
+    land_and_qualify(world.settings, world.settings.topics)
+    [(leads,)] = rows(world.settings, """SELECT count(*) FROM leadflow.leads
+                                         WHERE broker_id = %s AND merged_into IS NULL""", broker.broker_id)
+    assert leads == 1
+    on_telegram.say("hola? me pueden ayudar con una casa?")
+    assert on_telegram.quiet(1.5)
+    assert _replies(world, broker.broker_id)[-1][3] == ["opted_out"]
