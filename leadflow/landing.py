@@ -319,13 +319,19 @@ def _write_batch(cur: psycopg2.extensions.cursor, batch: DecodedBatch, cluster: 
     return batch, messages, statuses
 
 
-def _read_batch(consumer: Consumer, max_records: int, poll_timeout_ms: int) -> list[Record]:
+def _read_batch(consumer: Consumer, max_records: int, poll_timeout_ms: int, max_batch_s: float) -> list[Record]:
+    """Up to ``max_records``, and no longer than ``max_batch_s`` after the first: under a steady stream
+    the polls never come back empty, and a batch must still be committed (landing latency bounded)."""
     records: list[Record] = []
+    deadline: float | None = None
     while len(records) < max_records:
         polled = consume(consumer, max_records - len(records), poll_timeout_ms / 1000)
         if not polled:
             break
         records.extend(polled)
+        deadline = deadline or time.monotonic() + max_batch_s
+        if time.monotonic() >= deadline:
+            break
     return records
 
 
@@ -350,21 +356,22 @@ class _ReadAhead:
 
     _DONE = object()
 
-    def __init__(self, consumer: Consumer, topics: Topics, cluster: str, max_records: int, poll_timeout_ms: int):
+    def __init__(self, consumer: Consumer, topics: Topics, cluster: str, max_records: int, poll_timeout_ms: int,
+                 max_batch_s: float = 2.0):
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
-        self._args = (consumer, topics, cluster, max_records, poll_timeout_ms)
+        self._args = (consumer, topics, cluster, max_records, poll_timeout_ms, max_batch_s)
         self._thread = threading.Thread(target=self._run, name="landing-read-ahead", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        consumer, topics, cluster, max_records, poll_timeout_ms = self._args
+        consumer, topics, cluster, max_records, poll_timeout_ms, max_batch_s = self._args
         # The first fetch after assign() includes connecting and metadata: an empty answer that early is
         # warm-up, not the end of the stream.
         timeout_ms = max(poll_timeout_ms, FIRST_POLL_TIMEOUT_MS)
         try:
             while not self._stop.is_set():
-                records = _read_batch(consumer, max_records, timeout_ms)
+                records = _read_batch(consumer, max_records, timeout_ms, max_batch_s)
                 timeout_ms = poll_timeout_ms
                 if not records:
                     self._queue.put(self._DONE)
@@ -393,8 +400,11 @@ class _ReadAhead:
 
 
 def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_batch: int = 10000,
-         max_batches: int | None = None, poll_timeout_ms: int = 500) -> LandingResult:
-    """Land everything readable now; returns what was read and written. Safe to run concurrently."""
+         max_batches: int | None = None, poll_timeout_ms: int = 500, max_batch_s: float = 2.0) -> LandingResult:
+    """Land everything readable now; returns what was read and written. Safe to run concurrently.
+
+    Each batch is committed (rows and offsets) after ``max_records_per_batch`` records or
+    ``max_batch_s`` seconds of reading, whichever comes first."""
     started = time.perf_counter()
     total = LandingResult()
     consumer = make_consumer(bootstrap)
@@ -412,7 +422,8 @@ def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_b
                 stored = lock_offsets(cur, READER, cluster, tps)
                 if reader is None:
                     assign_from(consumer, stored)
-                    reader = _ReadAhead(consumer, topics, cluster, max_records_per_batch, poll_timeout_ms)
+                    reader = _ReadAhead(consumer, topics, cluster, max_records_per_batch, poll_timeout_ms,
+                                        max_batch_s)
                 elif stored != positions:
                     raise LandingConflict("offsets moved under this landing; another landing run is active")
                 read = reader.next()

@@ -195,3 +195,39 @@ def test_record_with_wrong_types_is_dead_lettered_and_its_batch_still_lands(
         [(reason,)] = cur.fetchall()
     conn.close()
     assert reason.startswith("undecodable record: invalid event")
+
+
+def test_a_steady_stream_is_committed_in_batches_bounded_in_time(settings: Settings, fresh_topics: Topics,
+                                                                   make_broker: BrokerFactory) -> None:
+    """Under traffic the polls never come back empty; the landing still commits every ``max_batch_s``."""
+    import threading
+
+    broker = make_broker()
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    stop = threading.Event()
+    sent: list[str] = []
+
+    def stream() -> None:  # about 100 messages a second until told to stop
+        i = 0
+        while not stop.is_set():
+            event = ChannelMessage.build(broker_id=broker.broker_id, broker_slug=broker.slug, channel="telegram",
+                                         provider_message_id=f"s{i}", contact=Contact(channel_user_id=f"{i % 7}"),
+                                         text=f"m{i}", sent_at=datetime(2026, 11, 1, tzinfo=UTC))
+            produce_all(producer, fresh_topics.messages, [(event.kafka_key(), event.model_dump_json().encode())])
+            sent.append(event.provider_message_id)
+            i += 1
+            time.sleep(0.01)
+
+    writer = threading.Thread(target=stream)
+    writer.start()
+    try:
+        time.sleep(0.5)
+        result = land(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics, max_batch_s=0.5,
+                      poll_timeout_ms=300, max_batches=4)
+    finally:
+        stop.set()
+        writer.join()
+    # Four commits while the stream never paused: each batch ended by time, not by a quiet topic.
+    assert result.batches == 4 and 0 < result.messages_landed < len(sent)
+    land(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics)
+    assert sorted(landed(settings, broker)) == sorted(sent)
