@@ -79,6 +79,7 @@ def _reports_api(args: argparse.Namespace) -> int:
 
     from reports_api.app import create_app
     from reports_api.security import TokenSettings
+    from reports_api.workspace.publish import MessagePublisher
 
     settings = load_settings()
     if settings.reports_jwt_secret:
@@ -88,7 +89,10 @@ def _reports_api(args: argparse.Namespace) -> int:
               "(every token dies with it).", file=sys.stderr)
         tokens = TokenSettings.ephemeral(settings)
     # proxy_headers=False: the app trusts X-Forwarded-For only from LEADFLOW_TRUSTED_PROXIES (reports_api/proxies).
-    uvicorn.run(create_app(settings.database_url, tokens, docs_dir=settings.docs_dir, bind_host=args.host),
+    # The resolved Kafka address (the embedded broker's when none is configured) for a person's replies.
+    publisher = MessagePublisher(settings.kafka_bootstrap_servers, settings.topics.messages)
+    uvicorn.run(create_app(settings.database_url, tokens, docs_dir=settings.docs_dir, bind_host=args.host,
+                           publisher=publisher),
                 host=args.host, port=args.port, log_level="info", access_log=args.access_log, proxy_headers=False)
     return 0
 

@@ -1,7 +1,8 @@
 """The reports API application: assembles the routers of ``reports_api.routes`` and the dbt docs.
 
 ``create_app`` puts what the routes need on ``app.state`` (``database_url``, ``tokens``, ``accounts``,
-``limiter``, ``cookie_secure``, ``docs_dir``; ``pool`` while the app runs); ``reports_api.deps`` reads it from
+``limiter``, ``cookie_secure``, ``docs_dir``, ``senders`` and ``publisher`` for a person's replies; ``pool``
+while the app runs); ``reports_api.deps`` reads it from
 there. ``reports_api.sessions`` checks every request's token against its account before any route runs.
 The client address the login limit keys on is resolved by ``reports_api.proxies`` from
 LEADFLOW_TRUSTED_PROXIES; run uvicorn with ``proxy_headers=False`` (``--no-proxy-headers``) so its own
@@ -20,12 +21,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from leadflow.config import Settings, load_settings
+from leadflow.outbound.senders import Sender, TelegramSender, WhatsAppSender
 from leadflow.users import stand_in_hash
 from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
 from reports_api.routes import auth, dashboard, docs, ops, reports, workspace, workspace_pages
 from reports_api.scope import ScopedPool
 from reports_api.security import Accounts, LoginLimiter, TokenSettings, cookie_secure
 from reports_api.sessions import PgAccounts, SessionCheckMiddleware
+from reports_api.workspace.publish import MessagePublisher
 
 DESCRIPTION = ("Each broker's funnel, cohorts, campaigns and leads. Log in at POST /auth/token and send the "
                "token as `Authorization: Bearer …`. A token reads only its own broker (a SUPERADMIN reads any); "
@@ -43,6 +46,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.pool.close()
         app.state.accounts.close()
+        await run_in_threadpool(app.state.publisher.close)
 
 
 def _printable(value: Any) -> Any:
@@ -68,14 +72,17 @@ async def validation_problem(request: Request, exc: Exception) -> JSONResponse:
 def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | None = None,
                limiter: LoginLimiter | None = None, docs_dir: Path | None = None,
                trusted_proxies: str | None = None, secure_cookie: bool | None = None,
-               bind_host: str | None = None, accounts: Accounts | None = None) -> FastAPI:
+               bind_host: str | None = None, accounts: Accounts | None = None,
+               senders: dict[str, Sender] | None = None, publisher: MessagePublisher | None = None) -> FastAPI:
     """The reports API on ``database_url``; ``docs_dir`` (dbt docs) is served at /dbt-docs/ to logged-in callers.
 
     The pool size, the login limit, the trusted proxies and the cookie's Secure flag default to their
     settings (LEADFLOW_REPORTS_*, LEADFLOW_TRUSTED_PROXIES, LEADFLOW_COOKIE_SECURE); ``bind_host``, where the
     server listens when not LEADFLOW_REPORTS_HOST, decides the Secure flag's default. ``accounts`` (sessions
     and the login limit shared across processes) defaults to the database's; a ``limiter`` given replaces
-    the default, shared one.
+    the default, shared one. ``senders`` (a person's replies; default: Telegram and WhatsApp at
+    LEADFLOW_TELEGRAM_API_URL / LEADFLOW_WHATSAPP_API_URL) and ``publisher`` (Kafka, connected on the first
+    reply; default: LEADFLOW_KAFKA_BOOTSTRAP_SERVERS and the messages topic) are for tests to replace.
     """
     configured = Settings.from_environment()
     app = FastAPI(title="Leadflow reports API", version="1", lifespan=lifespan, description=DESCRIPTION)
@@ -87,6 +94,11 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
         attempts=configured.reports_login_attempts, window_s=configured.reports_login_window_s)
     app.state.cookie_secure = cookie_secure(configured, bind_host) if secure_cookie is None else secure_cookie
     app.state.docs_dir = docs_dir
+    app.state.senders = senders if senders is not None else {
+        "telegram": TelegramSender(configured.telegram_api_url),
+        "whatsapp": WhatsAppSender(configured.whatsapp_api_url)}
+    app.state.publisher = publisher if publisher is not None else MessagePublisher(
+        configured.kafka_bootstrap_servers, configured.topics.messages)
     app.add_exception_handler(RequestValidationError, validation_problem)
     proxies = parse_trusted_proxies(configured.trusted_proxies if trusted_proxies is None else trusted_proxies)
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
@@ -103,4 +115,5 @@ def from_environment() -> FastAPI:
     """For `uvicorn --factory --no-proxy-headers reports_api.app:from_environment`: LEADFLOW_DATABASE_URL (or the
     embedded PostgreSQL) and LEADFLOW_REPORTS_JWT_SECRET, which is required here."""
     settings = load_settings()
-    return create_app(settings.database_url, TokenSettings.from_settings(settings), docs_dir=settings.docs_dir)
+    return create_app(settings.database_url, TokenSettings.from_settings(settings), docs_dir=settings.docs_dir,
+                      publisher=MessagePublisher(settings.kafka_bootstrap_servers, settings.topics.messages))

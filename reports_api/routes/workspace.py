@@ -1,4 +1,5 @@
-"""The broker workspace's JSON API: inbox, lead, board, notes, tags, assignment, stage moves, audit, live events.
+"""The broker workspace's JSON API: inbox, lead, board, notes, tags, assignment, stage moves, a person's replies and
+taking a lead over, audit, live events.
 
 Reads go through ``deps.broker_cursor`` (read-only, row security); writes through
 ``reports_api.workspace.db.write_cursor`` (read-write, the same scope plus the acting person, every write
@@ -22,6 +23,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.security.utils import get_authorization_scheme_param
 from starlette.concurrency import run_in_threadpool
 
+from leadflow.agent import person
 from reports_api import queries
 from reports_api.dashboard import COOKIE
 from reports_api.deps import ERRORS, Caller, Id, Pool, Tokens, broker_cursor
@@ -35,12 +37,16 @@ from reports_api.workspace.schemas import (
     AssignmentIn,
     AuditEntry,
     BoardColumn,
+    HandlerIn,
+    HandlerOut,
     InboxCounts,
     InboxPage,
     LeadWorkspace,
     Note,
     NoteIn,
     Person,
+    ReplyIn,
+    ReplyOut,
     StageMove,
     StageMoveIn,
     Tag,
@@ -183,6 +189,79 @@ def move_stage(pool: Pool, who: Caller, broker_id: Id, lead_id: Id, body: StageM
         return db.move_stage(cur, broker_id, lead_id, body.stage, body.reason, reads.pipeline_of(cur, broker_id), who)
 
     return _write(pool, who, broker_id, move)
+
+
+def _person_call(pool: ScopedPool, who: Principal, broker_id: int, action: Callable[[person.Tx, str], _T]) -> _T:
+    """Run a reply or a switch (``leadflow.agent.person``), each of its transactions a scoped write cursor; its
+    refusals as HTTP answers."""
+    if not who.may_read(broker_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this account may not read that broker")
+    with pool.cursor(who, broker_id) as cur:
+        found = queries.broker(cur, broker_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no broker {broker_id}")
+
+    def tx() -> Any:
+        return pool.cursor(who, broker_id, write=True)
+
+    try:
+        return action(tx, str(found["slug"]))
+    except person.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except (person.Refused, person.InProgress) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except person.Invalid as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except person.SendFailed as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        # Row security refused what the checks let through: not this caller's lead.
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not a lead you may change") from exc
+
+
+def send_reply(request: Request, pool: ScopedPool, who: Principal, broker_id: int, lead_id: int,
+               body: ReplyIn) -> person.PersonReply:
+    """Shared by the JSON route and the lead page's form."""
+    template = None if body.template is None else person.Template(
+        body.template.name, body.template.language, tuple(body.template.parameters))
+    state = request.app.state
+
+    def act(tx: person.Tx, slug: str) -> person.PersonReply:
+        return person.send_person_reply(tx, state.senders, state.publisher.publish, db.audit, broker_id=broker_id,
+                                        broker_slug=slug, lead_id=lead_id, user_id=who.user_id, text=body.text,
+                                        idempotency_key=body.idempotency_key, template=template)
+
+    return _person_call(pool, who, broker_id, act)
+
+
+def switch_handler(pool: ScopedPool, who: Principal, broker_id: int, lead_id: int, body: HandlerIn) -> bool:
+    def act(tx: person.Tx, _slug: str) -> bool:
+        return person.set_handler(tx, db.audit, broker_id=broker_id, lead_id=lead_id, user_id=who.user_id,
+                                  handler="person" if body.handler == "person" else "bot", reason=body.reason)
+
+    return _person_call(pool, who, broker_id, act)
+
+
+@router.post("/brokers/{broker_id}/leads/{lead_id}/reply", response_model=ReplyOut,
+             responses={409: {"model": Problem, "description": "no chat channel, opted out, outside the "
+                                                                "WhatsApp window without a template, or the same key "
+                                                                "is being sent"},
+                        502: {"model": Problem, "description": "the provider refused or failed: nothing sent"}})
+def reply(request: Request, pool: Pool, who: Caller, broker_id: Id, lead_id: Id, body: ReplyIn) -> dict[str, Any]:
+    """A person's reply to the lead, on the chat it last wrote from (Telegram, WhatsApp), through the lead agent's
+    senders. Outside WhatsApp's 24-hour window only an approved `template` can be sent. Sending takes the lead
+    over from the bot. Sent once per `idempotency_key`: repeating the POST answers the same reply
+    (`repeated`); after a provider failure (502) the same key tries again."""
+    sent = send_reply(request, pool, who, broker_id, lead_id, body)
+    return {**sent.__dict__}
+
+
+@router.post("/brokers/{broker_id}/leads/{lead_id}/handler", response_model=HandlerOut)
+def handler(pool: Pool, who: Caller, broker_id: Id, lead_id: Id, body: HandlerIn) -> dict[str, Any]:
+    """Take the lead over (`person`: the bot stays silent) or hand it back to the bot (`bot`), with a reason;
+    audited. `changed` is false when it already was so."""
+    changed = switch_handler(pool, who, broker_id, lead_id, body)
+    return {"lead_id": lead_id, "handler": body.handler, "changed": changed}
 
 
 @router.get("/brokers/{broker_id}/board", response_model=list[BoardColumn])

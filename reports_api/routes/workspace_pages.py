@@ -9,6 +9,7 @@ OpenAPI document, like the dashboard: the JSON API is ``reports_api.routes.works
 # No `from __future__ import annotations`: FastAPI must see the Annotated aliases as objects.
 
 import re
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, cast
 from urllib.parse import parse_qs, urlencode
@@ -19,13 +20,15 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from leadflow.agent import person
 from reports_api import queries
 from reports_api.dashboard import COOKIE
 from reports_api.deps import Id, Pool, Tokens, broker_cursor
-from reports_api.routes.workspace import AssignedQ, inbox_filter, lead_workspace
+from reports_api.routes.workspace import AssignedQ, inbox_filter, lead_workspace, send_reply, switch_handler
 from reports_api.security import InvalidToken, Principal, read_token
 from reports_api.workspace import csrf, db, reads
 from reports_api.workspace.render import page
+from reports_api.workspace.schemas import HandlerIn, ReplyIn, TemplateIn
 
 router = APIRouter(prefix="/dashboard/brokers/{broker_id}", tags=["workspace pages"], include_in_schema=False)
 
@@ -37,6 +40,13 @@ ERRORS = {
     "not_found": "Ese lead no existe o no lo puedes modificar.",
     "agent_assign": "Solo un administrador asigna leads.",
     "csrf": "El formulario venció. Vuelve a intentarlo.",
+    "no_chat": "Este lead no tiene un chat de Telegram o WhatsApp al que responder.",
+    "opted_out": "Este lead pidió no ser contactado: no se envió nada.",
+    "window": "Pasaron más de 24 horas desde el último mensaje del lead por WhatsApp: solo se puede enviar una "
+              "plantilla aprobada.",
+    "in_progress": "Esa respuesta ya se está enviando (o su envío quedó sin confirmar): no se envió de nuevo.",
+    "send_failed": "El canal no aceptó la respuesta: no se envió. Vuelve a intentarlo.",
+    "same_handler": "El lead ya estaba así.",
 }
 
 
@@ -141,9 +151,12 @@ def lead_page(pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id, le
             common = _common(cur, broker_id)
             found = lead_workspace(cur, broker_id, lead_id, 500)
             people = reads.people(cur, broker_id) if who.role != "AGENT" else []
+            target = person.reply_target(cur, lead_id)
     except HTTPException as exc:
         return _error_page(who, exc)
+    # A new key per page view: a double click or a resent form sends once; a new reply needs a new page.
     return page("ws_lead.html", who=who, lead=found, people=people, can_assign=who.role != "AGENT", limit=500,
+                reply_target=target, reply_key=uuid.uuid4().hex,
                 csrf=csrf.token_for(tokens.secret, session.token), error=ERRORS.get(error or ""), **common)
 
 
@@ -258,3 +271,63 @@ async def stage_form(request: Request, pool: Pool, tokens: Tokens, session: Sess
                              reads.pipeline_of(cur, broker_id), who)
 
     return await _submit(request, pool, tokens, session, broker_id, lead_id, move)
+
+
+def _reply_error(exc: HTTPException) -> str:
+    """The page's message code for a refused reply or switch (the JSON API's detail says the same in English)."""
+    detail = str(exc.detail)
+    if detail in ERRORS:
+        return detail
+    if exc.status_code == status.HTTP_409_CONFLICT:
+        for needle, code in (("opted out", "opted_out"), ("24 hours", "window"), ("no Telegram", "no_chat")):
+            if needle in detail:
+                return code
+        return "in_progress"
+    return "send_failed" if exc.status_code == status.HTTP_502_BAD_GATEWAY else "invalid"
+
+
+async def _person_form(request: Request, tokens: Any, session: Session | None, broker_id: int, lead_id: int,
+                       action: Callable[[Principal, dict[str, str]], object]) -> Response:
+    """Session, CSRF, then a reply or a switch; refusals back on the lead page as a message."""
+    if session is None:
+        return _to_login()
+    form = await _form(request)
+    if not csrf.valid(tokens.secret, session.token, form.get(csrf.FIELD)):
+        return page("error.html", status.HTTP_403_FORBIDDEN, who=session.principal, message=ERRORS["csrf"])
+    who = session.principal
+    try:
+        await run_in_threadpool(action, who, form)
+    except HTTPException as exc:
+        if exc.status_code in (status.HTTP_403_FORBIDDEN, status.HTTP_404_NOT_FOUND):
+            return _error_page(who, exc)
+        return _back(broker_id, lead_id, {}, _reply_error(exc))
+    except ValueError:  # the form's fields do not make a valid request (pydantic)
+        return _back(broker_id, lead_id, {}, "invalid")
+    return _back(broker_id, lead_id, {})
+
+
+@router.post("/leads/{lead_id}/reply")
+async def reply_form(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id,
+                     lead_id: Id) -> Response:
+    def send(who: Principal, form: dict[str, str]) -> object:
+        name = form.get("template_name", "").strip()
+        template = None if not name else TemplateIn(
+            name=name, language=form.get("template_language", "").strip() or "es",
+            parameters=[line.strip() for line in form.get("template_params", "").splitlines() if line.strip()])
+        body = ReplyIn(text=form.get("text", ""), template=template, idempotency_key=form.get("idempotency_key", ""))
+        return send_reply(request, pool, who, broker_id, lead_id, body)
+
+    return await _person_form(request, tokens, session, broker_id, lead_id, send)
+
+
+@router.post("/leads/{lead_id}/handler")
+async def handler_form(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id,
+                       lead_id: Id) -> Response:
+    def switch(who: Principal, form: dict[str, str]) -> object:
+        changed = switch_handler(pool, who, broker_id, lead_id,
+                                 HandlerIn(handler=form.get("handler", ""), reason=form.get("reason", "")))
+        if not changed:
+            raise HTTPException(status.HTTP_409_CONFLICT, "same_handler")
+        return changed
+
+    return await _person_form(request, tokens, session, broker_id, lead_id, switch)

@@ -226,3 +226,51 @@ class StageMove(BaseModel):
     occurred_at: datetime
     reason: str
     direction: str = Field(description="forward or back")
+
+
+class TemplateIn(BaseModel):
+    name: str = Field(min_length=1, max_length=512, description="an approved WhatsApp template's name")
+    language: str = Field(min_length=2, max_length=15, pattern=r"^[A-Za-z_-]+$", description="e.g. es or es_CL")
+    parameters: list[str] = Field(default_factory=list, max_length=20,
+                                  description="the template body's {{1}}, {{2}}… in order")
+
+
+class ReplyIn(BaseModel):
+    text: str = Field(default="", max_length=4096, description="the reply; optional with a template")
+    template: TemplateIn | None = Field(default=None, description="WhatsApp only: required outside the 24-hour window")
+    idempotency_key: str = Field(min_length=8, max_length=100,
+                                 description="new for each reply; a retried or repeated POST with it sends once")
+
+    @field_validator("text")
+    @classmethod
+    def storable_text(cls, value: str) -> str:
+        return _storable(value)
+
+
+class ReplyOut(BaseModel):
+    reply_id: int
+    lead_id: int
+    channel: str
+    body: str
+    status: str
+    provider_message_id: str
+    sent_at: datetime
+    produced: bool = Field(description="on the messages topic; otherwise produced again with the next reply")
+    repeated: bool = Field(description="the key had already sent this reply: nothing was sent again")
+    took_over: bool = Field(description="this reply took the lead from the bot")
+
+
+class HandlerIn(BaseModel):
+    handler: str = Field(pattern="^(bot|person)$", description="person: take the lead over; bot: hand it back")
+    reason: str = Field(min_length=1, max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def storable_reason(cls, value: str) -> str:
+        return _storable(value)
+
+
+class HandlerOut(BaseModel):
+    lead_id: int
+    handler: str
+    changed: bool
