@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from ingest_api import bland, form, telegram, vapi, whatsapp
 from ingest_api.publisher import Publisher
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None, *, broker_reload_interval_s: fl
         finally:
             app.state.publisher.close()
 
-    app = FastAPI(title="Leadflow ingest API", version="1", lifespan=lifespan)
+    # /docs and /redoc from files the app serves itself (fastapi-offline), not a CDN: they work offline.
+    app = FastAPIOffline(title="Leadflow ingest API", version="1", lifespan=lifespan, static_url="/docs-assets")
     for module in (telegram, whatsapp, vapi, bland, form):
         app.include_router(module.router)
 

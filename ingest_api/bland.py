@@ -25,10 +25,14 @@ def parse_call(broker: Broker, body: dict[str, Any]) -> Parsed:
     started = iso_to_utc(body.get("started_at") or body.get("created_at"))
     if started is None:
         raise MalformedPayload("body.created_at is missing")
+    found = body.get("variables")
+    variables: dict[str, Any] = found if isinstance(found, dict) else {}
     # Inbound calls: the lead is `from`; outbound calls we placed: the lead is `to`.
-    lead_number = body.get("from") if body.get("inbound") else body.get("to")
-    contact = Contact(channel_user_id=lead_number or call_id, phone_e164=to_e164(lead_number, broker.country),
-                      display_name=(body.get("variables") or {}).get("name"))
+    side = "from" if _inbound(body.get("inbound")) else "to"
+    lead_number = _text(body.get(side))
+    contact = Contact(channel_user_id=lead_number or call_id,
+                      phone_e164=_lead_phone(broker, lead_number, variables, side),
+                      display_name=_text(variables.get("name")))
     transcripts = body.get("transcripts")
     if isinstance(transcripts, list) and transcripts:
         turns = [(str(t.get("user", "")), str(t.get("text") or ""),
@@ -38,6 +42,27 @@ def parse_call(broker: Broker, body: dict[str, Any]) -> Parsed:
     else:
         raise MalformedPayload("call has neither transcripts nor concatenated_transcript")
     return Parsed(turns_to_messages(broker, "bland", call_id, contact, turns, body))
+
+
+def _text(value: object) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
+
+
+def _inbound(value: object) -> bool:
+    # Documented as a boolean; a string "true" from a form-encoded relay must not turn a caller into `to`.
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _lead_phone(broker: Broker, number: str | None, variables: dict[str, Any], side: str) -> str | None:
+    """The lead's E.164. Bland writes top-level numbers as dialled, sometimes national without the country
+    code ("to": "5551234567"); its system variables repeat both ends with a plus, and ``country`` is the
+    lead's, which places a national number better than the broker's country when the two differ."""
+    found = to_e164(number, broker.country)
+    if found is None:
+        found = to_e164(_text(variables.get(side)), broker.country)
+    if found is None and number is not None and isinstance(variables.get("country"), str):
+        found = to_e164(number, variables["country"])
+    return found
 
 
 @router.post("/webhooks/{broker}/bland")

@@ -51,10 +51,12 @@ def parse_server_message(broker: Broker, body: dict[str, Any]) -> Parsed:
         require_recent(epoch_to_utc(message["timestamp"]), REPLAY_WINDOW, "message.timestamp")
     call = require(message, "call", "message")
     call_id = str(require(call, "id", "message.call"))
-    customer = call.get("customer") or {}
-    contact = Contact(channel_user_id=customer.get("number") or call_id,
-                      phone_e164=to_e164(customer.get("number"), broker.country),
-                      display_name=customer.get("name"))
+    # The end-of-call report carries the caller as message.customer; message.call.customer is the same
+    # person when VAPI includes the call object's copy. Either may be the only one present.
+    customers = [c for c in (message.get("customer"), call.get("customer")) if isinstance(c, dict)]
+    number = _first_text(customers, "number")
+    contact = Contact(channel_user_id=number or call_id, phone_e164=to_e164(number, broker.country),
+                      display_name=_first_text(customers, "name"))
     started = iso_to_utc(message.get("startedAt") or call.get("startedAt") or call.get("createdAt"))
     if started is None:
         raise MalformedPayload("message.startedAt is missing")
@@ -69,6 +71,15 @@ def parse_server_message(broker: Broker, body: dict[str, Any]) -> Parsed:
             raise MalformedPayload("end-of-call-report has neither artifact.messages nor a transcript")
         turns = split_transcript(transcript, started)
     return Parsed(turns_to_messages(broker, "vapi", call_id, contact, turns, body))
+
+
+def _first_text(objects: list[dict[str, Any]], key: str) -> str | None:
+    """The first non-blank text under ``key``: a missing or odd field must not fail the whole report."""
+    for found in objects:
+        value = found.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
 
 
 @router.post("/webhooks/{broker}/vapi")

@@ -16,7 +16,8 @@ lands once.
 
 Nothing is skipped: a record that is not a valid event becomes a dead letter of the broker its
 key names. Python checks each record cheaply (fast path); when PostgreSQL still rejects a batch,
-the batch is redone with full pydantic validation record by record (slow path).
+the batch is redone with full pydantic validation record by record (slow path). A dead letter is kept
+once per broker, channel and body: the same malformed delivery sent again adds no row.
 """
 
 from __future__ import annotations
@@ -300,8 +301,11 @@ def _insert_dead_letters(cur: psycopg2.extensions.cursor, batch: DecodedBatch) -
                 "WITH NO DATA")
     cur.execute("TRUNCATE landing_dead_letters")
     cur.copy_expert(f"COPY landing_dead_letters ({cols}) FROM STDIN", io.StringIO("".join(batch.dead_letters)))
+    # No conflict target: a row is dropped when its Kafka record has landed (dead_letters_record_key) and
+    # when the same broker already has this channel's body (dead_letters_content_key), so a redelivered
+    # malformed body is kept once; in offset order, the earliest copy is the one kept.
     cur.execute(f"INSERT INTO leadflow.dead_letters ({cols}) SELECT {cols} FROM landing_dead_letters "
-                "ORDER BY kafka_partition, kafka_offset ON CONFLICT ON CONSTRAINT dead_letters_record_key DO NOTHING")
+                "ORDER BY kafka_partition, kafka_offset ON CONFLICT DO NOTHING")
     return int(cur.rowcount)
 
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from leadflow.config import Settings, load_settings
@@ -85,7 +86,9 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     reply; default: LEADFLOW_KAFKA_BOOTSTRAP_SERVERS and the messages topic) are for tests to replace.
     """
     configured = Settings.from_environment()
-    app = FastAPI(title="Leadflow reports API", version="1", lifespan=lifespan, description=DESCRIPTION)
+    # /docs and /redoc from files the app serves itself (fastapi-offline), not a CDN: they work offline.
+    app = FastAPIOffline(title="Leadflow reports API", version="1", lifespan=lifespan, description=DESCRIPTION,
+                         static_url="/docs-assets")
     app.state.database_url = database_url
     app.state.pool_size = pool_size or configured.reports_pool_size
     app.state.tokens = tokens

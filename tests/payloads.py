@@ -91,6 +91,43 @@ def bland_call(call_id: str = "bland-call-0001") -> dict[str, Any]:
                 {"id": 3, "user": "agent-action", "text": "Pressed 1", "created_at": "2026-11-20T16:00:07Z"}]}
 
 
+def vapi_report_with_message_customer(call_id: str = "c0ffee00-0000-4000-8000-0000000000c1",
+                                      number: str = "+56987654321") -> dict[str, Any]:
+    """An end-of-call report as VAPI's server-message schema has it: the caller in ``message.customer``,
+    the call object without its own customer copy."""
+    return {"message": {
+        "type": "end-of-call-report", "endedReason": "customer-ended-call",
+        "startedAt": "2026-11-20T15:00:00.000Z", "endedAt": "2026-11-20T15:01:00.000Z",
+        "phoneNumber": {"number": "+15550001111"},
+        "customer": {"number": number, "name": "Camila Rojas"},
+        "call": {"id": call_id, "type": "inboundPhoneCall", "phoneNumberId": "pn-1"},
+        "artifact": {"messages": [
+            {"role": "bot", "message": "Hola, habla Sofía de Providencia Propiedades.", "time": 1763650801000},
+            {"role": "user", "message": "Busco depto de dos dormitorios en Ñuñoa.", "time": 1763650805000}]}}}
+
+
+def bland_documented_call(call_id: str = "d9cce3f3-23cf-4fa7-b62c-8be8119b8715", *, inbound: bool,
+                          lead: str = "+14155550100", short: bool = False) -> dict[str, Any]:
+    """A call as Bland's call-details docs show it: ``short`` writes the lead's top-level number national,
+    without its country code (as Bland's docs do for ``to``); ``variables`` repeats both ends with a plus."""
+    ours = "+15550002222"
+    caller, callee = (lead, ours) if inbound else (ours, lead)
+    digits = lead.removeprefix("+1")
+    return {"call_id": call_id, "c_id": call_id, "call_length": 0.75, "batch_id": None,
+            "to": digits if short and not inbound else callee, "from": digits if short and inbound else caller,
+            "completed": True, "created_at": "2026-11-20T16:00:00.025251+00:00", "inbound": inbound,
+            "queue_status": "completed", "endpoint_url": "api.prod.bland.ai", "max_duration": 30,
+            "error_message": None, "answered_by": "human", "started_at": "2026-11-20T16:00:05+00:00",
+            "variables": {"now_utc": "Fri, 20 Nov 2026 16:00:05 GMT", "from": caller, "to": callee,
+                          "short_from": caller.removeprefix("+1"), "short_to": callee.removeprefix("+1"),
+                          "call_id": call_id, "phone_number": lead, "country": "US", "state": "CA"},
+            "concatenated_transcript": "user: Hello?\n assistant: Hi, this is Polanco Realty.",
+            "transcripts": [
+                {"id": 1, "created_at": "2026-11-20T16:00:06+00:00", "text": "Hello?", "user": "user"},
+                {"id": 2, "created_at": "2026-11-20T16:00:08+00:00", "text": "Hi, this is Polanco Realty.",
+                 "user": "assistant"}]}
+
+
 def form_lead(submission_id: str | None = "portal-0001") -> dict[str, Any]:
     lead = {"name": "Javiera Muñoz", "phone": "987654321", "email": "Javiera.Munoz@Gmail.com",
             "message": "Me interesa el depto de Vitacura", "source": "portalinmobiliario",

@@ -7,6 +7,7 @@ in the order a provider would deliver them; ``leadflow.demo.webhooks`` signs and
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from dataclasses import dataclass
@@ -229,6 +230,8 @@ def _break(payload: dict[str, Any], channel: str) -> dict[str, Any]:
     broken = {k: v for k, v in payload.items() if k not in ("update_id", "entry", "message", "call_id", "phone",
                                                             "email")}
     broken["unexpected"] = f"{channel} payload missing its required fields"
+    # Each sample is its own delivery (dead letters are kept once per distinct body): say which it broke.
+    broken["broken_delivery"] = hashlib.sha256(repr(sorted(payload.items())).encode()).hexdigest()[:16]
     return broken
 
 
