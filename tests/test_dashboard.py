@@ -7,32 +7,22 @@ the numbers the API gives for the same broker and range.
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from PIL import Image
 
 from leadflow.config import Settings
-from leadflow.services.ports import free_port
+from leadflow.demo.run import BackgroundServer
 from reports_api.app import create_app
 from reports_api.dashboard import BAR_MAX_WIDTH
 from reports_api.security import issue_token
+from tests.browser import require_chromium
 from tests.reports_world import PASSWORD, World, build_world
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = require_chromium()
 BAR_RGB = (0x25, 0x63, 0xEB)  # the funnel bars' fill in dashboard.html
 RANGE = {"start": "2026-01-01", "end": "2027-12-31"}
-
-if not os.path.exists(CHROMIUM):
-    # CI installs Debian's chromium (.ci/run) and sets LEADFLOW_REQUIRE_BROWSER, so there this fails instead.
-    if os.environ.get("LEADFLOW_REQUIRE_BROWSER"):
-        raise RuntimeError(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +32,8 @@ def world(settings: Settings) -> World:
 
 @pytest.fixture(scope="module")
 def base_url(settings: Settings, world: World) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings.database_url, world.tokens), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the reports API did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with BackgroundServer(create_app(settings.database_url, world.tokens)) as server:
+        yield server.url
 
 
 def bar_lengths(png: bytes) -> list[int]:

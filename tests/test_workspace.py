@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ import httpx
 import psycopg2
 import psycopg2.errors
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -27,11 +25,11 @@ from leadflow.campaigns.store import save_campaign
 from leadflow.config import Settings, Topics, with_database
 from leadflow.db.connection import transaction
 from leadflow.db.migrate import downgrade, upgrade
+from leadflow.demo.run import BackgroundServer
 from leadflow.events import ChannelMessage, Contact
 from leadflow.kafka import ensure_topics, make_producer, produce_all
 from leadflow.leads.store.stages import update_stages
 from leadflow.services import postgres as embedded_postgres
-from leadflow.services.ports import free_port
 from leadflow.users import User, add_user, assign_leads
 from reports_api.app import create_app
 from reports_api.dashboard import COOKIE
@@ -541,18 +539,8 @@ def test_an_admin_assigns_from_the_inbox_and_moves_cards_on_the_board(client: Te
 @pytest.fixture(scope="module")
 def server(settings: Settings, world: World) -> Iterator[str]:
     # Its own app: an app's lifespan (its pool) is entered once, and the TestClient has this module's.
-    app = create_app(settings.database_url, world.tokens)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the reports API did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with BackgroundServer(create_app(settings.database_url, world.tokens)) as running:
+        yield running.url
 
 
 def test_a_new_message_arrives_on_the_live_stream(server: str, world: World, settings: Settings) -> None:

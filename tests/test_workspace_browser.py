@@ -3,29 +3,19 @@ message arrive live, adds a note and drags its card on the board; another broker
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from leadflow.config import Settings
-from leadflow.services.ports import free_port
+from leadflow.demo.run import BackgroundServer
 from reports_api.app import create_app
+from tests.browser import require_chromium
 from tests.test_leads_pipeline import rows
 from tests.test_workspace import CAMILA, PASSWORD, SCRIPT, World, build_world, deliver, message
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-if not os.path.exists(CHROMIUM):
-    # CI installs Debian's chromium (.ci/run) and sets LEADFLOW_REQUIRE_BROWSER, so there this fails instead.
-    if os.environ.get("LEADFLOW_REQUIRE_BROWSER"):
-        raise RuntimeError(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+CHROMIUM = require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +25,8 @@ def world(settings: Settings) -> World:
 
 @pytest.fixture(scope="module")
 def base_url(settings: Settings, world: World) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings.database_url, world.tokens), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the reports API did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with BackgroundServer(create_app(settings.database_url, world.tokens)) as server:
+        yield server.url
 
 
 def test_an_agent_works_its_leads_in_the_browser(base_url: str, world: World, settings: Settings,

@@ -69,7 +69,7 @@ class BackgroundServer:
     def __enter__(self) -> BackgroundServer:
         self.thread.start()
         if not wait_for_port("127.0.0.1", self.port, timeout=30) or not self._started():
-            raise RuntimeError("the ingest API did not start; see the log above")
+            raise RuntimeError("the server did not start; see the log above")
         return self
 
     def _started(self) -> bool:
