@@ -84,7 +84,10 @@ def broker_cursor(pool: ScopedPool, who: Principal, broker_id: int) -> Iterator[
 def date_range(start: date | None, end: date | None) -> tuple[date, date]:
     """``start``..``end`` with the defaults filled in; a 422 when reversed or longer than MAX_RANGE_DAYS."""
     end = end or date.today()
-    start = start or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if start is None:
+        if end.toordinal() < DEFAULT_RANGE_DAYS:  # year 1: no default start before it exists
+            raise HTTPException(422, "end is too early; give start and end")
+        start = end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
     if start > end:
         raise HTTPException(422, "start is after end")
     if (end - start).days > MAX_RANGE_DAYS:

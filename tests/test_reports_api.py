@@ -115,6 +115,10 @@ def test_funnel_filters_and_weekly_grain(client: TestClient, world: World) -> No
     assert {c["value"] for c in by_source} == {"direct", "call", "form"}
     backwards = client.get(path, params={"start": "2026-12-31", "end": "2026-01-01"}, headers=bearer(world, "admin_a"))
     assert backwards.status_code == 422
+    # Found by the fuzz test: a default start before year 1 was a 500 (OverflowError), now a 422.
+    too_early = client.get(f"/brokers/{world.a.broker_id}/conversion", params={"end": "0001-01-01"},
+                           headers=bearer(world, "admin_a"))
+    assert too_early.status_code == 422
 
 
 def test_cohorts_campaigns_and_leads(client: TestClient, world: World) -> None:
