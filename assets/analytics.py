@@ -27,11 +27,23 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 def leadflow_dbt_project() -> DbtProject:
     """The dbt project, built (and parsed on a fresh clone) the first time the code location asks for it."""
     project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-    # `dagster dev` re-parses on start; elsewhere parse once when no manifest exists yet (fresh clone).
+    # `dagster dev` re-parses on start; elsewhere parse when there is no manifest yet (fresh clone)
+    # or a model, macro or YAML file changed since it was written (a pull or an edit: a stale
+    # manifest names tests the build no longer has, and the run fails on them).
     project.prepare_if_dev()
-    if not project.manifest_path.exists():
+    if _manifest_is_stale(project.manifest_path):
         project.preparer.prepare(project)
     return project
+
+
+def _manifest_is_stale(manifest: Path) -> bool:
+    if not manifest.exists():
+        return True
+    written = manifest.stat().st_mtime
+    sources = [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "packages.yml"]
+    for folder in ("models", "macros", "seeds", "tests", "snapshots"):
+        sources.extend(path for path in (DBT_PROJECT_DIR / folder).rglob("*") if path.is_file())
+    return any(path.exists() and path.stat().st_mtime > written for path in sources)
 
 
 dbt_project = leadflow_dbt_project()

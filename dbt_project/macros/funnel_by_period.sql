@@ -62,6 +62,9 @@ aggregated as (
         stage_name,
         stage_position,
         count(distinct lead_id) as leads_entered,
+        -- the same leads, less those that had been in the stage before (moved back, then forward)
+        count(distinct lead_id) filter (where is_first_visit) as leads_first_entered,
+        count(distinct lead_id) filter (where is_first_visit and advanced) as leads_first_advanced,
         count(distinct lead_id) filter (where advanced) as leads_advanced,
         count(distinct lead_id) filter (where won) as leads_won,
         count(distinct lead_id) filter (where is_current) as leads_now,
@@ -93,7 +96,7 @@ cross join source_built
 union all
 
 select changed.broker_id, changed.period_start, null, null, null, null, null, null, null, null, null, null, null,
-       null, null, null, source_built.source_built_at
+       null, null, null, null, null, source_built.source_built_at
 from changed
 cross join source_built
 where not exists (select 1 from visits

@@ -121,7 +121,11 @@ positioned as (
         -- how far along the pipeline the lead got (being lost is not further)
         max(stages.stage_position) filter (where visits.stage <> 'perdido') over (partition by visits.lead_id)
             as furthest_position,
-        bool_or(stages.is_won) over (partition by visits.lead_id) as lead_won
+        bool_or(stages.is_won) over (partition by visits.lead_id) as lead_won,
+        -- a person moving a lead back and forward again re-enters a stage: only the first visit
+        -- counts towards how many leads ever reached it
+        row_number() over (partition by visits.lead_id, visits.stage
+                           order by visits.entered_at, visits.stage_visit_id) = 1 as is_first_visit
 
     from visits
     inner join stages using (broker_id, stage)
@@ -144,6 +148,7 @@ flagged as (
         -- only for visits that ended: a current visit's days grow with as_of and are not kept here
         case when not positioned.is_current then positioned.days_in_stage end as days_in_stage,
         positioned.is_current,
+        positioned.is_first_visit,
         leads.is_merged,
         leads.first_channel as channel,
         leads.source,

@@ -1,6 +1,7 @@
 -- Per broker, first channel and stage, over all time up to as_of: how many leads reached it, went
 -- further, are in it now or stalled there; the conversion to later stages and from entry. Summed
--- from the daily funnel (counts add up over days; for medians in stage, see the funnel marts).
+-- from the daily funnel's first visits: a lead moved back and forward again is one lead that
+-- reached the stage, not two (for medians in stage, see the funnel marts).
 
 with
 
@@ -18,8 +19,8 @@ per_stage as (
         channel as first_channel,
         stage,
         stage_position,
-        sum(leads_entered)::bigint as leads_reached,
-        sum(leads_advanced)::bigint as leads_advanced,
+        sum(leads_first_entered)::bigint as leads_reached,
+        sum(leads_first_advanced)::bigint as leads_advanced,
         sum(leads_now)::bigint as leads_now,
         sum(leads_stalled)::bigint as leads_stalled
 
