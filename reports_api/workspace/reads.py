@@ -15,11 +15,12 @@ import psycopg2.extensions
 
 from leadflow.leads.stages import LOST, Pipeline
 from reports_api import queries
+from reports_api.workspace import provenance
 
 Assigned = Literal["me", "unassigned", "anyone"]
 Handler = Literal["bot", "person"]
 Temperature = Literal["hot", "warm", "cold"]
-CHANNELS = ("whatsapp", "telegram", "vapi", "bland", "form")
+CHANNELS = ("whatsapp", "telegram", "vapi", "bland", "form", "import", "manual")
 TEMPERATURES: tuple[Temperature, ...] = ("hot", "warm", "cold")
 CURSOR_PATTERN = r"^(n|\d{1,17})\.\d{1,19}$"
 # The largest instant a timestamptz holds, in microseconds since 1970 (year 294276 is PostgreSQL's limit,
@@ -339,6 +340,8 @@ def lead_page(cur: psycopg2.extensions.cursor, broker_id: int, lead_id: int, lim
                 (lead_id,))
     found["tags"] = _rows(cur)
     found["conversation"], found["older_left_out"] = conversation(cur, lead_id, limit)
+    found["provenance"] = provenance.fact_sources(cur, lead_id, found["qualification"],
+                                                  (queries.broker(cur, broker_id) or {}).get("country"))
     found["activity"] = audit(cur, broker_id, lead_id, 50)
     return found
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -134,6 +134,22 @@ class StageName(BaseModel):
     name: str
 
 
+class FactSource(BaseModel):
+    field: str = Field(description="a qualification column; budget stands for its four columns, locations has one "
+                                   "entry per place")
+    value: str = Field(description="the fact as stored, as text")
+    kind: Literal["message", "answer", "conversation"] = Field(
+        description="message: a lead's message states it; answer: a bare reply read as the answer to the bot's "
+                    "question; conversation: no single message states it")
+    message_id: int | None = Field(description="the message (a conversation item_id), null for kind conversation")
+    index: int | None = Field(description="the message's position in the conversation as the qualifier read it")
+    excerpt: str | None = Field(description="the lead's words that state it, at most 160 characters")
+    question: str | None = Field(description="kind answer: the bot's question the reply answers")
+    model: str | None = Field(description="the LLM qualifier that gave the value (provider:model), null for the rules")
+    channel: str | None
+    at: datetime | None = Field(description="when the message was sent")
+
+
 class LeadWorkspace(LeadDetail):
     stage_history: list[WorkspaceStageEvent]  # type: ignore[assignment]
     assigned: Assigned | None
@@ -145,6 +161,8 @@ class LeadWorkspace(LeadDetail):
     conversation: list[ConversationItem] = Field(description="oldest first; the newest `limit` items")
     older_left_out: bool
     activity: list[AuditEntry] = Field(description="the newest 50 audited writes on the lead")
+    provenance: list[FactSource] = Field(default_factory=list,
+                                         description="where each non-empty qualification fact came from")
     stages: list[StageName] = Field(description="the broker's pipeline, the stages a person may move it to")
 
 
