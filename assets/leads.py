@@ -11,6 +11,7 @@ from dagster import (
 
 from assets.landing import landed_messages, scalar
 from leadflow.leads.stages import DEFAULT_PIPELINE, LOST
+from leadflow.leads.store.assignment import assign_new_leads
 from leadflow.leads.store.identities import resolve_new_messages
 from leadflow.leads.store.qualifications import qualify_changed_leads
 from leadflow.leads.store.scores import score_qualified_leads
@@ -40,6 +41,28 @@ def lead_qualifications(context: AssetExecutionContext, postgres: PostgresResour
                                        "llm_answers_remembered": result.remembered,
                                        "llm_cost_usd": result.cost_usd,
                                        "by_operation": MetadataValue.json(result.by_operation)})
+
+
+@asset(group_name="leads", kinds={"postgres"}, deps=[lead_qualifications],
+       description="Each new, never-assigned lead given to a person by its broker's automatic assignment "
+                   "(round robin among agents, or rules by channel and area), audited; after the "
+                   "qualification because rules read the lead's areas.")
+def lead_assignments(context: AssetExecutionContext, postgres: PostgresResource) -> MaterializeResult:
+    result = assign_new_leads(postgres.url)
+    if result.invalid_configs:
+        context.log.warning("brokers %s have an assignment config that no longer validates: skipped",
+                            result.invalid_configs)
+    return MaterializeResult(metadata={"candidates": result.candidates, "assigned": result.assigned,
+                                       "left_unassigned": result.left_unassigned,
+                                       "by_how": MetadataValue.json(result.by_how)})
+
+
+@asset_check(asset=lead_assignments, description="No lead is assigned to a person of another broker.")
+def assignments_stay_in_their_broker(postgres: PostgresResource) -> AssetCheckResult:
+    crossed = scalar(postgres.url, """SELECT count(*) FROM leadflow.leads l JOIN leadflow.users u
+                                      ON u.user_id = l.assigned_user_id
+                                      WHERE u.broker_id IS DISTINCT FROM l.broker_id""")
+    return AssetCheckResult(passed=crossed == 0, metadata={"leads_assigned_across_brokers": crossed})
 
 
 @asset(group_name="leads", kinds={"postgres"}, deps=[lead_qualifications],

@@ -15,6 +15,8 @@ from assets.campaigns import (
 )
 from assets.landing import landed_messages, landed_rows_have_a_broker, no_duplicate_provider_message_ids
 from assets.leads import (
+    assignments_stay_in_their_broker,
+    lead_assignments,
     lead_qualifications,
     lead_scores,
     lead_stages,
@@ -35,10 +37,11 @@ from sensors.kafka_landing import kafka_landing_sensor
 # (leadflow.config.export_environment); without them a run names the variable that is missing.
 _settings = Settings.from_environment()
 defs = Definitions(
-    assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_consent, segment_memberships,
+    assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_assignments,
+            lead_consent, segment_memberships,
             campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models, dbt_docs],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
-                  scores_in_range, no_stage_regression],
+                  scores_in_range, no_stage_regression, assignments_stay_in_their_broker],
     jobs=[landing_job, analytics_job, campaign_job],
     schedules=[campaign_batch_schedule],
     sensors=[kafka_landing_sensor, campaign_trigger_sensor, analytics_refresh_sensor],

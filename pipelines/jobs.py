@@ -9,7 +9,7 @@ from assets.analytics import dbt_docs, leadflow_dbt_models
 landing_job = define_asset_job(
     "landing_job",
     selection=AssetSelection.assets("landed_messages", "leads", "lead_qualifications", "lead_scores",
-                                    "lead_stages"),
+                                    "lead_stages", "lead_assignments"),
     description="Land what waits in Kafka into PostgreSQL, then resolve, qualify and score the leads it touched "
                 "(launched by kafka_landing_sensor; every step is incremental).",
 )

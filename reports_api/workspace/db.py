@@ -226,3 +226,92 @@ def move_stage(cur: psycopg2.extensions.cursor, broker_id: int, lead_id: int, ta
     audit(cur, broker_id, "stage.move", lead_id, {"stage": current, "entered_at": entered_at},
           {"stage": target, "entered_at": moved_at, "reason": recorded})
     return move
+
+
+MAX_NAME = 200
+_EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def edit_lead(cur: psycopg2.extensions.cursor, broker_id: int, lead_id: int, who: Principal, name: str | None,
+              phone: str | None, email: str | None) -> dict[str, Any]:
+    """A person sets the lead's name, phone or email (None or blank: left as it is); audited.
+
+    What a person sets is kept over what later messages say (``leadflow.lead_contact_edits``, migration
+    0020). A phone (E.164 in the broker's country) or email also becomes an identity of the lead, so later
+    messages from it resolve here; Conflict, with nothing written, when it is another lead's (merging is a
+    separate, deliberate act). Invalid for a phone or email that is not one.
+    """
+    import re
+
+    import psycopg2.errors
+
+    from leadflow.leads.store.identities import LOCK_LEADS
+    from leadflow.phones import to_e164
+
+    lead = _lead(cur, broker_id, lead_id)
+    changes: dict[str, str] = {}
+    if name is not None and name.strip():
+        changes["display_name"] = " ".join(clean_text(name, MAX_NAME, "the name").split())
+    if phone is not None and phone.strip():
+        found = queries.broker(cur, broker_id)
+        country = str(found["country"]) if found else None
+        e164 = to_e164(clean_text(phone, 40, "the phone"), country)
+        if e164 is None:
+            raise Invalid(f"{phone.strip()!r} is not a valid phone number (for {country or 'an international'} "
+                          "numbers; write +<country code> for another country)")
+        changes["phone_e164"] = e164
+    if email is not None and email.strip():
+        address = clean_text(email, 254, "the email").lower()
+        if not re.match(_EMAIL, address):
+            raise Invalid(f"{email.strip()!r} is not an email address")
+        changes["email"] = address
+    if not changes:
+        raise Invalid("give a name, a phone or an email to set")
+    cur.execute("SELECT display_name, phone_e164, email FROM leadflow.leads WHERE lead_id = %s", (lead["lead_id"],))
+    row = cur.fetchone()
+    assert row is not None
+    current = dict(zip(("display_name", "phone_e164", "email"), row, strict=True))
+    by = _name(cur, who.user_id) or who.email
+    # Identity resolution links identities under this lock; taken here, the check below and the insert are one
+    # step for it too.
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_LEADS,))
+    added: list[dict[str, str]] = []
+    for kind, column in (("phone", "phone_e164"), ("email", "email")):
+        value = changes.get(column)
+        if value is None:
+            continue
+        cur.execute("""SELECT i.lead_id, l.display_name FROM leadflow.lead_identities i
+                       LEFT JOIN leadflow.leads l ON l.lead_id = i.lead_id
+                       WHERE i.broker_id = %s AND i.identity_kind = %s AND i.identity_value = %s""",
+                    (broker_id, kind, value))
+        owner = cur.fetchone()
+        if owner is not None and owner[0] == lead_id:
+            continue
+        if owner is not None:
+            raise Conflict(f"the {kind} {value} already belongs to lead {owner[0]}"
+                           f"{f' ({owner[1]})' if owner[1] else ''}; merge the two leads instead")
+        reason = f"set by {by}"
+        try:
+            cur.execute("""INSERT INTO leadflow.lead_identities (broker_id, identity_kind, identity_value, lead_id,
+                                                                 reason) VALUES (%s, %s, %s, %s, %s)""",
+                        (broker_id, kind, value, lead_id, reason))
+        except psycopg2.errors.UniqueViolation:
+            # Row security hid the owner: a lead this AGENT may not see.
+            raise Conflict(f"the {kind} {value} already belongs to another lead of the broker (one you may not "
+                           "see); ask an admin to merge the two leads") from None
+        added.append({"kind": kind, "value": value, "reason": reason})
+    cur.execute("""INSERT INTO leadflow.lead_contact_edits (lead_id, broker_id, display_name, phone_e164, email)
+                   VALUES (%s, %s, %s, %s, %s)
+                   ON CONFLICT (lead_id) DO UPDATE SET
+                       display_name = coalesce(EXCLUDED.display_name, leadflow.lead_contact_edits.display_name),
+                       phone_e164 = coalesce(EXCLUDED.phone_e164, leadflow.lead_contact_edits.phone_e164),
+                       email = coalesce(EXCLUDED.email, leadflow.lead_contact_edits.email),
+                       edited_by = EXCLUDED.edited_by, edited_at = now()""",
+                (lead_id, broker_id, changes.get("display_name"), changes.get("phone_e164"), changes.get("email")))
+    cur.execute("SELECT display_name, phone_e164, email FROM leadflow.leads WHERE lead_id = %s", (lead_id,))
+    row = cur.fetchone()
+    assert row is not None
+    now = dict(zip(("display_name", "phone_e164", "email"), row, strict=True))
+    audit(cur, broker_id, "lead.edit", lead_id, {k: current[k] for k in changes},
+          {**{k: now[k] for k in changes}, "identities_added": added})
+    return {"lead_id": lead_id, **now, "identities_added": added}

@@ -125,7 +125,7 @@ class AuditEntry(BaseModel):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     at: datetime
-    user_id: int
+    user_id: int | None = Field(description="None: done automatically (an automatic assignment)")
     by_name: str | None
 
 

@@ -6,6 +6,7 @@
 - ``scores``: qualifications newer than their score → scores;
 - ``stages``: newly scored leads → pipeline stages and stage events, stalled flags, and the forward
   move a campaign, a visit or a person makes.
+- ``assignment``: new, never-assigned leads → their person, by the broker's automatic assignment.
 
 Each step runs in one transaction under its own advisory lock, so a step never interleaves with
 itself, and each is incremental: it reads only what changed since it last ran.
