@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
-Channel = Literal["telegram", "whatsapp", "vapi", "bland", "form"]
+# "import": a row of a CSV a broker uploaded; "manual": a lead a person typed in (reports_api imports).
+Channel = Literal["telegram", "whatsapp", "vapi", "bland", "form", "import", "manual"]
 Direction = Literal["inbound", "outbound"]
 DeliveryState = Literal["sent", "delivered", "read", "failed"]
 

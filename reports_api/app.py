@@ -25,7 +25,17 @@ from leadflow.config import Settings, load_settings
 from leadflow.outbound.senders import Sender, TelegramSender, WhatsAppSender
 from leadflow.users import stand_in_hash
 from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
-from reports_api.routes import auth, dashboard, docs, ops, reports, workspace, workspace_pages
+from reports_api.routes import (
+    auth,
+    dashboard,
+    docs,
+    ops,
+    reports,
+    workspace,
+    workspace_imports,
+    workspace_pages,
+    workspace_settings,
+)
 from reports_api.scope import ScopedPool
 from reports_api.security import Accounts, LoginLimiter, TokenSettings, cookie_secure
 from reports_api.sessions import PgAccounts, SessionCheckMiddleware
@@ -106,7 +116,7 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     proxies = parse_trusted_proxies(configured.trusted_proxies if trusted_proxies is None else trusted_proxies)
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
     app.add_middleware(SessionCheckMiddleware)
-    for area in (auth, reports, ops, dashboard, workspace, workspace_pages):
+    for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports):
         app.include_router(area.router)
     if docs_dir is not None:
         # Routed even before the first `dbt docs generate` has written the site: it 404s until then.

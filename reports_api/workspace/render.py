@@ -20,7 +20,7 @@ _templates = Environment(loader=FileSystemLoader(Path(__file__).parent.parent / 
 AUTHORS = {"lead": "Lead", "bot": "Bot", "person": "Persona", "assistant": "Asistente de voz", "campaign": "Campaña"}
 TEMPERATURES = {"hot": "caliente", "warm": "tibio", "cold": "frío"}
 CHANNELS = {"whatsapp": "WhatsApp", "telegram": "Telegram", "vapi": "Llamada (VAPI)", "bland": "Llamada (Bland)",
-            "form": "Formulario"}
+            "form": "Formulario", "import": "Importación CSV", "manual": "Ingreso manual"}
 
 
 def local_time(value: datetime | None, timezone: str = "UTC") -> str:

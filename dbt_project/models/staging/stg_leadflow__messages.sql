@@ -24,7 +24,11 @@ renamed as (
         body as message_text,
         -- How the contact reached us, read from the provider's own payload: a Click-to-WhatsApp ad
         -- carries a referral, a Telegram deep link starts with /start, calls and forms are their own.
+        -- An imported or hand-typed lead says it itself (the CSV's source column, lower case), else
+        -- 'import' / 'manual'.
         case
+            when channel in ('import', 'manual')
+                then coalesce(nullif(lower(btrim(payload ->> 'source')), ''), channel)
             when channel = 'whatsapp' and payload ? 'referral' then 'ad'
             when channel = 'telegram' and body like '/start %' then 'link'
             when channel = 'form' then 'form'
