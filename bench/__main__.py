@@ -11,7 +11,10 @@
   throughput against a bare consumer posting a fixed text (bench/agent.py);
 - analytics: `dbt build` over 1M stage events and an incremental rerun after 1% more, against a
   CREATE TABLE AS of the events; the reports API's funnel endpoint under 16 concurrent connections
-  against a bare FastAPI GET (bench/analytics.py).
+  against a bare FastAPI GET (bench/analytics.py);
+- workspace: inbox pages, filter counts and a 500-message lead page over 1M leads and 20M messages,
+  p95 under 16 concurrent users against a bare SELECT of the same rows through the same pool
+  (bench/workspace.py; LEADFLOW_BENCH_WS_LEADS, LEADFLOW_BENCH_WS_MESSAGES shrink it).
 
 Every figure, ours and the baselines', is the median of LEADFLOW_BENCH_REPEATS runs (default 3)
 on fresh data: single sub-second measurements on a two-core machine swing by ±30%.
@@ -220,6 +223,14 @@ def main() -> None:
             funnel_url = bench_dbt(with_database(settings.database_url, "postgres"),
                                    int(os.environ.get("LEADFLOW_BENCH_STAGE_EVENTS", "1000000")))
             bench_reports_api(funnel_url, int(os.environ.get("LEADFLOW_BENCH_REPORT_REQUESTS", "3000")), 16)
+        if wanted("workspace"):
+            from bench.workspace import bench_workspace
+            from leadflow.config import with_database
+
+            bench_workspace(with_database(settings.database_url, "postgres"),
+                            int(os.environ.get("LEADFLOW_BENCH_WS_LEADS", "1000000")),
+                            int(os.environ.get("LEADFLOW_BENCH_WS_MESSAGES", "20000000")),
+                            int(os.environ.get("LEADFLOW_BENCH_WS_REQUESTS", "1000")), 16)
     finally:
         manager.down(log=lambda _line: None)
 

@@ -26,6 +26,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     status_codes: dict[int, int]
+    p95_ms: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -83,7 +84,7 @@ def run_load(base_url: str, make_request: Callable[[int], tuple[str, dict[str, s
         seconds = time.perf_counter() - started
         latencies.sort()
         return LoadResult(total, seconds, latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99) - 1],
-                          codes)
+                          codes, latencies[int(len(latencies) * 0.95) - 1])
 
     return asyncio.run(main())
 

@@ -28,7 +28,6 @@ CURSOR_PATTERN = r"^(n|\d{1,17})\.\d{1,19}$"
 _MAX_MICROS = 253_402_300_799_999_999
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SORT_KEY = "coalesce(l.last_message_at, '-infinity'::timestamptz)"
-SEARCH_TEXT = "(coalesce(l.display_name, '') || ' ' || coalesce(l.email, '') || ' ' || coalesce(l.phone_e164, ''))"
 _PHONE_LIKE = re.compile(r"^[\d\s+().-]{6,}$")
 
 
@@ -88,13 +87,9 @@ def _escape_like(text: str) -> str:
 
 _HANDLER_JOIN = """LEFT JOIN LATERAL (SELECT h.handler FROM leadflow.lead_handlers h WHERE h.lead_id = l.lead_id
                                       ORDER BY h.switch_id DESC LIMIT 1) h ON true"""
-# The leads a search finds, each arm able to use its trigram index (an OR across them could not).
-_SEARCH = f"""l.lead_id IN (
-    SELECT f.lead_id FROM leadflow.leads f WHERE f.broker_id = %(broker)s AND f.merged_into IS NULL
-      AND {SEARCH_TEXT.replace("l.", "f.")} ILIKE ANY (ARRAY[%(pattern)s, coalesce(%(phone)s, %(pattern)s)])
-    UNION
-    SELECT ml.lead_id FROM leadflow.raw_messages m JOIN leadflow.message_leads ml USING (message_id)
-    WHERE m.broker_id = %(broker)s AND m.direction = 'inbound' AND m.body ILIKE %(pattern)s)"""
+# The leads a search finds, by a definer function (migration 0021): under row security PostgreSQL cannot use
+# the trigram indexes for ILIKE (it is not leakproof), and the search would read every message of the broker.
+_SEARCH = "l.lead_id IN (SELECT leadflow.workspace_search(%(pattern)s, %(phone)s))"
 
 
 # The inbox's filters read the lead's stage, score and handler through scalar sub-selects, not joins: the
@@ -156,7 +151,7 @@ def inbox(cur: psycopg2.extensions.cursor, broker_id: int, me: int, f: InboxFilt
     if f.after is not None:
         where += f"\n AND ({SORT_KEY}, l.lead_id) < (%(after_at)s::timestamptz, %(after_id)s)"
     cur.execute(f"""
-        WITH page AS (
+        WITH page AS MATERIALIZED (
             SELECT l.lead_id, {SORT_KEY} AS sort_key FROM leadflow.leads l
             WHERE l.broker_id = %(broker)s AND l.merged_into IS NULL {where}
             ORDER BY {SORT_KEY} DESC, l.lead_id DESC
