@@ -152,6 +152,8 @@ class Settings(BaseModel):
     reports_login_attempts: int = _env("LEADFLOW_REPORTS_LOGIN_ATTEMPTS", "logins per window", 5, ge=1)
     reports_login_window_s: int = _env("LEADFLOW_REPORTS_LOGIN_WINDOW_S", "login window, seconds", 60, ge=1)
     reports_pool_size: int = _env("LEADFLOW_REPORTS_POOL_SIZE", "reports API connections", 8, ge=1)
+    inbox_counts_ttl_s: float = _env("LEADFLOW_INBOX_COUNTS_TTL_S", "how long the inbox's counts are kept, s", 10.0,
+                                     ge=0, le=3600)
     import_max_mb: int = _env("LEADFLOW_IMPORT_MAX_MB", "largest CSV the workspace imports, MB", 32, ge=1, le=1024)
     bcrypt_rounds: int = _env("LEADFLOW_BCRYPT_ROUNDS", "bcrypt work factor of new hashes", 12, ge=4, le=16)
     dbt_docs_dir: Path | None = _env("LEADFLOW_DBT_DOCS_DIR", "dbt docs site; default $LEADFLOW_HOME/dbt-docs")

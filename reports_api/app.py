@@ -39,6 +39,7 @@ from reports_api.routes import (
 from reports_api.scope import ScopedPool
 from reports_api.security import Accounts, LoginLimiter, TokenSettings, cookie_secure
 from reports_api.sessions import PgAccounts, SessionCheckMiddleware
+from reports_api.workspace import reads
 from reports_api.workspace.publish import MessagePublisher
 
 DESCRIPTION = ("Each broker's funnel, cohorts, campaigns and leads. Log in at POST /auth/token and send the "
@@ -107,6 +108,7 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
         attempts=configured.reports_login_attempts, window_s=configured.reports_login_window_s)
     app.state.cookie_secure = cookie_secure(configured, bind_host) if secure_cookie is None else secure_cookie
     app.state.docs_dir = docs_dir
+    reads.COUNTS.ttl_s = configured.inbox_counts_ttl_s
     app.state.senders = senders if senders is not None else {
         "telegram": TelegramSender(configured.telegram_api_url),
         "whatsapp": WhatsAppSender(configured.whatsapp_api_url)}

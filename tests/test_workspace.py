@@ -331,9 +331,13 @@ def test_assignment_is_an_admins_and_keeps_agents_to_their_leads(client: TestCli
     foreign = client.put(path, json={"user_id": world.users["admin_b"].user_id}, headers=bearer(world, "admin_a"))
     assert foreign.status_code == 422
     before = audit_count(settings, world)
+    counts_path = f"/brokers/{world.a.broker_id}/inbox/counts"
+    unassigned = client.get(counts_path, headers=bearer(world, "admin_a")).json()["assigned"]["unassigned"]
     given = client.put(path, json={"user_id": agent2}, headers=bearer(world, "admin_a"))
     assert given.status_code == 200 and given.json()["assigned"]["display_name"] == "Agente Dos"
     assert inbox_ids(client, world, "agent2_a") == [world.leads.ana]
+    # The counts are kept a few seconds, but a write forgets them: the inbox never contradicts what was just done.
+    assert client.get(counts_path, headers=bearer(world, "admin_a")).json()["assigned"]["unassigned"] == unassigned - 1
     [entry] = client.get(f"/brokers/{world.a.broker_id}/audit", params={"lead_id": world.leads.ana, "limit": 1},
                          headers=bearer(world, "agent2_a")).json()
     assert (entry["action"], entry["before"], entry["after"]) == ("lead.assign", {"assigned_user_id": None},

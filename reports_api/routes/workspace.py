@@ -202,7 +202,8 @@ def _person_call(pool: ScopedPool, who: Principal, broker_id: int, action: Calla
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no broker {broker_id}")
 
     def tx() -> Any:
-        return pool.cursor(who, broker_id, write=True)
+        # the same write cursor as every other workspace write (it forgets the broker's inbox counts)
+        return db.write_cursor(pool, who, broker_id)
 
     try:
         return action(tx, str(found["slug"]))

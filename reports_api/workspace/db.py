@@ -22,6 +22,7 @@ from leadflow.leads.stages import LOST, Pipeline, stage_moment
 from reports_api import queries
 from reports_api.scope import ScopedPool
 from reports_api.security import Principal
+from reports_api.workspace import reads
 
 MAX_NOTE = 5000
 MAX_TAG = 40
@@ -47,10 +48,14 @@ def write_cursor(pool: ScopedPool, who: Principal, broker_id: int) -> Iterator[p
     rolled back on an exception."""
     if not who.may_read(broker_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this account may not read that broker")
-    with pool.cursor(who, broker_id, write=True) as cur:
-        if who.role == "SUPERADMIN" and queries.broker(cur, broker_id) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no broker {broker_id}")
-        yield cur
+    try:
+        with pool.cursor(who, broker_id, write=True) as cur:
+            if who.role == "SUPERADMIN" and queries.broker(cur, broker_id) is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no broker {broker_id}")
+            yield cur
+    finally:
+        # After the commit (or the rollback): the inbox's counts of the broker may have changed.
+        reads.COUNTS.forget(broker_id)
 
 
 def _json(value: Any) -> str:
