@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import date, timedelta
 from typing import Annotated, Any
 
+import psycopg2.errors
 import psycopg2.extensions
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
@@ -74,11 +75,17 @@ def broker_cursor(pool: ScopedPool, who: Principal, broker_id: int) -> Iterator[
     """A cursor that sees ``broker_id`` only: a 403 when ``who`` may not read it, a 404 when it does not exist."""
     if not who.may_read(broker_id):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "this account may not read that broker")
-    with pool.cursor(who, broker_id) as cur:
-        # Only a SUPERADMIN can name a broker that does not exist; a token's own broker does.
-        if who.role == "SUPERADMIN" and queries.broker(cur, broker_id) is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no broker {broker_id}")
-        yield cur
+    try:
+        with pool.cursor(who, broker_id) as cur:
+            # Only a SUPERADMIN can name a broker that does not exist; a token's own broker does.
+            if who.role == "SUPERADMIN" and queries.broker(cur, broker_id) is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"there is no broker {broker_id}")
+            yield cur
+    except psycopg2.errors.UndefinedTable as exc:
+        # A report read before the first analytics build made its mart (a fresh install): say so, not a 500.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "the reports are not built yet: they are, once the first leads have landed "
+                            "(the analytics job)") from exc
 
 
 def date_range(start: date | None, end: date | None) -> tuple[date, date]:

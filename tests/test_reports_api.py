@@ -12,10 +12,12 @@ from typing import Any
 import jwt
 import psycopg2
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from leadflow.config import Settings
 from reports_api.app import create_app
+from reports_api.deps import broker_cursor
 from reports_api.scope import ScopedPool
 from reports_api.security import LoginLimiter, Principal, issue_token
 from tests.reports_world import PASSWORD, World, build_world
@@ -252,3 +254,15 @@ def test_openapi_docs_are_served(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/auth/token", "/brokers/{broker_id}/funnel", "/brokers/{broker_id}/leads/{lead_id}"} <= set(paths)
+
+
+def test_a_report_read_before_its_mart_is_built_is_a_503_saying_so(settings: Settings, world: World) -> None:
+    # A fresh install has no marts until the first analytics build: the pages must say so, not fail with a 500.
+    pool = ScopedPool(settings.database_url, 1)
+    admin_a = Principal(world.users["admin_a"].user_id, "a", "ADMIN", world.a.broker_id)
+    try:
+        with pytest.raises(HTTPException) as refused, broker_cursor(pool, admin_a, world.a.broker_id) as cur:
+            cur.execute("SELECT * FROM marts.fct_not_built_yet WHERE broker_id = %s", (world.a.broker_id,))
+        assert refused.value.status_code == 503 and "not built yet" in str(refused.value.detail)
+    finally:
+        pool.close()

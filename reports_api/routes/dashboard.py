@@ -91,6 +91,10 @@ def logout(request: Request, tokens: Tokens) -> Response:
     return response
 
 
+NOT_BUILT = ("Los informes todavía no están construidos: se construyen cuando llegan los primeros leads. "
+             "Mientras tanto, la bandeja ya funciona.")
+
+
 @router.get("/brokers/{broker_id}", response_class=HTMLResponse)
 def broker_page(pool: Pool, who: Session, broker_id: Id, start: date | None = None, end: date | None = None,
                 grain: Annotated[queries.Grain, Query()] = "week") -> Response:
@@ -106,7 +110,8 @@ def broker_page(pool: Pool, who: Session, broker_id: Id, start: date | None = No
             cohorts = queries.cohorts(cur, broker_id, start, end)
     except HTTPException as exc:
         # A page, not the API's JSON problem: the 403/404 is read by a person in a browser.
-        return page("error.html", exc.status_code, who=who, message=exc.detail)
+        message = NOT_BUILT if exc.status_code == 503 else exc.detail
+        return page("error.html", exc.status_code, who=who, message=message)
     stages = funnel["stages"]
     return page("dashboard.html", who=who, broker=broker, start=start, end=end, grain=grain,
                 bars=funnel_bars(stages), stages=stages, by_channel=by_channel, by_campaign=by_campaign,

@@ -75,6 +75,7 @@ class ImportOut(BaseModel):
     valid_rows: int
     rejected_rows: int
     produced_upto: int = Field(description="the last row produced onto the messages topic")
+    produced_rows: int = Field(description="how many valid rows are on the messages topic")
     landed_rows: int = Field(description="rows landed and resolved to a lead (new + merged)")
     waiting_rows: int = Field(description="valid rows not yet landed and resolved")
     new_leads: int

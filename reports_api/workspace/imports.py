@@ -54,7 +54,10 @@ LEASE_S = 30.0
 
 _IMPORT_COLUMNS = ("import_id, broker_id, created_by, kind, filename, encoding, delimiter, columns, status, "
                    "total_rows, valid_rows, rejected_rows, produced_upto, new_leads, merged_leads, error, created_at, "
-                   "started_at, finished_at, heartbeat_at")
+                   "started_at, finished_at, heartbeat_at, "
+                   # how many valid rows are on the topic: produced_upto is a row number, rejected rows are never sent
+                   "(SELECT count(*) FROM leadflow.lead_import_rows r WHERE r.import_id = lead_imports.import_id "
+                   "AND r.status <> 'rejected' AND r.row_number <= lead_imports.produced_upto) AS produced_rows")
 
 
 def _record(cur: psycopg2.extensions.cursor) -> dict[str, Any] | None:
