@@ -141,6 +141,9 @@ class Settings(BaseModel):
                                         ge=1, le=65535)
     embedded_kafka_port: int | None = _env("LEADFLOW_EMBEDDED_KAFKA_PORT", "fixed port of the embedded broker",
                                            ge=1, le=65535)
+    # s3: the embedded broker's log lives in SeaweedFS under $LEADFLOW_HOME and survives restarts.
+    kafka_storage: str = _env("LEADFLOW_KAFKA_STORAGE", "log storage of the embedded broker: s3 or memory", "s3",
+                              pattern=r"^(s3|memory)$")
     ingest_host: str = _env("LEADFLOW_INGEST_HOST", "where the ingest API listens", "127.0.0.1")
     ingest_port: int = _env("LEADFLOW_INGEST_PORT", "port of the ingest API", 8000, ge=1, le=65535)
     reports_host: str = _env("LEADFLOW_REPORTS_HOST", "where the reports API listens", "127.0.0.1")

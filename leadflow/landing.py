@@ -38,10 +38,10 @@ from typing import Any
 import orjson
 import psycopg2
 import psycopg2.extensions
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from pydantic import TypeAdapter, ValidationError
 
-from leadflow.config import Topics
+from leadflow.config import ConfigurationError, Topics
 from leadflow.db.connection import connect
 from leadflow.db.copy import copy_line, copy_text
 from leadflow.events import ChannelMessage, DeliveryStatus
@@ -88,6 +88,14 @@ _STATUSES = _Table("delivery_statuses", (
 
 class LandingConflict(RuntimeError):
     """Another landing moved the offsets while this one was reading; this run stops, nothing is written."""
+
+
+class OffsetsBeyondLog(ConfigurationError):
+    """The stored offsets point past the end of the log: the broker was wiped or replaced under the same cluster id.
+
+    Reading on would wait for the new log to grow past the old offsets and then skip everything
+    before them, so the landing stops instead and says how to go on.
+    """
 
 
 class UnlandableRecord(RuntimeError):
@@ -339,6 +347,49 @@ def _read_batch(consumer: Consumer, max_records: int, poll_timeout_ms: int, max_
     return records
 
 
+def check_offsets_in_log(consumer: Consumer, bootstrap: str, cluster: str, stored: dict[Partition, int],
+                         timeout_s: float = 3.0) -> None:
+    """Raise ``OffsetsBeyondLog`` when a partition has fewer records than its stored next offset.
+
+    A fetch past the end does not fail on the embedded broker (it answers with nothing, as at the
+    end of the stream), and its high watermarks are wrong. So a partition whose high watermark is
+    below the stored offset N is confirmed by fetching the record at N - 1, the last one landed:
+    a real Kafka never gets that far (its watermark is right); Tansu answers with the record unless
+    its log really is shorter. The fetch uses a consumer of its own: reassigning ``consumer`` after
+    it would wait out the check's in-flight fetch (~0.35 s on every landing run).
+    """
+    suspects: dict[Partition, int] = {}
+    for (topic, partition), next_offset in stored.items():
+        if next_offset > 0:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10, cached=False)
+            if high < next_offset:
+                suspects[(topic, partition)] = next_offset
+    if not suspects:
+        return
+    checker = make_consumer(bootstrap)
+    try:
+        assign_from(checker, {tp: offset - 1 for tp, offset in suspects.items()})
+        missing = set(suspects)
+        deadline = time.monotonic() + timeout_s
+        while missing and time.monotonic() < deadline:
+            for record in consume(checker, 1000, min(0.5, max(deadline - time.monotonic(), 0.01))):
+                tp = (record.topic, record.partition)
+                # Only a record at N - 1 or later proves the log reaches N; an earlier one comes from a reset.
+                if record.offset >= suspects.get(tp, 0) - 1:
+                    missing.discard(tp)
+    finally:
+        checker.close()
+    if missing:
+        topic, partition = min(missing)
+        landed = suspects[(topic, partition)]
+        raise OffsetsBeyondLog(
+            f"Kafka cluster {cluster} has fewer records in {topic}[{partition}] than the {landed} PostgreSQL says "
+            f"were landed ({len(missing)} partition(s) so): the broker's log was wiped or replaced "
+            "under the same cluster id, and nothing was landed. Restore the broker's storage, or to land the new log "
+            "from its start run: DELETE FROM leadflow.kafka_offsets WHERE consumer = 'landing' AND cluster_id = "
+            f"'{cluster}'; (records landed before are skipped as duplicates).")
+
+
 def _topic_partitions(consumer: Consumer, topics: Topics) -> list[Partition]:
     return [(topic, p) for topic in (topics.messages, topics.dead_letters) for p in partitions_of(consumer, topic)]
 
@@ -425,6 +476,7 @@ def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_b
             with conn, conn.cursor() as cur:
                 stored = lock_offsets(cur, READER, cluster, tps)
                 if reader is None:
+                    check_offsets_in_log(consumer, bootstrap, cluster, stored)
                     assign_from(consumer, stored)
                     reader = _ReadAhead(consumer, topics, cluster, max_records_per_batch, poll_timeout_ms,
                                         max_batch_s)
@@ -494,6 +546,8 @@ def probe(database_url: str, bootstrap: str, topics: Topics, poll_timeout_ms: in
         fingerprint = hashlib.sha256(f"{cluster}|{rows}".encode()).hexdigest()[:16]
         if not tps:
             return Probe(0, fingerprint)
+        # The sensor's tick is where a wiped broker shows first: it would otherwise skip forever.
+        check_offsets_in_log(consumer, bootstrap, cluster, {tp: stored[tp] for tp in tps if tp in stored})
         assign_from(consumer, {tp: stored.get(tp, 0) for tp in tps})
         return Probe(len(consume(consumer, 100, poll_timeout_ms / 1000)), fingerprint)
     finally:

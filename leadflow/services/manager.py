@@ -2,6 +2,9 @@
 
 A service given by environment variable is only checked, never started. Otherwise the embedded
 one is started (or found running) and its address saved in ``$LEADFLOW_HOME/services.json``.
+
+The embedded Kafka keeps its log in SeaweedFS (``LEADFLOW_KAFKA_STORAGE=s3``, the default) or in
+memory; SeaweedFS is started first and must answer before Tansu starts against it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +22,7 @@ from leadflow.db.migrate import upgrade
 from leadflow.kafka import ensure_topics, ping
 from leadflow.services import kafka as embedded_kafka
 from leadflow.services import postgres as embedded_postgres
+from leadflow.services import seaweedfs
 from leadflow.services.ports import free_port, pid_alive, wait_for_port
 
 DAGSTER_YAML = Path(__file__).with_name("dagster.yaml")
@@ -60,12 +65,12 @@ def up(log: Any = print) -> dict[str, Any]:
         ping(configured.kafka_bootstrap_servers)
         log(f"kafka: configured by LEADFLOW_KAFKA_BOOTSTRAP_SERVERS ({configured.kafka_bootstrap_servers})")
     elif state.get("kafka_bootstrap_servers") and pid_alive(state.get("kafka_pid")):
-        log(f"kafka: embedded, already running at {state['kafka_bootstrap_servers']}")
+        running = state.get("kafka_storage", "memory")
+        log(f"kafka: embedded, already running at {state['kafka_bootstrap_servers']} (storage {running})")
+        if running != configured.kafka_storage:
+            log(f"kafka: LEADFLOW_KAFKA_STORAGE={configured.kafka_storage} applies after `leadflow services down`")
     else:
-        port = configured.embedded_kafka_port or free_port()
-        address, cluster, pid = embedded_kafka.start(configured.state_dir, port)
-        state.update(kafka_bootstrap_servers=address, kafka_cluster_id=cluster, kafka_pid=pid)
-        log(f"kafka: embedded, started at {address} (cluster {cluster})")
+        _start_kafka(configured, state, log)
     _write_state(state)
     # The caller (CLI, demo, make up) goes on to run Dagster and dbt in this process and its children.
     settings = export_environment(configured.resolved())
@@ -78,15 +83,67 @@ def up(log: Any = print) -> dict[str, Any]:
     return state
 
 
+def _kafka_port(configured: Settings, state: dict[str, Any]) -> int:
+    """The configured port, else the last one if still free: clients that outlived a broker restart find it again."""
+    if configured.embedded_kafka_port:
+        return configured.embedded_kafka_port
+    previous = str(state.get("kafka_bootstrap_servers", "")).rpartition(":")[2]
+    if previous.isdigit() and not wait_for_port("127.0.0.1", int(previous), timeout=0.1):
+        return int(previous)
+    return free_port()
+
+
+def _start_kafka(configured: Settings, state: dict[str, Any], log: Any) -> None:
+    port = _kafka_port(configured, state)
+    if configured.kafka_storage == "memory":
+        address, cluster, pid = embedded_kafka.start(configured.state_dir, port)
+        for key in ("seaweedfs_pid", "seaweedfs_endpoint", "seaweedfs_dir"):
+            state.pop(key, None)
+        state.update(kafka_bootstrap_servers=address, kafka_cluster_id=cluster, kafka_pid=pid, kafka_storage="memory")
+        log(f"kafka: embedded, started at {address} (cluster {cluster}, storage memory: lost at stop)")
+        return
+    data_dir = configured.state_dir / "seaweedfs"
+    endpoint = state.get("seaweedfs_endpoint")
+    if endpoint and pid_alive(state.get("seaweedfs_pid")) and seaweedfs.answers(endpoint):
+        store = seaweedfs.store_of(endpoint, int(state["seaweedfs_pid"]), data_dir)
+        log(f"seaweedfs: already running, S3 at {endpoint}")
+    else:
+        store = seaweedfs.start(data_dir)
+        log(f"seaweedfs: started, S3 at {store.endpoint} (data in {data_dir})")
+    state.update(seaweedfs_pid=store.pid, seaweedfs_endpoint=store.endpoint, seaweedfs_dir=str(data_dir))
+    # Saved before Tansu starts: if it fails, `services down` still finds SeaweedFS to stop.
+    _write_state(state)
+    cluster = embedded_kafka.stable_cluster_id(data_dir)
+    address, cluster, pid = embedded_kafka.start(configured.state_dir, port, store, cluster)
+    state.update(kafka_bootstrap_servers=address, kafka_cluster_id=cluster, kafka_pid=pid, kafka_storage="s3")
+    log(f"kafka: embedded, started at {address} (cluster {cluster}, storage s3 in SeaweedFS: kept across restarts)")
+
+
+def _stop_pid(pid: int, timeout: float = 10) -> None:
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 def down(log: Any = print) -> None:
     state = read_state()
+    storage = state.get("kafka_storage", "memory")
     if state.get("kafka_pid") and pid_alive(state["kafka_pid"]):
-        os.kill(state["kafka_pid"], signal.SIGTERM)
-        log(f"kafka: embedded broker (pid {state['kafka_pid']}) stopped; its memory-only log is gone")
+        # Stopped before its storage: SeaweedFS must outlive the broker's last writes.
+        _stop_pid(state["kafka_pid"])
+        kept = f"its log is kept in {state.get('seaweedfs_dir')}" if storage == "s3" else "its memory-only log is gone"
+        log(f"kafka: embedded broker (pid {state['kafka_pid']}) stopped; {kept}")
+    if pid_alive(state.get("seaweedfs_pid")):
+        seaweedfs.stop(state["seaweedfs_pid"])
+        log(f"seaweedfs: stopped (data kept in {state.get('seaweedfs_dir')})")
     if state.get("postgres_data_dir"):
         embedded_postgres.stop(Path(state["postgres_data_dir"]))
         log("postgres: embedded server stopped (data kept in the state directory)")
-    for key in ("database_url", "kafka_bootstrap_servers", "kafka_cluster_id", "kafka_pid"):
+    for key in ("database_url", "kafka_bootstrap_servers", "kafka_cluster_id", "kafka_pid", "kafka_storage",
+                "seaweedfs_pid", "seaweedfs_endpoint"):
         state.pop(key, None)
     _write_state(state)
 
@@ -95,7 +152,7 @@ def embedded_running() -> bool:
     """Whether an embedded PostgreSQL or Kafka of this state directory is already up."""
     state = read_state()
     return bool(state.get("database_url") and _postgres_answers(state["database_url"])) or \
-        pid_alive(state.get("kafka_pid"))
+        pid_alive(state.get("kafka_pid")) or pid_alive(state.get("seaweedfs_pid"))
 
 
 def status() -> dict[str, str]:
@@ -114,9 +171,20 @@ def status() -> dict[str, str]:
         host, _, port = bootstrap.split(",")[0].rpartition(":")
         alive = wait_for_port(host, int(port), timeout=1)
         report["kafka"] = f"{origin} {bootstrap}: {'up' if alive else 'DOWN'}"
+        if not configured.kafka_bootstrap_servers:
+            report["kafka"] += f"; {_storage_status(state)}"
     else:
         report["kafka"] = "not started (run `leadflow services up`)"
     return report
+
+
+def _storage_status(state: dict[str, Any]) -> str:
+    cluster = state.get("kafka_cluster_id", "unknown")
+    if state.get("kafka_storage", "memory") == "memory":
+        return f"storage memory (lost at stop; cluster {cluster})"
+    endpoint = state.get("seaweedfs_endpoint", "")
+    answering = "answering" if endpoint and seaweedfs.answers(endpoint) else "NOT ANSWERING"
+    return f"storage s3 (SeaweedFS at {endpoint} {answering}, data in {state.get('seaweedfs_dir')}; cluster {cluster})"
 
 
 def _safe(url: str) -> str:
