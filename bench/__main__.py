@@ -14,7 +14,9 @@
   against a bare FastAPI GET (bench/analytics.py);
 - workspace: inbox pages, filter counts and a 500-message lead page over 1M leads and 20M messages,
   p95 under 16 concurrent users against a bare SELECT of the same rows through the same pool
-  (bench/workspace.py; LEADFLOW_BENCH_WS_LEADS, LEADFLOW_BENCH_WS_MESSAGES shrink it).
+  (bench/workspace.py; LEADFLOW_BENCH_WS_LEADS, LEADFLOW_BENCH_WS_MESSAGES shrink it);
+- import: a 100k-row CSV through the workspace's import, end to end, against a COPY of the same file
+  (bench/workspace_import.py; LEADFLOW_BENCH_IMPORT_ROWS).
 
 Every figure, ours and the baselines', is the median of LEADFLOW_BENCH_REPEATS runs (default 3)
 on fresh data: single sub-second measurements on a two-core machine swing by ±30%.
@@ -223,6 +225,10 @@ def main() -> None:
             funnel_url = bench_dbt(with_database(settings.database_url, "postgres"),
                                    int(os.environ.get("LEADFLOW_BENCH_STAGE_EVENTS", "1000000")))
             bench_reports_api(funnel_url, int(os.environ.get("LEADFLOW_BENCH_REPORT_REQUESTS", "3000")), 16)
+        if wanted("import"):
+            from bench.workspace_import import bench_import
+
+            bench_import(settings, int(os.environ.get("LEADFLOW_BENCH_IMPORT_ROWS", "100000")))
         if wanted("workspace"):
             from bench.workspace import bench_workspace
             from leadflow.config import with_database

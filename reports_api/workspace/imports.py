@@ -415,23 +415,27 @@ class ImportJobs:
                     kind_row = cur.fetchone()
                     assert kind_row is not None
                     channel = CHANNEL[str(kind_row[0])]
-                # The row's message, the lead it resolved to, and whether that lead had a message landed before
-                # it that is not this import's: then the row merged into an existing lead.
-                cur.execute("""
-                    SELECT r.row_number, r.data, ml.lead_id,
-                           EXISTS (SELECT 1 FROM leadflow.message_leads o JOIN leadflow.raw_messages om
-                                   ON om.message_id = o.message_id
-                                   WHERE o.lead_id = ml.lead_id AND o.message_id < m.message_id
-                                   AND NOT (om.channel = %s AND om.provider_message_id LIKE %s)) AS existed
-                    FROM leadflow.lead_import_rows r
-                    JOIN leadflow.raw_messages m ON m.broker_id = r.broker_id AND m.channel = %s
-                         AND m.provider_message_id = r.import_id || ':' || r.row_number
-                    JOIN leadflow.message_leads ml ON ml.message_id = m.message_id
-                    WHERE r.import_id = %s AND r.status = 'produced'
-                    ORDER BY r.row_number LIMIT %s
-                    FOR UPDATE OF r SKIP LOCKED""",
-                            (channel, f"{import_id}:%", channel, import_id, BATCH))
-                found = cur.fetchall()
+                # The next rows waiting for their lead, then their messages by the landing's unique key, in two
+                # statements: as one join it could be planned while nothing had landed yet and then rescan the
+                # messages the landing was adding, once per row (a 100k-row import waited over ten minutes).
+                cur.execute("""SELECT row_number, data FROM leadflow.lead_import_rows
+                               WHERE import_id = %s AND status = 'produced'
+                               ORDER BY row_number LIMIT %s FOR UPDATE SKIP LOCKED""", (import_id, BATCH))
+                waiting = {f"{import_id}:{number}": (number, data) for number, data in cur.fetchall()}
+                found = []
+                if waiting:
+                    # Whether the lead had a message landed before the row's that is not this import's: then
+                    # the row merged into an existing lead.
+                    cur.execute("""
+                        SELECT m.provider_message_id, ml.lead_id,
+                               EXISTS (SELECT 1 FROM leadflow.message_leads o JOIN leadflow.raw_messages om
+                                       ON om.message_id = o.message_id
+                                       WHERE o.lead_id = ml.lead_id AND o.message_id < m.message_id
+                                       AND NOT (om.channel = %s AND om.provider_message_id LIKE %s)) AS existed
+                        FROM leadflow.raw_messages m JOIN leadflow.message_leads ml ON ml.message_id = m.message_id
+                        WHERE m.broker_id = %s AND m.channel = %s AND m.provider_message_id = ANY(%s)""",
+                                (channel, f"{import_id}:%", broker_id, channel, list(waiting)))
+                    found = sorted((*waiting[key], lead_id, existed) for key, lead_id, existed in cur.fetchall())
                 if found:
                     self._attach_batch(cur, broker_id, import_id, found)
                 cur.execute("""SELECT status, EXISTS (SELECT 1 FROM leadflow.lead_import_rows
