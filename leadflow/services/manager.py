@@ -10,9 +10,6 @@ memory; SeaweedFS is started first and must answer before Tansu starts against i
 from __future__ import annotations
 
 import json
-import os
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,7 @@ from leadflow.kafka import ensure_topics, ping
 from leadflow.services import kafka as embedded_kafka
 from leadflow.services import postgres as embedded_postgres
 from leadflow.services import seaweedfs
-from leadflow.services.ports import free_port, pid_alive, wait_for_port
+from leadflow.services.ports import free_port, pid_alive, stop_process, wait_for_port
 
 DAGSTER_YAML = Path(__file__).with_name("dagster.yaml")
 
@@ -119,21 +116,12 @@ def _start_kafka(configured: Settings, state: dict[str, Any], log: Any) -> None:
     log(f"kafka: embedded, started at {address} (cluster {cluster}, storage s3 in SeaweedFS: kept across restarts)")
 
 
-def _stop_pid(pid: int, timeout: float = 10) -> None:
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
-
-
 def down(log: Any = print) -> None:
     state = read_state()
     storage = state.get("kafka_storage", "memory")
     if state.get("kafka_pid") and pid_alive(state["kafka_pid"]):
         # Stopped before its storage: SeaweedFS must outlive the broker's last writes.
-        _stop_pid(state["kafka_pid"])
+        stop_process(state["kafka_pid"], 10)
         kept = f"its log is kept in {state.get('seaweedfs_dir')}" if storage == "s3" else "its memory-only log is gone"
         log(f"kafka: embedded broker (pid {state['kafka_pid']}) stopped; {kept}")
     if pid_alive(state.get("seaweedfs_pid")):

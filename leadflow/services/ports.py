@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 
@@ -52,3 +54,16 @@ def pid_alive(pid: int | None) -> bool:
             return fh.read().split(") ", 1)[1][:1] != "Z"
     except OSError:
         return True
+
+
+def stop_process(pid: int | None, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it is still alive after ``timeout`` seconds (it had its chance to flush)."""
+    if not pid_alive(pid):
+        return
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)

@@ -10,10 +10,8 @@ and kept in that directory, so no user has to configure anything.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leadflow.config import ConfigurationError, scoped_environment
-from leadflow.services.ports import free_ports, pid_alive
+from leadflow.services.ports import free_ports, stop_process
 
 BUCKET = "tansu"
 # Where the region is checked at all, SeaweedFS accepts this one; Tansu's S3 client insists on one.
@@ -174,12 +172,4 @@ def store_of(endpoint: str, pid: int, data_dir: Path) -> S3Store:
 
 def stop(pid: int | None, timeout: float = 20) -> None:
     """SIGTERM, then SIGKILL after ``timeout``: weed flushes its volumes and filer store on SIGTERM."""
-    if not pid_alive(pid):
-        return
-    assert pid is not None
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    stop_process(pid, timeout)

@@ -129,21 +129,7 @@ def lead(pool: Pool, who: Caller, broker_id: Id, lead_id: Id,
         return lead_workspace(cur, broker_id, lead_id, limit)
 
 
-def _write(pool: ScopedPool, who: Principal, broker_id: int,
-           action: Callable[[psycopg2.extensions.cursor], _T]) -> _T:
-    """Run ``action`` in a write transaction, its refusals as HTTP answers (nothing is written then)."""
-    try:
-        with db.write_cursor(pool, who, broker_id) as cur:
-            return action(cur)
-    except db.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except db.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except db.Invalid as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    except psycopg2.errors.InsufficientPrivilege as exc:
-        # Row security refused what the checks above let through: not this caller's lead.
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "not a lead you may change") from exc
+_write = db.write
 
 
 @router.post("/brokers/{broker_id}/leads/{lead_id}/notes", response_model=Note, status_code=201)

@@ -8,12 +8,10 @@ may see, and neither read nor change the assignment settings (403).
 
 # No `from __future__ import annotations`: FastAPI must see the Annotated aliases as objects.
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qs
 
-import psycopg2.errors
 import psycopg2.extensions
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import RedirectResponse, Response
@@ -25,7 +23,6 @@ from reports_api import queries
 from reports_api.deps import ERRORS, Caller, Id, Pool, Tokens, broker_cursor
 from reports_api.routes.workspace_pages import SessionDep
 from reports_api.schemas import Problem
-from reports_api.scope import ScopedPool
 from reports_api.security import Principal
 from reports_api.workspace import csrf, db, reads
 from reports_api.workspace import settings as assignment_settings
@@ -76,21 +73,7 @@ def _refuse_agents(who: Principal) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, ADMINS_ONLY)
 
 
-def _write(pool: ScopedPool, who: Principal, broker_id: int,
-           action: Callable[[psycopg2.extensions.cursor], _T]) -> _T:
-    """``action`` in a write transaction; its refusals as HTTP answers (nothing written then)."""
-    try:
-        with db.write_cursor(pool, who, broker_id) as cur:
-            return action(cur)
-    except db.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except db.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except db.Invalid as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    except psycopg2.errors.InsufficientPrivilege as exc:
-        # Row security refused what the checks let through: not this caller's lead or settings.
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "not something you may change") from exc
+_write = db.write
 
 
 def _settings(cur: psycopg2.extensions.cursor, broker_id: int) -> dict[str, Any]:

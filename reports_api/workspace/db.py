@@ -9,12 +9,13 @@ here check the same things first so that a refusal is a clear 404/409/422 rather
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg2.errors
 import psycopg2.extensions
 from fastapi import HTTPException, status
 
@@ -24,6 +25,7 @@ from reports_api.scope import ScopedPool
 from reports_api.security import Principal
 from reports_api.workspace import reads
 
+T = TypeVar("T")
 MAX_NOTE = 5000
 MAX_TAG = 40
 MAX_REASON = 500
@@ -56,6 +58,22 @@ def write_cursor(pool: ScopedPool, who: Principal, broker_id: int) -> Iterator[p
     finally:
         # After the commit (or the rollback): the inbox's counts of the broker may have changed.
         reads.COUNTS.forget(broker_id)
+
+
+def write(pool: ScopedPool, who: Principal, broker_id: int, action: Callable[[psycopg2.extensions.cursor], T]) -> T:
+    """Run ``action`` in a write transaction, its refusals as HTTP answers (nothing is written then)."""
+    try:
+        with write_cursor(pool, who, broker_id) as cur:
+            return action(cur)
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except Invalid as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        # Row security refused what the checks let through: not this caller's lead (or settings).
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not a lead you may change") from exc
 
 
 def _json(value: Any) -> str:
