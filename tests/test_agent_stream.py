@@ -281,10 +281,14 @@ def test_an_llm_broker_answers_through_the_model_and_falls_back_offline_when_it_
 
 
 
+KILLED_AGENT_WORKERS = 2
+
+
 def _agent_process(world: AgentWorld) -> subprocess.Popen[bytes]:
     """``leadflow agent run`` as production runs it, pointed at this world's topics and fake provider."""
     env = child_process_environment(world.settings.model_copy(update={"telegram_api_url": world.fake.url}))
-    env.update({"LEADFLOW_AGENT_BURST_MS": "200", "LEADFLOW_AGENT_MAX_WAIT_MS": "600"})
+    env.update({"LEADFLOW_AGENT_BURST_MS": "200", "LEADFLOW_AGENT_MAX_WAIT_MS": "600",
+                "LEADFLOW_AGENT_WORKERS": str(KILLED_AGENT_WORKERS)})
     return subprocess.Popen([str(Path(sys.executable).parent / "leadflow"), "agent", "run"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -317,9 +321,11 @@ def test_an_agent_killed_mid_stream_resumes_without_a_lost_or_doubled_reply(
                     (broker.broker_id,))
         fates = dict(cur.fetchall())
     # A kill while the provider was being called leaves that reply's fate unknown ("sending"): it is
-    # reported, never resent. Every other lead has exactly one reply.
+    # reported, never resent. Each worker has at most one call in flight, so two kills leave at most
+    # 2 x workers unknown (a bound of 2 once assumed one worker and failed on a slow CI run with 32).
+    # Every other lead has exactly one reply.
     unknown = {contact for contact, status in fates.items() if status == "sending"}
-    assert len(unknown) <= 2, fates
+    assert len(unknown) <= 2 * KILLED_AGENT_WORKERS, fates
     for lead in leads:
         got = len(lead.replies())
         assert got == 1 or (lead.user in unknown and got <= 1), (lead.user, got, fates.get(lead.user))
@@ -506,7 +512,14 @@ def test_an_opt_out_on_whatsapp_silences_the_bot_on_telegram_once_they_are_one_l
     land_and_qualify(world.settings, world.settings.topics)
     [(leads,)] = rows(world.settings, """SELECT count(*) FROM leadflow.leads
                                          WHERE broker_id = %s AND merged_into IS NULL""", broker.broker_id)
-    assert leads == 1
+    # Failed once on a doubly loaded CI machine and never reproduced: the rows say what was landed and linked.
+    assert leads == 1, (
+        rows(world.settings, """SELECT m.message_id, m.channel, m.direction, m.contact_channel_id, m.contact_phone,
+                                       ml.lead_id FROM leadflow.raw_messages m
+                                LEFT JOIN leadflow.message_leads ml USING (message_id)
+                                WHERE m.broker_id = %s ORDER BY m.message_id""", broker.broker_id),
+        rows(world.settings, """SELECT identity_kind, identity_value, lead_id, reason FROM leadflow.lead_identities
+                                WHERE broker_id = %s""", broker.broker_id))
     on_telegram.say("hola? me pueden ayudar con una casa?")
     assert on_telegram.quiet(1.5)
     assert _replies(world, broker.broker_id)[-1][3] == ["opted_out"]
