@@ -5,7 +5,8 @@ dormitorios?" is three bedrooms, "no" after the DICOM question is a clean record
 "¿cómo te llamas?" is a name. ``qualifier_turns`` makes such replies explicit before the rules
 qualifier reads them (a caller qualifying conversations in bulk uses it too), so an answered
 question is known and never asked again. Qualifications are cached by the lead's turns: the same
-turns are qualified once per process, however many decisions read them.
+turns are qualified once per process, however many decisions read them; turns not seen yet are read
+together with whatever other workers are qualifying at that moment (``qualification/batcher.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from leadflow.agent import words
 from leadflow.agent.decision import Conversation, Message, Slot
 from leadflow.agent.voice import voice_of
 from leadflow.qualification import answers
-from leadflow.qualification.rules import qualify
+from leadflow.qualification.batcher import qualify_batched
 from leadflow.qualification.schema import Qualification
 from leadflow.qualification.turns import Turn
 
@@ -46,7 +47,8 @@ def qualifier_turns(turns: Sequence[Message], english: bool = False) -> tuple[Tu
 
 @lru_cache(maxsize=2048)
 def _qualified(turns: tuple[Turn, ...], country: str | None) -> Qualification:
-    return qualify(turns, country)
+    # Batched: the agent's workers qualify at the same moment, and one pass for many costs what one costs.
+    return qualify_batched(turns, country)
 
 
 def _qualify(turns: tuple[Turn, ...], country: str | None) -> Qualification:
