@@ -104,11 +104,14 @@ class OpenAIProvider:
 
         self.model = model
         self._client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
+        # The SDK imports its resources on first use, under a lock every caller waits on: done here, before a
+        # burst of turns arrives (the lead agent's first turns stalled on it for seconds).
+        self._completions = self._client.chat.completions
         self._errors: tuple[type[Exception], ...] = (openai.OpenAIError,)
 
     def complete(self, system: str, conversation: str, schema: dict[str, Any]) -> tuple[str | dict[str, Any], Usage]:
         try:
-            response = self._client.chat.completions.create(
+            response = self._completions.create(
                 model=self.model,
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": conversation}],
                 response_format={"type": "json_schema",
@@ -132,11 +135,12 @@ class AnthropicProvider:
 
         self.model = model
         self._client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=retries)
+        self._messages = self._client.messages  # imported now, not under a lock at the first turn (see OpenAI)
         self._errors: tuple[type[Exception], ...] = (anthropic.AnthropicError,)
 
     def complete(self, system: str, conversation: str, schema: dict[str, Any]) -> tuple[str | dict[str, Any], Usage]:
         try:
-            response = self._client.messages.create(
+            response = self._messages.create(
                 model=self.model, max_tokens=1024, system=system,
                 messages=[{"role": "user", "content": conversation}],
                 tools=[{"name": "record_qualification", "description": "Record the lead's qualification.",
@@ -167,10 +171,11 @@ class GeminiProvider:
                                     retry_options=types.HttpRetryOptions(attempts=retries + 1, initial_delay=0.2,
                                                                          max_delay=5))
         self._client = genai.Client(api_key=api_key, http_options=options)
+        self._models = self._client.models  # imported now, not under a lock at the first turn (see OpenAI)
 
     def complete(self, system: str, conversation: str, schema: dict[str, Any]) -> tuple[str | dict[str, Any], Usage]:
         try:
-            response = self._client.models.generate_content(
+            response = self._models.generate_content(
                 model=self.model, contents=conversation,
                 config=self._types.GenerateContentConfig(system_instruction=system, temperature=0,
                                                          response_mime_type="application/json",
