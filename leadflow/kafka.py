@@ -78,7 +78,14 @@ def make_producer(bootstrap: str, *, linger_ms: int = 2) -> Producer:
     })
 
 
-def make_consumer(bootstrap: str) -> Consumer:
+def make_consumer(bootstrap: str, *, fetch_wait_ms: int = 500) -> Consumer:
+    """A consumer for ``assign_from`` (offsets are kept in PostgreSQL, never in the group).
+
+    ``fetch_wait_ms`` is how long the broker may hold a fetch that found nothing. Apache Kafka answers
+    as soon as a record arrives, so it only sets the cost of idling; the embedded Tansu holds the fetch
+    to its end (a record produced meanwhile waits ~200 ms at the default, measured), so a consumer that
+    answers people (the lead agent) asks for a short one.
+    """
     _check_reachable(bootstrap)
     return Consumer({
         **_base(bootstrap, "leadflow-landing"),
@@ -87,6 +94,7 @@ def make_consumer(bootstrap: str) -> Consumer:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
+        "fetch.wait.max.ms": fetch_wait_ms,
     })
 
 

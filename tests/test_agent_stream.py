@@ -244,6 +244,24 @@ def test_messages_dated_after_the_quiet_time_get_one_holding_reply(world: AgentW
     assert lead.quiet(1.0)
 
 
+def test_a_lead_who_floods_the_chat_is_told_once_that_a_person_reads_it_then_the_bot_waits(
+        world: AgentWorld, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    world.enable(broker, max_replies_per_hour=3)
+    world.start_agent()
+    lead = world.lead(broker)
+    for text in ("hola, busco depto en ñuñoa para comprar", "3 dormitorios", "hasta 4.000 UF"):
+        lead.say(text)
+        lead.next_reply()
+    lead.say("en dos meses")
+    assert "una persona del equipo" in lead.next_reply()  # the hour's budget is spent: said once
+    lead.say("¿me pueden llamar hoy?")
+    assert lead.quiet(1.5)
+    fates = _replies(world, broker.broker_id)
+    assert [reasons for _, _, _, reasons in fates[-2:]] == [["rate_limited"], ["rate_limited"]]
+    assert [status for status, *_ in fates[-2:]] == ["sent", "silent"]
+
+
 def test_an_llm_broker_answers_through_the_model_and_falls_back_offline_when_it_fails(
         world: AgentWorld, make_broker: BrokerFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     llm = FakeLLM().start()
@@ -466,6 +484,14 @@ def test_a_message_sent_long_ago_is_landed_but_not_answered(world: AgentWorld, m
     ("Busco un depto de dos dormitorios", 0.5), ("ok.", 0.5), ("Hi, I want to rent in Austin", 0.5)])
 def test_a_fragment_waits_the_whole_burst_window_and_a_finished_thought_half(text: str, waits: float) -> None:
     assert quiet_needed(text, 1.0) == waits
+
+
+@pytest.mark.parametrize(("text", "asked", "waits"), [
+    ("3 dormitorios", "bedrooms", 0.5), ("3 dormitorios", None, 1.0), ("Lo Espejo", "location", 0.5),
+    ("sí", "dicom", 0.5), ("no", "dicom", 0.5), ("Camila", "name", 0.5), ("3000 UF", "budget", 0.5),
+    ("hola", "bedrooms", 1.0), ("busco depto", None, 1.0), ("", "budget", 1.0)])
+def test_an_answer_to_the_bots_question_is_a_finished_thought(text: str, asked: str | None, waits: float) -> None:
+    assert quiet_needed(text, 1.0, asked) == waits
 
 
 def test_the_funnel_response_times_count_the_bots_answers(world: AgentWorld, make_broker: BrokerFactory) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -47,12 +47,15 @@ from leadflow.kafka import assign_from, cluster_id, make_consumer, make_producer
 from leadflow.offsets import lock_offsets, store_offsets
 from leadflow.outbound.errors import Rejected, RetryLater, Skip
 from leadflow.outbound.senders import Sender
+from leadflow.qualification import answers
 
 log = logging.getLogger(__name__)
 READER = "agent"
 CHAT_CHANNELS = frozenset({"telegram", "whatsapp"})
 LLM_WIDTH = 8  # LLM brokers' pool: this many times LEADFLOW_AGENT_WORKERS
 MAX_ATTEMPTS = 4  # a chat reply is worth retrying for seconds, not hours: then it is failed, with the reason
+ASKED_REMEMBERED = 100_000  # contacts whose pending question is kept in memory (a few MB)
+FETCH_WAIT_MS = 20  # ~50 idle fetches a second: nothing next to a reply held ~200 ms by the embedded broker
 ContactKey = tuple[int, str, str]
 # The broker's LLM policy from its id and ``llm`` settings (``broker_llms.BrokerLLMs``); None: offline.
 LLMFactory = Callable[[int, dict[str, Any]], Policy | None]
@@ -139,11 +142,16 @@ class _Held:
     quiet_s: float = 0.0  # how long the contact must be quiet before the burst is answered
 
 
-def quiet_needed(text: str, burst_s: float) -> float:
+def quiet_needed(text: str, burst_s: float, asked: str | None = None) -> float:
     """A fragment ("hola", "busco depto") is usually followed by more: wait the whole burst window. A
-    finished thought (a question, or a sentence of several words) is answered after half of it."""
+    finished thought (a question, or a sentence of several words) is answered after half of it, and so
+    is the answer to the question the bot just asked ("3 dormitorios" after "¿cuántos dormitorios?")."""
     stripped = text.strip()
     finished = stripped.endswith(("?", ".", "!")) or len(stripped.split()) >= 5
+    if not finished and asked is not None and stripped:
+        finished = (answers.short_answer(stripped) is not None or answers.is_yes(stripped)
+                    or answers.is_no(stripped) or any(ch.isdigit() for ch in stripped)
+                    or answers.explicit(stripped, asked, english=False) != stripped)
     return burst_s / 2 if finished else burst_s
 
 
@@ -177,6 +185,9 @@ class LeadAgent:
         self._unsettled: dict[int, Counter[int]] = {}
         self._read_upto: dict[int, int] = {}
         self._unpublished: list[ChannelMessage] = []
+        # What the bot's latest reply to each contact asked (a reply to it is an answer, not a fragment).
+        # Only a hint for the burst window, so bounded and lost on restart without harm.
+        self._asked: OrderedDict[ContactKey, str] = OrderedDict()
         self.ready = threading.Event()  # set once the partitions are assigned (tests wait for it)
 
     # --- the loop ---------------------------------------------------------------------------------
@@ -186,7 +197,8 @@ class LeadAgent:
         self.db = Database(self.settings.database_url, self.workers + 2)
         self.directory = Directory(self.db)
         self.producer: Producer = make_producer(self.settings.kafka_bootstrap_servers)
-        consumer = make_consumer(self.settings.kafka_bootstrap_servers)
+        # A short fetch wait: a lead's message must not sit ~200 ms in the embedded broker (see make_consumer).
+        consumer = make_consumer(self.settings.kafka_bootstrap_servers, fetch_wait_ms=FETCH_WAIT_MS)
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agent")
         # LLM brokers' turns mostly wait on the model: they get their own, wider pool, so a slow model
         # neither holds up the offline brokers nor is held to their CPU-sized pool.
@@ -271,7 +283,7 @@ class LeadAgent:
                                                      contact.get("display_name"), contact), now, now)
             held.burst.messages.append(inbound)
             held.last = now
-            held.quiet_s = quiet_needed(inbound.text, self.burst_s)
+            held.quiet_s = quiet_needed(inbound.text, self.burst_s, self._asked.get(key))
             self._unsettled[partition][offset] += 1
 
     def _start_due(self, executor: ThreadPoolExecutor) -> None:
@@ -351,11 +363,21 @@ class LeadAgent:
                 replies.hand_off(cur, burst, lead_id, f"bot: {reason}")
                 notice = replies.notification_row(cur, claim.reply_id, burst, lead_id, broker.config.handoff_channel,
                                                   _notice_text(broker, burst, lead_id, reason))
+        self._remember_asked((burst.broker_id, burst.channel, burst.contact_key),
+                             decision.asks if claim.status in ("claimed", "retry") else None)
         if claim.status in ("claimed", "retry"):
             self._send(claim.reply_id, broker, burst, claim.lead_id, claim.body or "",
                        claim.meta(burst.last.provider_id))
         if notice is not None and self.notifier is not None:
             self.notifier.deliver(self.db.cursor, notice)
+
+    def _remember_asked(self, key: ContactKey, asks: str | None) -> None:
+        with self._lock:
+            self._asked.pop(key, None)
+            if asks is not None:
+                self._asked[key] = asks
+                while len(self._asked) > ASKED_REMEMBERED:
+                    self._asked.popitem(last=False)
 
     def _decide(self, broker: Broker, conversation: Conversation) -> Decision:
         llm = self.llm(broker.broker_id, broker.llm) if self.llm is not None and broker.config.policy == "llm" \
