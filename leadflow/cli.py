@@ -309,10 +309,23 @@ def _agent_status() -> int:
                        JOIN leadflow.brokers b USING (broker_id) WHERE r.status = 'sending'
                          AND r.decided_at < now() - interval '1 minute' ORDER BY r.reply_id""")
         unknown = cur.fetchall()
+        cur.execute("SELECT status, count(*) FROM leadflow.person_replies GROUP BY status ORDER BY status")
+        person_counts = {status: int(n) for status, n in cur.fetchall()}
+        cur.execute("""SELECT b.slug, r.reply_id, r.channel, r.lead_id, u.email, r.updated_at
+                       FROM leadflow.person_replies r JOIN leadflow.brokers b USING (broker_id)
+                       JOIN leadflow.users u USING (user_id)
+                       WHERE r.status = 'sending' AND r.updated_at < now() - interval '1 minute'
+                       ORDER BY r.reply_id""")
+        person_unknown = cur.fetchall()
     print("replies: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "none"))
     for slug, reply_id, channel, contact, at in unknown:
         # A crash while the provider was being called: whether the lead got it is unknown, so it is not resent.
         print(f"unknown fate: {slug} reply {reply_id} to {channel}:{contact} (sending since {at:%Y-%m-%d %H:%M})")
+    print("person replies: " + (", ".join(f"{k} {v}" for k, v in person_counts.items()) or "none"))
+    for slug, reply_id, channel, lead_id, email, at in person_unknown:
+        # The same window for a person's reply from the workspace: the page shows it as sending; say so here too.
+        print(f"unknown fate: {slug} person reply {reply_id} by {email} to lead {lead_id} on {channel} "
+              f"(sending since {at:%Y-%m-%d %H:%M})")
     return 0
 
 

@@ -108,3 +108,31 @@ def test_agent_settings_are_validated_naming_the_field_and_default_to_a_silent_b
         configs = agent_configs(cur)
     assert configs[chatty.broker_id] == saved
     assert configs[quiet.broker_id].enabled is False
+
+
+def test_agent_status_lists_bot_and_person_replies_whose_fate_is_unknown(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    broker, lead_id, email = broker_with_lead(settings, fresh_topics, make_broker)
+    # What a SIGKILL while the provider was being called leaves behind (one of each, five minutes ago), and a
+    # person's reply still being sent right now (not reported: it may yet finish).
+    with transaction(settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO leadflow.agent_replies (broker_id, channel, contact_key, reply_to, lead_id, status,
+                                                           policy, action, body, destination, inbound_at, decided_at)
+                       VALUES (%s, 'whatsapp', '56911112222', 'wamid.killed', %s, 'sending', 'offline', 'ask',
+                               '¿En qué comuna?', '{}', now(), now() - interval '5 minutes')""",
+                    (broker.broker_id, lead_id))
+        cur.execute("SELECT user_id FROM leadflow.users WHERE email = %s", (email,))
+        [(user_id,)] = cur.fetchall()
+        for key, age in (("form-key-killed", "5 minutes"), ("form-key-in-flight", "0 minutes")):
+            cur.execute("""INSERT INTO leadflow.person_replies (broker_id, lead_id, user_id, idempotency_key, channel,
+                                                               destination, body, status, created_at, updated_at)
+                           VALUES (%s, %s, %s, %s, 'whatsapp', '{}', 'Hola, soy su ejecutiva', 'sending',
+                                   now() - %s::interval, now() - %s::interval)""",
+                        (broker.broker_id, lead_id, user_id, key, age, age))
+    assert main(["agent", "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"unknown fate: {broker.slug} reply " in out and "to whatsapp:56911112222" in out
+    mine = [line for line in out.splitlines() if line.startswith(f"unknown fate: {broker.slug} person reply")]
+    assert len(mine) == 1 and f"by {email} to lead {lead_id} on whatsapp" in mine[0]
+    assert "person replies: " in out and "sending" in out.split("person replies: ")[1]
