@@ -35,8 +35,15 @@ from typing import Any
 import httpx
 
 WA_TOKEN = "wa-token-not-a-secret"
-TURNS = ("hola! busco depto para comprar en ñuñoa", "3 dormitorios", "hasta 5.000 UF, tengo crédito preaprobado",
-         "en 3 meses", "sí, el sábado me sirve")
+COMUNAS = ("ñuñoa", "providencia", "las condes", "la florida", "maipú", "san miguel", "vitacura", "macul")
+
+
+def _text(lead: int, turn: int) -> str:
+    """Turn ``turn`` of lead ``lead``: every lead's conversation is its own (an e-mail, a budget), as real
+    ones are, so nothing the agent remembers per conversation answers for another lead."""
+    return (f"hola! busco depto para comprar en {COMUNAS[lead % len(COMUNAS)]}, mi correo es lead{lead}@example.com",
+            f"{2 + lead % 3} dormitorios", f"hasta {3000 + lead} UF, tengo crédito preaprobado",
+            "en 3 meses", "sí, el sábado me sirve")[turn % 5]
 
 
 @dataclass
@@ -142,12 +149,12 @@ def _conversations(ingest_url: str, broker: Any, fake: FakeWhatsApp, leads: int,
     lost = 0
     counter = iter(range(10**9))
 
-    async def lead(client: httpx.AsyncClient, phone: str) -> None:
+    async def lead(client: httpx.AsyncClient, number: int, phone: str) -> None:
         nonlocal lost
         for turn in range(turns):
             event = fake.waiters[phone]
             event.clear()
-            path, headers, body = signed("whatsapp", broker, _whatsapp(broker, phone, TURNS[turn % len(TURNS)],
+            path, headers, body = signed("whatsapp", broker, _whatsapp(broker, phone, _text(number, turn),
                                                                        next(counter)))
             response = await client.post(path, content=body, headers=headers)
             answered = time.monotonic()
@@ -163,7 +170,7 @@ def _conversations(ingest_url: str, broker: Any, fake: FakeWhatsApp, leads: int,
     async def main() -> None:
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with httpx.AsyncClient(base_url=ingest_url, timeout=30, limits=limits) as client:
-            await asyncio.gather(*(lead(client, phone) for phone in phones))
+            await asyncio.gather(*(lead(client, i, phone) for i, phone in enumerate(phones)))
 
     asyncio.get_event_loop_policy().new_event_loop().run_until_complete(_with_executor(main))
     time.sleep(2.0)  # a doubled reply would come by now
@@ -195,7 +202,7 @@ def bench_agent_latency(settings: Any, leads: int, turns: int, llm_ms: int | Non
     llm_fake = None
     llm = None
     if llm_ms is not None:
-        llm_fake = FakeLLM().start()
+        llm_fake = FakeLLM(keep_alive=True).start()
         answer = ok(reply="Perfecto, ¿cuántos dormitorios necesitas?", action="ask", asks="bedrooms")
         answer.delay_s = llm_ms / 1000
         llm_fake.script("openai", *[answer] * (leads * turns + 50))
@@ -263,7 +270,7 @@ def bench_agent_throughput(settings: Any, contacts: int) -> None:
                 message = ChannelMessage.build(
                     broker_id=broker.broker_id, broker_slug=broker.slug, channel="whatsapp",
                     provider_message_id=f"wamid.t{prefix}{i}", contact=Contact(channel_user_id=phone),
-                    text=TURNS[0], sent_at=now, received_at=now)
+                    text=_text(i, 0), sent_at=now, received_at=now)
                 items.append((message.kafka_key(), message.model_dump_json().encode()))
             produce_all(make_producer(settings.kafka_bootstrap_servers, linger_ms=20), topics.messages, items)
             if name.startswith("bare"):

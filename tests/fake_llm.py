@@ -34,6 +34,8 @@ class FakeLLM(LocalServer):
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: {p: deque() for p in ("openai", "anthropic",
                                                                                             "gemini")})
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    # As the real APIs do: connections stay open between calls (the bench; tests keep HTTP/1.0's one per call).
+    keep_alive: bool = False
 
 
     def script(self, provider: str, *replies: Reply) -> None:
@@ -46,6 +48,8 @@ class FakeLLM(LocalServer):
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if fake.keep_alive else "HTTP/1.0"
+
             def log_message(self, *args: Any) -> None:
                 pass
 
