@@ -189,7 +189,8 @@ class Settings(BaseModel):
     agent_max_age_s: int = _env("LEADFLOW_AGENT_MAX_AGE_S", "the agent leaves unanswered a message sent longer ago "
                                 "than this (history read on a first start, a provider's late redelivery)", 900, ge=1)
     agent_workers: int = _env("LEADFLOW_AGENT_WORKERS", "contacts the agent answers at once (LLM brokers: 8 times "
-                              "as many, since they mostly wait on the model)", 32, ge=1, le=256)
+                              "as many, up to 512, since they mostly wait on the model); they share at most 34 "
+                              "database connections", 96, ge=1, le=256)
     agent_member: int = _env("LEADFLOW_AGENT_MEMBER", "this agent process's index among LEADFLOW_AGENT_MEMBERS "
                              "(it reads the partitions p with p % members == member)", 0, ge=0)
     agent_members: int = _env("LEADFLOW_AGENT_MEMBERS", "how many agent processes share the messages topic", 1, ge=1)

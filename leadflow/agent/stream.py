@@ -52,7 +52,9 @@ from leadflow.qualification import answers
 log = logging.getLogger(__name__)
 READER = "agent"
 CHAT_CHANNELS = frozenset({"telegram", "whatsapp"})
-LLM_WIDTH = 8  # LLM brokers' pool: this many times LEADFLOW_AGENT_WORKERS
+LLM_WIDTH = 8  # LLM brokers' pool: this many times LEADFLOW_AGENT_WORKERS, up to LLM_WORKERS_MAX
+LLM_WORKERS_MAX = 512  # 256 measured no better than fewer: past this, threads only cost memory
+DB_CONNECTIONS = 32  # per agent process, whatever its worker count
 MAX_ATTEMPTS = 4  # a chat reply is worth retrying for seconds, not hours: then it is failed, with the reason
 ASKED_REMEMBERED = 100_000  # contacts whose pending question is kept in memory (a few MB)
 FETCH_WAIT_MS = 20  # ~50 idle fetches a second: nothing next to a reply held ~200 ms by the embedded broker
@@ -193,8 +195,9 @@ class LeadAgent:
     # --- the loop ---------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> Stats:
-        # One connection per offline worker (their turns are short and mostly queries); LLM workers share them.
-        self.db = Database(self.settings.database_url, self.workers + 2)
+        # Workers spend most of a turn waiting (on the shared qualifier pass, the provider): they share at
+        # most DB_CONNECTIONS connections, so a wide pool does not take a PostgreSQL's connection budget.
+        self.db = Database(self.settings.database_url, min(self.workers, DB_CONNECTIONS) + 2)
         self.directory = Directory(self.db)
         self.producer: Producer = make_producer(self.settings.kafka_bootstrap_servers)
         # A short fetch wait: a lead's message must not sit ~200 ms in the embedded broker (see make_consumer).
@@ -202,7 +205,8 @@ class LeadAgent:
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agent")
         # LLM brokers' turns mostly wait on the model: they get their own, wider pool, so a slow model
         # neither holds up the offline brokers nor is held to their CPU-sized pool.
-        self._llm_executor = ThreadPoolExecutor(self.workers * LLM_WIDTH, thread_name_prefix="agent-llm")
+        self._llm_executor = ThreadPoolExecutor(min(self.workers * LLM_WIDTH, LLM_WORKERS_MAX),
+                                                thread_name_prefix="agent-llm")
         try:
             cluster = cluster_id(consumer)
             self.partitions = [p for p in partitions_of(consumer, self.topic) if p % self.members == self.member]
