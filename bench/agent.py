@@ -9,7 +9,8 @@
   a bare consumer that reads the same topic and posts a fixed text to the same fake API with the
   same number of workers (LEADFLOW_AGENT_WORKERS; both measured from their first reply to their last).
 
-Sizes: LEADFLOW_BENCH_AGENT_LEADS (500), LEADFLOW_BENCH_AGENT_TURNS (3), LEADFLOW_BENCH_AGENT_CONTACTS (3000).
+Sizes: LEADFLOW_BENCH_AGENT_LEADS (500), LEADFLOW_BENCH_AGENT_TURNS (3), LEADFLOW_BENCH_AGENT_CONTACTS (3000);
+LEADFLOW_BENCH_AGENT_MEMBERS (1): agent processes sharing the partitions in the latency runs.
 """
 
 from __future__ import annotations
@@ -190,24 +191,21 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def bench_agent_latency(settings: Any, leads: int, turns: int, llm_ms: int | None = None) -> None:
+    from bench import fake_llm_process
     from bench.loadgen import start_server
     from leadflow.config import Topics, child_process_environment
     from leadflow.kafka import ensure_topics
     from leadflow.services.ports import free_port
-    from tests.fake_llm import FakeLLM, ok
 
     topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
     ensure_topics(settings.kafka_bootstrap_servers, topics.all(), settings.kafka_partitions)
     fake = FakeWhatsApp().start()
-    llm_fake = None
+    llm_fake: subprocess.Popen[str] | None = None
     llm = None
     if llm_ms is not None:
-        llm_fake = FakeLLM(keep_alive=True).start()
-        answer = ok(reply="Perfecto, ¿cuántos dormitorios necesitas?", action="ask", asks="bedrooms")
-        answer.delay_s = llm_ms / 1000
-        llm_fake.script("openai", *[answer] * (leads * turns + 50))
+        llm_fake, llm_url = fake_llm_process.start(llm_ms, leads * turns + 50)
         os.environ["LEADFLOW_OPENAI_API_KEY"] = "bench-key-not-a-secret"
-        os.environ["LEADFLOW_OPENAI_BASE_URL"] = llm_fake.url + "/v1"
+        os.environ["LEADFLOW_OPENAI_BASE_URL"] = llm_url + "/v1"
         llm = {"provider": "openai", "model": "gpt-4o-mini"}
     broker = _broker(settings.database_url, {}, llm)
     env = {**child_process_environment(settings.model_copy(update={
@@ -216,26 +214,30 @@ def bench_agent_latency(settings: Any, leads: int, turns: int, llm_ms: int | Non
     port = free_port()
     ingest = start_server([sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app", "--port",
                            str(port), "--log-level", "warning", "--no-access-log"], env, port)
-    agent = _agent_process(env)
+    members = int(os.environ.get("LEADFLOW_BENCH_AGENT_MEMBERS", "1"))
+    agents = [_agent_process({**env, "LEADFLOW_AGENT_MEMBER": str(i), "LEADFLOW_AGENT_MEMBERS": str(members)})
+              for i in range(members)]
     try:
         time.sleep(3.0)  # the agent assigns its partitions
         started = time.monotonic()
         latencies, lost, doubled = _conversations(f"http://127.0.0.1:{port}", broker, fake, leads, turns,
                                                   f"9{uuid.uuid4().int % 100:02d}")
         elapsed = time.monotonic() - started
-        memory = _peak_rss_mb(agent.pid)
+        memory = sum(_peak_rss_mb(agent.pid) for agent in agents)
     finally:
-        agent.terminate()
-        agent.wait(30)
+        for agent in agents:
+            agent.terminate()
+        for agent in agents:
+            agent.wait(30)
         ingest.terminate()
         ingest.wait(30)
         fake.stop()
         if llm_fake is not None:
-            llm_fake.stop()
+            fake_llm_process.stop(llm_fake)
     target = 3.0 if llm_ms is not None else 2.0
     policy = f"fake LLM, {llm_ms} ms per call" if llm_ms is not None else "offline policy"
     print(f"\n== lead agent latency: {leads} leads x {turns} turns, concurrently, {policy} "
-          f"(burst window {settings.agent_burst_ms} ms included)")
+          f"(burst window {settings.agent_burst_ms} ms included; {members} agent process(es))")
     print(f"webhook 200 -> reply at the provider: p50 {statistics.median(latencies):.2f} s, "
           f"p95 {_percentile(latencies, 0.95):.2f} s, p99 {_percentile(latencies, 0.99):.2f} s "
           f"(target p95 < {target:.0f} s); replies {len(latencies)}, lost {lost}, doubled {doubled}; "
