@@ -288,6 +288,24 @@ def test_the_lead_page_has_the_whole_conversation_in_time_order(client: TestClie
     assert len(newest["conversation"]) == 1 and newest["older_left_out"]
 
 
+def test_the_lead_pages_json_is_what_validating_every_item_gives(settings: Settings, world: World) -> None:
+    from reports_api.routes.workspace import lead_workspace
+    from reports_api.workspace.schemas import LeadWorkspace, lead_workspace_json
+
+    pool = ScopedPool(settings.database_url, 1)
+    admin = Principal(world.users["admin_a"].user_id, "x", "ADMIN", world.a.broker_id)
+    for lead_id in (world.leads.camila, world.leads.pedro):
+        with pool.cursor(admin, world.a.broker_id) as cur:
+            page = lead_workspace(cur, world.a.broker_id, lead_id, 500)
+        fast = json.loads(lead_workspace_json(page))
+        assert fast == json.loads(LeadWorkspace.model_validate(page).model_dump_json())
+        assert fast["conversation"] and set(fast["conversation"][0]) == set(ConversationItemFields)
+
+
+ConversationItemFields = ("kind", "item_id", "channel", "direction", "message_type", "body", "at", "conversation_id",
+                          "author", "delivery", "campaign", "detail")
+
+
 def test_an_agent_cannot_read_a_lead_it_is_not_assigned(client: TestClient, world: World) -> None:
     path = f"/brokers/{world.a.broker_id}/leads/{world.leads.ana}/workspace"
     assert client.get(path, headers=bearer(world, "agent_a")).status_code == 404

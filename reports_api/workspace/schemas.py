@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, Field, field_validator
 
 from reports_api.schemas import LeadDetail, StageEvent
@@ -164,6 +165,20 @@ class LeadWorkspace(LeadDetail):
     provenance: list[FactSource] = Field(default_factory=list,
                                          description="where each non-empty qualification fact came from")
     stages: list[StageName] = Field(description="the broker's pipeline, the stages a person may move it to")
+
+
+def lead_workspace_json(page: dict[str, Any]) -> bytes:
+    """``page`` as ``LeadWorkspace`` JSON: every part validated except the conversation's items.
+
+    Validating 500 items was 3-4 ms of a ~7 ms request (pydantic, measured; building them unvalidated
+    still cost 2 ms), and they come from one query of ours with fixed column types: they are written
+    straight to JSON, their fields only, UTC times with "Z" as pydantic writes them.
+    ``tests/test_workspace.py`` compares both ways on real pages.
+    """
+    out = LeadWorkspace.model_validate({**page, "conversation": []}).model_dump(mode="json")
+    fields = tuple(ConversationItem.model_fields)
+    out["conversation"] = [{k: item.get(k) for k in fields} for item in page["conversation"]]
+    return orjson.dumps(out, option=orjson.OPT_UTC_Z)
 
 
 class BoardCard(BaseModel):
