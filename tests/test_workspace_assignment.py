@@ -315,6 +315,18 @@ def test_the_settings_page_saves_its_form_with_the_csrf_token_and_audits_it(worl
     assert (who, action) == (u["admin_a"].user_id, "settings.assignment")
 
 
+def test_only_an_admin_is_shown_the_link_to_the_assignment_settings(world: World) -> None:
+    link = f'href="/dashboard/brokers/{world.a.broker_id}/settings/assignment"'
+    for user, shown in (("admin_a", True), ("uno", False)):
+        world.client.cookies.update({COOKIE: issue_token(world.tokens, world.users[user])})
+        try:
+            inbox = world.client.get(f"/dashboard/brokers/{world.a.broker_id}/inbox")
+        finally:
+            world.client.cookies.clear()
+        assert inbox.status_code == 200 and 'class="ws-nav"' in inbox.text
+        assert (link in inbox.text) is shown, user
+
+
 # --- editing a lead --------------------------------------------------------------------------------------
 
 def test_an_edit_sets_the_contact_adds_identities_and_later_messages_keep_both(world: World,
