@@ -348,8 +348,10 @@ def _read_batch(consumer: Consumer, max_records: int, poll_timeout_ms: int, max_
 
 
 def check_offsets_in_log(consumer: Consumer, bootstrap: str, cluster: str, stored: dict[Partition, int],
-                         timeout_s: float = 3.0) -> None:
+                         timeout_s: float = 3.0, reader: str = READER) -> None:
     """Raise ``OffsetsBeyondLog`` when a partition has fewer records than its stored next offset.
+
+    ``reader`` is whose offsets these are (the landing's, the agent's, the dispatcher's): the fix names it.
 
     A fetch past the end does not fail on the embedded broker (it answers with nothing, as at the
     end of the stream), and its high watermarks are wrong. So a partition whose high watermark is
@@ -382,12 +384,17 @@ def check_offsets_in_log(consumer: Consumer, bootstrap: str, cluster: str, store
     if missing:
         topic, partition = min(missing)
         landed = suspects[(topic, partition)]
+        done = {READER: ("landed", "land", "records landed before are skipped as duplicates"),
+                "agent": ("read by the agent", "answer", "messages older than LEADFLOW_AGENT_MAX_AGE_S are not "
+                                                         "answered"),
+                "dispatcher": ("read by the dispatcher", "dispatch", "sends already made are not made again")}
+        read, verb, after = done.get(reader, (f"read by {reader}", "read", "the reader starts from the log's start"))
         raise OffsetsBeyondLog(
             f"Kafka cluster {cluster} has fewer records in {topic}[{partition}] than the {landed} PostgreSQL says "
-            f"were landed ({len(missing)} partition(s) so): the broker's log was wiped or replaced "
-            "under the same cluster id, and nothing was landed. Restore the broker's storage, or to land the new log "
-            "from its start run: DELETE FROM leadflow.kafka_offsets WHERE consumer = 'landing' AND cluster_id = "
-            f"'{cluster}'; (records landed before are skipped as duplicates).")
+            f"were {read} ({len(missing)} partition(s) so): the broker's log was wiped or replaced "
+            f"under the same cluster id, and nothing was {read.split()[0]}. Restore the broker's storage, or to "
+            f"{verb} the new log from its start run: DELETE FROM leadflow.kafka_offsets WHERE consumer = '{reader}' "
+            f"AND cluster_id = '{cluster}'; ({after}).")
 
 
 def _topic_partitions(consumer: Consumer, topics: Topics) -> list[Partition]:

@@ -44,6 +44,7 @@ from leadflow.agent.store import agent_configs
 from leadflow.config import Settings
 from leadflow.events import ChannelMessage, Contact, OutboundCommand
 from leadflow.kafka import assign_from, cluster_id, make_consumer, make_producer, partitions_of
+from leadflow.landing import check_offsets_in_log
 from leadflow.offsets import lock_offsets, store_offsets
 from leadflow.outbound.errors import Rejected, RetryLater, Skip
 from leadflow.outbound.senders import Sender
@@ -211,6 +212,8 @@ class LeadAgent:
             cluster = cluster_id(consumer)
             self.partitions = [p for p in partitions_of(consumer, self.topic) if p % self.members == self.member]
             stored = self._start_offsets(cluster)
+            # A wiped broker under the same cluster id: reading on would skip its new messages unanswered.
+            check_offsets_in_log(consumer, self.settings.kafka_bootstrap_servers, cluster, stored, reader=READER)
             self._read_upto = {p: stored[(self.topic, p)] for p in self.partitions}
             self._unsettled = {p: Counter() for p in self.partitions}
             assign_from(consumer, {(self.topic, p): stored[(self.topic, p)] for p in self.partitions})

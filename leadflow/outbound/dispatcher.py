@@ -23,6 +23,7 @@ from leadflow.config import Topics
 from leadflow.db.connection import connect, transaction
 from leadflow.events import OutboundCommand
 from leadflow.kafka import assign_from, cluster_id, consume, make_consumer, partitions_of
+from leadflow.landing import check_offsets_in_log
 from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline
 from leadflow.leads.store.stages import move_lead_forward
 from leadflow.offsets import lock_offsets, store_offsets
@@ -64,6 +65,7 @@ def read_commands(url: str, bootstrap: str, topics: Topics, max_records: int = 5
             return [], 0
         with transaction(url) as conn, conn.cursor() as cur:
             stored = lock_offsets(cur, READER, cluster, tps)
+            check_offsets_in_log(consumer, bootstrap, cluster, stored, reader=READER)
             assign_from(consumer, stored)
             records = consume(consumer, max_records, timeout_s)
             commands, malformed, ends = [], 0, {}
