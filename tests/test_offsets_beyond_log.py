@@ -36,10 +36,11 @@ def _past_the_end(settings: Settings, reader: str, topic: str) -> tuple[str, dic
     return cluster, offsets
 
 
-def _stored(settings: Settings, reader: str, cluster: str) -> dict[tuple[str, int], int]:
+def _stored(settings: Settings, reader: str, cluster: str, topic: str) -> dict[tuple[str, int], int]:
+    """The reader's offsets on ``topic`` (the session's database holds other tests' topics too)."""
     with transaction(settings.database_url) as conn, conn.cursor() as cur:
         cur.execute("SELECT topic, partition, next_offset FROM leadflow.kafka_offsets WHERE consumer = %s "
-                    "AND cluster_id = %s", (reader, cluster))
+                    "AND cluster_id = %s AND topic = %s", (reader, cluster, topic))
         return {(t, p): int(o) for t, p, o in cur.fetchall()}
 
 
@@ -50,7 +51,7 @@ def test_the_agent_stops_with_the_fix_when_its_offsets_are_past_the_log(settings
     with pytest.raises(OffsetsBeyondLog, match=rf"read by the agent .*wiped or replaced.*consumer = '{AGENT}'"):
         agent.run(threading.Event())
     assert not agent.ready.is_set()
-    assert _stored(settings, AGENT, cluster) == offsets  # nothing read, nothing moved
+    assert _stored(settings, AGENT, cluster, fresh_topics.messages) == offsets  # nothing read, nothing moved
 
 
 def test_leadflow_agent_run_says_it_in_one_line_and_exits_2(settings: Settings, fresh_topics: Topics,
@@ -68,4 +69,4 @@ def test_the_dispatcher_stops_with_the_fix_when_its_offsets_are_past_the_log(set
     cluster, offsets = _past_the_end(settings, DISPATCHER, fresh_topics.outbound)
     with pytest.raises(OffsetsBeyondLog, match=rf"read by the dispatcher .*consumer = '{DISPATCHER}'"):
         read_commands(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics)
-    assert _stored(settings, DISPATCHER, cluster) == offsets
+    assert _stored(settings, DISPATCHER, cluster, fresh_topics.outbound) == offsets
