@@ -35,6 +35,8 @@ from typing import Any
 
 import httpx
 
+from tests.local_http import LoopbackServer
+
 WA_TOKEN = "wa-token-not-a-secret"
 COMUNAS = ("ñuñoa", "providencia", "las condes", "la florida", "maipú", "san miguel", "vitacura", "macul")
 
@@ -80,8 +82,7 @@ class FakeWhatsApp:
                 self.end_headers()
                 self.wfile.write(data.encode())
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = LoopbackServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 

@@ -21,6 +21,14 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict[str, A
     handler.wfile.write(data)
 
 
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded server whose listen backlog holds a burst of connections, as a provider's does: with
+    socketserver's default of 5, a burst of a few hundred connects overflows it, and the kernel drops
+    SYNs that the client resends a second later (a delay of the fake, not of the code under test)."""
+
+    request_queue_size = 1024
+
+
 @dataclass
 class LocalServer:
     server: ThreadingHTTPServer | None = None
@@ -31,7 +39,7 @@ class LocalServer:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = LoopbackServer(("127.0.0.1", 0), handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:

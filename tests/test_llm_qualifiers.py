@@ -112,3 +112,38 @@ def test_no_api_key_means_rules_only_said_once(monkeypatch: pytest.MonkeyPatch,
         from_environment("openai")
     assert first.provider is None and first.qualify(TURNS, "CL").qualifier == "rules"
     assert sum("LEADFLOW_OPENAI_API_KEY is not set" in r.message for r in caplog.records) == 1
+
+
+def test_sdk_clients_are_handed_out_in_turn_to_every_thread_evenly() -> None:
+    # The lead agent's hundreds of calls in flight are spread over CLIENT_SHARDS connection pools.
+    import threading
+    from collections import Counter
+
+    made = iter(range(100))
+    shards = llm._Shards(lambda: next(made), 8)
+    seen: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def take() -> None:
+        mine = Counter(shards.next() for _ in range(1000))
+        with lock:
+            seen.update(mine)
+
+    threads = [threading.Thread(target=take) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {i: 2000 for i in range(8)}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_each_provider_spreads_its_calls_over_several_sdk_clients(provider: str, fake: FakeLLM) -> None:
+    qualifier = from_environment(provider)
+    assert qualifier.provider is not None
+    clients = qualifier.provider._clients  # type: ignore[attr-defined]
+    assert len({id(clients.next()) for _ in range(llm.CLIENT_SHARDS)}) == llm.CLIENT_SHARDS
+    fake.script(provider, ok(operation="buy"), ok(operation="rent"))
+    for text in ("busco comprar", "busco arrendar"):
+        assert qualifier.qualify([Turn("lead", text)]).qualification.operation in ("buy", "rent")
+    assert fake.calls(provider) == 2
