@@ -244,6 +244,50 @@ def test_inbox_filters_and_their_counts(client: TestClient, world: World) -> Non
             assert len(inbox_ids(client, world, **params)) == count, (facet, value)
 
 
+def test_a_search_pages_the_same_whether_it_walks_the_inbox_or_asks_the_index(settings: Settings, world: World,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # A frequent term fills its page within the first SEARCH_WALK leads in inbox order; a rarer one goes to
+    # the trigram index (workspace_search). Both must give the same pages, in order, in the caller's scope.
+    from reports_api.workspace import reads
+
+    pool = ScopedPool(settings.database_url, 1)
+    people = {"admin_a": Principal(world.users["admin_a"].user_id, "x", "ADMIN", world.a.broker_id),
+              "agent_a": Principal(world.users["agent_a"].user_id, "x", "AGENT", world.a.broker_id)}
+
+    def pages(who: str, term: str, limit: int) -> tuple[list[list[int]], int]:
+        seen: list[list[int]] = []
+        walked = 0
+        after: reads.Cursor | None = None
+        while True:
+            f = reads.InboxFilter(search=term, after=after, limit=limit)
+            with pool.cursor(people[who], world.a.broker_id) as cur:
+                conditions = {k: v for k, v in reads._conditions(f).items() if k != "search"}
+                params = reads._params(world.a.broker_id, people[who].user_id, f)
+                after_sql = (f" AND ({reads.SORT_KEY}, l.lead_id) < (%(after_at)s::timestamptz, %(after_id)s)"
+                             if after else "")
+                walked += reads._walk_search(cur, conditions, after_sql, params) is not None
+                page = reads.inbox(cur, world.a.broker_id, people[who].user_id, f)
+            seen.append([item["lead_id"] for item in page["items"]])
+            if page["next"] is None:
+                return seen, walked
+            after = reads.Cursor.decode(page["next"])
+
+    walks = 0
+    for who in people:
+        for term in ("a", "hola", "cami", "11111111", "example.cl", "zzqx"):
+            for limit in (1, 2, 50):
+                walking, walked = pages(who, term, limit)
+                walks += walked
+                monkeypatch.setattr(reads, "SEARCH_WALK", 0)
+                indexed, none = pages(who, term, limit)
+                monkeypatch.undo()
+                assert none == 0
+                assert walking == indexed, (who, term, limit)
+                if who == "agent_a":
+                    assert not {lead for page in walking for lead in page} & {world.leads.ana, world.leads.pedro}
+    assert walks > 0  # the walk itself was exercised, not only the index
+
+
 def test_an_agent_sees_only_its_own_leads_in_the_inbox_and_on_the_board(client: TestClient, world: World) -> None:
     lw = world.leads
     assert inbox_ids(client, world, "agent_a") == [lw.mallory, lw.camila, lw.tomas]

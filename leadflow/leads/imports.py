@@ -241,7 +241,11 @@ _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 
 def _clean(text: str | None) -> str:
     # PostgreSQL text cannot hold NUL; other control characters but newlines and tabs say nothing.
-    return "".join(ch for ch in (text or "") if ch in "\n\t" or ch.isprintable() or ch == "\r").strip()
+    if not text:
+        return ""
+    if text.isprintable():  # nearly every cell: checked in C, not character by character (40% of a parse)
+        return text.strip()
+    return "".join(ch for ch in text if ch in "\n\t" or ch.isprintable() or ch == "\r").strip()
 
 
 def clean_tag(tag: str) -> str:

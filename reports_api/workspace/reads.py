@@ -152,9 +152,14 @@ def inbox(cur: psycopg2.extensions.cursor, broker_id: int, me: int, f: InboxFilt
     the columns shown are joined to those few rows.
     """
     conditions = _conditions(f)
-    where = "".join(f"\n AND {sql}" for sql in conditions.values())
-    if f.after is not None:
-        where += f"\n AND ({SORT_KEY}, l.lead_id) < (%(after_at)s::timestamptz, %(after_id)s)"
+    after = f"\n AND ({SORT_KEY}, l.lead_id) < (%(after_at)s::timestamptz, %(after_id)s)" if f.after else ""
+    params = _params(broker_id, me, f)
+    if f.search:
+        found = _walk_search(cur, {k: v for k, v in conditions.items() if k != "search"}, after, params)
+        if found is not None:
+            conditions["search"] = "l.lead_id = ANY(%(found)s)"
+            params["found"] = found
+    where = "".join(f"\n AND {sql}" for sql in conditions.values()) + after
     cur.execute(f"""
         WITH page AS MATERIALIZED (
             SELECT l.lead_id, {SORT_KEY} AS sort_key FROM leadflow.leads l
@@ -174,12 +179,44 @@ def inbox(cur: psycopg2.extensions.cursor, broker_id: int, me: int, f: InboxFilt
         LEFT JOIN LATERAL (SELECT left(m.body, 160) AS body, m.direction, m.channel
                            FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
                            WHERE ml.lead_id = l.lead_id ORDER BY ml.message_id DESC LIMIT 1) last ON true
-        ORDER BY page.sort_key DESC, page.lead_id DESC""", _params(broker_id, me, f))
+        ORDER BY page.sort_key DESC, page.lead_id DESC""", params)
     items = _rows(cur)
     more = len(items) > f.limit
     items = items[:f.limit]
     following = Cursor(items[-1]["last_message_at"], items[-1]["lead_id"]).encode() if more and items else None
     return {"items": items, "next": following, "limit": f.limit}
+
+
+# A search first reads this many leads in the inbox's order, and stops at the page's end: a frequent term
+# (a common surname, "depto") fills a page within them. Through the trigram index instead, it would gather
+# every match of the broker first: "Rojas" (12,500 leads of 50,000) took 36 ms for one user, "depto" 0.6-0.9 s;
+# by this walk 6-10 ms and 4 ms. A rare term pays the walk (~10 ms), then the index. 200 leads hold a page of
+# any term in a quarter of the leads.
+SEARCH_WALK = 200
+_WALK_MATCH = """((coalesce(l.display_name, '') || ' ' || coalesce(l.email, '') || ' ' || coalesce(l.phone_e164, ''))
+                  ILIKE ANY (ARRAY[%(pattern)s, coalesce(%(phone)s, %(pattern)s)])
+                 OR EXISTS (SELECT 1 FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
+                            WHERE ml.lead_id = l.lead_id AND m.direction = 'inbound' AND m.body ILIKE %(pattern)s))"""
+
+
+def _walk_search(cur: psycopg2.extensions.cursor, conditions: dict[str, str], after: str,
+                 params: dict[str, Any]) -> list[int] | None:
+    """The page's matching leads found among the next ``SEARCH_WALK`` leads in inbox order, or None when
+    fewer than a page (and the one after it) match there: a rarer term, which the index then finds. The
+    same matching as ``workspace_search`` (migration 0021), here under the cursor's row security."""
+    where = "".join(f"\n AND {sql}" for sql in conditions.values()) + after
+    cur.execute(f"""
+        SELECT w.lead_id FROM (
+            SELECT l.lead_id, {SORT_KEY} AS sort_key FROM leadflow.leads l
+            WHERE l.broker_id = %(broker)s AND l.merged_into IS NULL {where}
+            ORDER BY {SORT_KEY} DESC, l.lead_id DESC
+            LIMIT %(walk)s) w
+        JOIN leadflow.leads l ON l.lead_id = w.lead_id
+        WHERE {_WALK_MATCH}
+        ORDER BY w.sort_key DESC, w.lead_id DESC
+        LIMIT %(limit)s""", {**params, "walk": SEARCH_WALK})
+    found = [int(row[0]) for row in cur.fetchall()]
+    return found if len(found) == params["limit"] else None
 
 
 class CountsCache:
