@@ -14,7 +14,8 @@
   against a bare FastAPI GET (bench/analytics.py);
 - workspace: inbox pages, filter counts and a 500-message lead page over 1M leads and 20M messages,
   p95 under 16 concurrent users against a bare SELECT of the same rows through the same pool
-  (bench/workspace.py; LEADFLOW_BENCH_WS_LEADS, LEADFLOW_BENCH_WS_MESSAGES shrink it);
+  (bench/workspace.py; LEADFLOW_BENCH_WS_LEADS, LEADFLOW_BENCH_WS_MESSAGES shrink it;
+  LEADFLOW_BENCH_WS_URL measures a database an earlier run seeded);
 - import: a 100k-row CSV through the workspace's import, end to end, against a COPY of the same file
   (bench/workspace_import.py; LEADFLOW_BENCH_IMPORT_ROWS).
 

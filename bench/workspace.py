@@ -164,6 +164,20 @@ def seed_workspace_database(admin_url: str, leads: int, messages: int) -> Seeded
     return Seeded(url, broker_id, big_lead, leads, per_lead * leads + BIG_CONVERSATION, time.perf_counter() - started)
 
 
+def seeded_database(url: str) -> Seeded:
+    """A database an earlier run seeded, named by LEADFLOW_BENCH_WS_URL (seeding 1M leads takes minutes):
+    brought to the latest migration, measured as it is."""
+    from leadflow.db.migrate import upgrade
+
+    upgrade(url)
+    with transaction(url) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT (SELECT min(broker_id) FROM leadflow.brokers), (SELECT count(*) FROM leadflow.leads),
+                              (SELECT reltuples::bigint FROM pg_class WHERE oid = 'leadflow.raw_messages'::regclass)""")
+        row = cur.fetchone()
+        assert row is not None and row[0] is not None, f"{url} holds no seeded workspace"
+    return Seeded(url, int(row[0]), BROKERS, int(row[1]), int(row[2]), 0.0)
+
+
 def _percentile_line(name: str, rate: float, p50: float, p95: float, p99: float, codes: dict[int, int]) -> str:
     return (f"{name:44s} {rate:7.0f} req/s   p50 {p50:6.1f} ms   p95 {p95:6.1f} ms   p99 {p99:6.1f} ms   "
             f"codes {codes}")
@@ -175,7 +189,8 @@ def bench_workspace(admin_url: str, leads: int, messages: int, total: int, concu
     from leadflow.users import add_user, authenticate
     from reports_api.security import TokenSettings, issue_token
 
-    seeded = seed_workspace_database(admin_url, leads, messages)
+    reuse = os.environ.get("LEADFLOW_BENCH_WS_URL")
+    seeded = seeded_database(reuse) if reuse else seed_workspace_database(admin_url, leads, messages)
     secret = uuid.uuid4().hex * 2
     os.environ["LEADFLOW_BCRYPT_ROUNDS"] = "4"
     env = {**os.environ, "LEADFLOW_DATABASE_URL": seeded.url, "LEADFLOW_REPORTS_JWT_SECRET": secret,
@@ -185,7 +200,10 @@ def bench_workspace(admin_url: str, leads: int, messages: int, total: int, concu
         row = cur.fetchone()
         assert row is not None
         slug = str(row[0])
-    add_user(seeded.url, "bench-admin@ws.test", "bench-password", role="ADMIN", broker_slug=slug)
+        cur.execute("SELECT 1 FROM leadflow.users WHERE email = 'bench-admin@ws.test'")
+        known = cur.fetchone() is not None
+    if not known:
+        add_user(seeded.url, "bench-admin@ws.test", "bench-password", role="ADMIN", broker_slug=slug)
     user = authenticate(seeded.url, "bench-admin@ws.test", "bench-password")
     assert user is not None and user.broker_id == seeded.broker_id
     env["LEADFLOW_BENCH_WS_USER"] = str(user.user_id)
