@@ -98,9 +98,12 @@ class FakeWhatsApp:
 
 
 def _peak_rss_mb(pid: int) -> float:
+    """Peak resident memory of the process and its children (the agent's qualifier worker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+            return int(line.split()[1]) / 1024 + sum(_peak_rss_mb(kid) for kid in kids)
     return float("nan")
 
 

@@ -285,6 +285,7 @@ def _agent_run(args: argparse.Namespace) -> int:
     from leadflow.agent.notify import Notifier
     from leadflow.agent.stream import LeadAgent
     from leadflow.outbound.senders import TelegramSender, WhatsAppSender
+    from leadflow.qualification import batcher
 
     settings = export_environment()
     agent = LeadAgent(settings, {"telegram": TelegramSender(), "whatsapp": WhatsAppSender()}, notifier=Notifier(),
@@ -292,7 +293,12 @@ def _agent_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stats = agent.run(stop)
+    if settings.agent_qualifier_process:
+        batcher.shared().in_worker_process()
+    try:
+        stats = agent.run(stop)
+    finally:
+        batcher.shared().close()
     print(f"agent stopped: {stats.records} records read, {stats.bursts} bursts, replies {dict(stats.replies)}, "
           f"decisions {dict(stats.decisions)}, {stats.errors} errors")
     return 0

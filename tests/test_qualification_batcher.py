@@ -64,3 +64,58 @@ def test_a_pass_that_fails_is_redone_one_conversation_at_a_time() -> None:
     with ThreadPoolExecutor(len(CONVERSATIONS)) as pool:
         got = list(pool.map(ask, CONVERSATIONS))
     assert got == [qualify(turns, country) for turns, country in CONVERSATIONS]
+
+
+def test_a_worker_process_reads_the_passes_and_gives_what_the_rules_give() -> None:
+    batcher = QualifyBatcher()
+    batcher.in_worker_process()
+    try:
+        alone = [qualify(turns, country) for turns, country in CONVERSATIONS]
+        with ThreadPoolExecutor(32) as pool:
+            got = list(pool.map(lambda job: batcher.qualify(*job), CONVERSATIONS * 6))
+        assert got == alone * 6
+        assert batcher.worker_restarts == 0
+    finally:
+        batcher.close()
+
+
+def test_a_worker_process_that_dies_is_replaced_and_its_pass_is_read_in_the_callers_process() -> None:
+    import os
+    import signal
+
+    batcher = QualifyBatcher()
+    batcher.in_worker_process()
+    try:
+        worker = batcher._worker
+        assert worker is not None
+        [pid] = list(worker._processes)
+        os.kill(pid, signal.SIGKILL)  # as the kernel's OOM killer would
+        turns, country = CONVERSATIONS[0]
+        assert batcher.qualify(turns, country) == qualify(turns, country)
+        assert batcher.worker_restarts == 1 and batcher._worker is not worker
+        turns, country = CONVERSATIONS[1]
+        assert batcher.qualify(turns, country) == qualify(turns, country)  # through the new worker
+        assert batcher.worker_restarts == 1
+    finally:
+        batcher.close()
+
+
+def test_the_worker_process_exits_when_its_agent_is_killed() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    script = ("import os, signal\n"
+              "from leadflow.qualification.batcher import QualifyBatcher\n"
+              "b = QualifyBatcher()\n"
+              "b.in_worker_process()\n"
+              "print(*b._worker._processes, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    parent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert parent.returncode == -9, parent.stderr
+    worker = int(parent.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{worker}"):
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{worker}"), "the worker outlived its killed agent"
