@@ -4,7 +4,9 @@
   process) to ``leadflow agent run`` (its own process, default settings: the 1.2 s burst window
   included); each lead waits for the reply, then writes again. Measured from the webhook's 200 to
   the fake WhatsApp API receiving the reply: p50/p95/p99, replies lost or doubled, and the agent's
-  peak memory. Once on the offline policy, once with a fake LLM that takes 800 ms per call.
+  peak memory (with its qualifier worker). Once on the offline policy, once with a fake LLM that takes
+  800 ms per call. Both fakes answer from processes of their own, as the real APIs would: in the
+  bench's process they waited on the load generator's threads, and the bench charged that to the agent.
 - Throughput: replies/s of the agent over a topic already holding one message per contact, against
   a bare consumer that reads the same topic and posts a fixed text to the same fake API with the
   same number of workers (LEADFLOW_AGENT_WORKERS; both measured from their first reply to their last).
@@ -29,14 +31,12 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.local_http import LoopbackServer
-
+ROOT = Path(__file__).resolve().parents[1]
 WA_TOKEN = "wa-token-not-a-secret"
 COMUNAS = ("ñuñoa", "providencia", "las condes", "la florida", "maipú", "san miguel", "vitacura", "macul")
 
@@ -51,50 +51,38 @@ def _text(lead: int, turn: int) -> str:
 
 @dataclass
 class FakeWhatsApp:
-    """Receives replies, stamps them, and wakes whoever waits for that recipient."""
+    """Receives replies in a process of its own (``bench.fake_whatsapp_process``), which stamps them as they
+    arrive; here each stamp is recorded and wakes whoever waits for that recipient."""
 
     received: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     waiters: dict[str, threading.Event] = field(default_factory=dict)
-    server: ThreadingHTTPServer | None = None
+    url: str = ""
+    process: subprocess.Popen[str] | None = None
 
     def start(self) -> FakeWhatsApp:
-        fake = self
-        ids = iter(range(1, 10**9))
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                at = time.monotonic()
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-                to = str(body.get("to"))
-                fake.received[to].append(at)
-                event = fake.waiters.get(to)
-                if event is not None:
-                    event.set()
-                data = json.dumps({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.b{next(ids)}"}]})
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data.encode())
-
-        self.server = LoopbackServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.fake_whatsapp_process"], cwd=ROOT,
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("http://127.0.0.1:"):
+            self.process.kill()
+            raise RuntimeError(f"the fake WhatsApp did not start: {self.url!r}")
+        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
         return self
 
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+    def _read(self, lines: Any) -> None:
+        for line in lines:
+            to, at = line.split()
+            self.received[to].append(float(at))
+            event = self.waiters.get(to)
+            if event is not None:
+                event.set()
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        if self.process is not None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            self.process.wait(30)
 
 
 def _peak_rss_mb(pid: int) -> float:

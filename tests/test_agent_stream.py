@@ -86,6 +86,42 @@ def test_a_burst_gets_one_reply_which_lands_as_the_bots_message(world: AgentWorl
     assert landed == [(reply, "bot", rows[0][2], camila.user)]
 
 
+def test_replies_sent_but_never_produced_are_produced_at_the_next_start_and_land_once(
+        world: AgentWorld, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    world.enable(broker)
+    world.start_agent()
+    lead = world.lead(broker)
+    lead.say("hola, busco depto")
+    lead.next_reply()
+    world.stop_agents()
+    topics = world.settings.topics
+    land(world.settings.database_url, world.settings.kafka_bootstrap_servers, topics)
+    # A crash between sending and producing, many times over (the landing was down meanwhile): sent replies
+    # that never reached the topic. Copies of the real one, each answering a message of its own.
+    with transaction(world.settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO leadflow.agent_replies (broker_id, channel, contact_key, reply_to, lead_id, status,
+                                                           policy, action, asks, reasons, body, destination, heard,
+                                                           inbound_at, sent_at, provider_message_id)
+                       SELECT broker_id, channel, contact_key, reply_to || '-lost' || k, lead_id, 'sent', policy,
+                              action, asks, reasons, body || ' (' || k || ')', destination, heard, inbound_at,
+                              sent_at, provider_message_id || '-' || k
+                       FROM leadflow.agent_replies, generate_series(1, 300) k
+                       WHERE broker_id = %s RETURNING reply_id""", (broker.broker_id,))
+        lost = {f"reply:{r[0]}" for r in cur.fetchall()}
+    world.start_agent()  # ready only once they are produced again
+    world.stop_agents()
+    land(world.settings.database_url, world.settings.kafka_bootstrap_servers, topics)
+    world.start_agent()  # landed now: nothing to produce again
+    world.stop_agents()
+    land(world.settings.database_url, world.settings.kafka_bootstrap_servers, topics)
+    landed = rows(world.settings, """SELECT provider_message_id FROM leadflow.raw_messages
+                                     WHERE broker_id = %s AND direction = 'outbound'""", broker.broker_id)
+    ids = [r[0] for r in landed]
+    assert len(ids) == len(set(ids)) == 301
+    assert lost <= set(ids)
+
+
 def test_a_broker_without_the_agent_gets_no_replies(world: AgentWorld, make_broker: BrokerFactory) -> None:
     quiet, talking = make_broker(), make_broker()
     world.enable(talking)

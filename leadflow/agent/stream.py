@@ -527,8 +527,37 @@ class LeadAgent:
     def _publish_pending(self) -> None:
         with self._lock:
             pending, self._unpublished = self._unpublished, []
-        for message in pending:
-            self._publish(message)
+        self._publish_many(pending)
+
+    def _publish_many(self, messages: list[ChannelMessage]) -> None:
+        """Produce them all, then wait once: one at a time, each waiting for its ack, an agent starting after
+        its replies went unlanded for a while (the landing down) took seconds per thousand before it read."""
+        if not messages:
+            return
+        acked: set[int] = set()
+
+        def delivered(index: int) -> Callable[[Any, Any], None]:
+            def done(err: Any, _msg: Any) -> None:
+                if err is None:
+                    acked.add(index)
+            return done
+
+        for index, message in enumerate(messages):
+            for _attempt in range(2):
+                try:
+                    self.producer.produce(self.topic, key=message.kafka_key(),
+                                          value=message.model_dump_json().encode(), on_delivery=delivered(index))
+                    break
+                except BufferError:
+                    self.producer.poll(0.5)  # the local queue is full: let deliveries drain, then try again
+                except KafkaException:
+                    break  # not acknowledged: kept for the next round below
+        self.producer.flush(15)
+        missing = [m for i, m in enumerate(messages) if i not in acked]
+        if missing:
+            log.warning("%d agent replies not acknowledged by Kafka; will produce them again", len(missing))
+            with self._lock:
+                self._unpublished.extend(missing)
 
     def _republish_unlanded(self) -> None:
         """Replies a crash left sent but never produced: produced again (a twin already produced lands once)."""
@@ -541,6 +570,7 @@ class LeadAgent:
                   AND NOT EXISTS (SELECT 1 FROM leadflow.raw_messages m WHERE m.broker_id = r.broker_id
                                   AND m.channel = r.channel AND m.provider_message_id = 'reply:' || r.reply_id)""")
             rows = cur.fetchall()
+        again: list[ChannelMessage] = []
         for (reply_id, broker_id, slug, channel, contact_key, body, sent_at, action, asks, reasons, reply_to, policy,
              destination, provider_id) in rows:
             if not self._owns(destination):
@@ -549,7 +579,10 @@ class LeadAgent:
                           destination.get("contact", {}))
             meta = {**replies.payload_meta(action, asks, reasons or [], reply_to, policy),
                     "provider_message_id": provider_id}
-            self._publish(_reply_message(burst, int(reply_id), body or "", sent_at, meta))
+            again.append(_reply_message(burst, int(reply_id), body or "", sent_at, meta))
+        if again:
+            log.info("producing again %d sent replies not landed yet", len(again))
+        self._publish_many(again)
 
 
 def destination_time(destination: dict[str, Any]) -> datetime:
