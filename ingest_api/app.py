@@ -42,6 +42,12 @@ def create_app(settings: Settings | None = None, *, broker_reload_interval_s: fl
     for module in (telegram, whatsapp, vapi, bland, form):
         app.include_router(module.router)
 
+    @app.get("/live", tags=["ops"])
+    async def live() -> dict[str, str]:
+        """The process answers (a liveness probe's question). No dependency is checked: Kafka being down
+        must take a pod out of service (/health), not restart it."""
+        return {"status": "ok"}
+
     @app.get("/health", tags=["ops"])
     async def health() -> JSONResponse:
         """Kafka and PostgreSQL reachability; 503 when either does not answer."""

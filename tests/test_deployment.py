@@ -229,3 +229,113 @@ def test_every_compose_service_finds_in_the_image_what_its_command_needs() -> No
     assert "reports_api" in needed_by(["leadflow", "reports-api"])
     assert {"pipelines", "assets", "sensors", "dbt_project", "workspace.yaml"} <= needed_by(
         ["dagster-daemon", "run", "-w", "workspace.yaml"])
+
+
+# --- Kubernetes (deploy/k8s): no cluster here; validated against the API's schemas offline -------------
+
+K8S = ROOT / "deploy" / "k8s"
+K8S_VERSION = "1.33.0"  # the oldest minor the manifests promise to work on (pod-index labels: 1.28+)
+WORKLOADS = ("Deployment", "StatefulSet", "Job")
+
+
+def k8s_manifests() -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            found += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return found
+
+
+def k8s_containers() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(workload name, its pod template, a container) for every container of every workload."""
+    return [(doc["metadata"]["name"], doc["spec"]["template"], container)
+            for _, doc in k8s_manifests() if doc["kind"] in WORKLOADS
+            for container in doc["spec"]["template"]["spec"]["containers"]]
+
+
+def test_every_kubernetes_manifest_is_valid_for_the_api() -> None:
+    import kubernetes_validate
+
+    assert k8s_manifests()
+    for name, doc in k8s_manifests():
+        try:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{name}: {doc['kind']} {doc['metadata']['name']}: {exc.message}") from exc
+    # The validator itself catches what a person types wrong: a misspelled field, a wrong type.
+    _, deployment = next((n, d) for n, d in k8s_manifests() if d["kind"] == "Deployment")
+    for broken in ({**deployment, "spec": {**deployment["spec"], "replica": 2}},
+                   {**deployment, "spec": {**deployment["spec"], "replicas": "two"}}):
+        try:
+            kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError:
+            continue
+        raise AssertionError("kubernetes-validate accepted a broken Deployment")
+
+
+def test_the_kustomization_applies_every_manifest_into_one_namespace() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == files
+    namespaces = [doc for _, doc in k8s_manifests() if doc["kind"] == "Namespace"]
+    assert [ns["metadata"]["name"] for ns in namespaces] == [kustomization["namespace"]]
+
+
+def test_the_production_processes_run_on_kubernetes() -> None:
+    commands = {" ".join(c["command"][:3]) for _, _, c in k8s_containers()}
+    assert {"leadflow services up", "leadflow ingest-api --host", "leadflow reports-api", "leadflow agent run",
+            "dagster-webserver -h 0.0.0.0", "dagster-daemon run -w"} <= commands
+
+
+def test_every_leadflow_command_in_the_manifests_parses() -> None:
+    from leadflow.cli import build_parser
+
+    for name, _, container in k8s_containers():
+        if container["command"][0] == "leadflow":
+            build_parser().parse_args(container["command"][1:])  # exits (fails the test) on an unknown command
+        else:
+            assert container["command"][-2:] == ["-w", "workspace.yaml"], name
+
+
+def test_every_container_has_resources_and_every_server_its_probes() -> None:
+    for name, _, container in k8s_containers():
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"], name
+        ports = {p["name"] for p in container.get("ports", [])}
+        if ports:
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container[probe]["httpGet"]["port"] in ports, (name, probe)
+            # Liveness must not restart a pod because a dependency is down: that is readiness's job.
+            if container["command"][0] == "leadflow":
+                assert container["livenessProbe"]["httpGet"]["path"] == "/live", name
+        assert container["image"] == "leadflow", name  # the kustomization's images entry names the registry
+
+
+def test_every_variable_in_the_manifests_is_one_the_code_reads_and_none_is_a_secret() -> None:
+    known = env_vars_read_by_the_code() | {"DAGSTER_HOME"}
+    [config] = [doc for _, doc in k8s_manifests() if doc["kind"] == "ConfigMap"]
+    named = set(config["data"])
+    for _, _, container in k8s_containers():
+        named |= {e["name"] for e in container.get("env", [])}
+        sources = [s.get("configMapRef", s.get("secretRef"))["name"] for s in container["envFrom"]]
+        assert sources == ["leadflow-config", "leadflow-secrets"]
+    assert named <= known, named - known
+    assert not [doc for _, doc in k8s_manifests() if doc["kind"] == "Secret"]  # created outside the repository
+    secret_like = re.compile(r"PASSWORD|SECRET|TOKEN|DATABASE_URL|API_KEY")
+    assert not {n for n in named if secret_like.search(n)}
+
+
+def test_the_agent_pods_share_the_partitions_by_their_index() -> None:
+    [agent] = [doc for _, doc in k8s_manifests() if doc["kind"] == "StatefulSet"]
+    env = {e["name"]: e for e in agent["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["LEADFLOW_AGENT_MEMBERS"]["value"] == str(agent["spec"]["replicas"])
+    assert env["LEADFLOW_AGENT_MEMBER"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+
+
+def test_every_service_selects_pods_that_exist() -> None:
+    labels = [template["metadata"]["labels"] for _, template, _ in k8s_containers()]
+    for _, doc in k8s_manifests():
+        if doc["kind"] == "Service" and doc["spec"].get("type") != "ExternalName":
+            selector = doc["spec"]["selector"].items()
+            assert any(selector <= pod.items() for pod in labels), doc["metadata"]["name"]

@@ -224,6 +224,7 @@ def test_kafka_outage_answers_503_so_the_provider_retries_and_nothing_is_lost(
         status, body = post(flaky, "telegram", broker, payloads.telegram_text(update_id=9005))
         assert status == 503, body
         assert flaky.get("/health").status_code == 503
+        assert flaky.get("/live").json() == {"status": "ok"}  # out of service, not a process to restart
     # The provider retries against the healthy cluster: the event is accepted and produced.
     with TestClient(create_app(settings, broker_reload_interval_s=0)) as healthy:
         assert post(healthy, "telegram", broker, payloads.telegram_text(update_id=9005))[0] == 200

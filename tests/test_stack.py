@@ -50,6 +50,8 @@ def test_make_up_serves_the_stack_and_stops_on_ctrl_c(settings: Settings, pg_adm
         brokers = httpx.get(f"{reports}/brokers", headers={"Authorization": f"Bearer {token['access_token']}"}).json()
         assert [b["slug"] for b in brokers] == ["polanco-realty"]
         assert httpx.get(f"http://127.0.0.1:{ports['LEADFLOW_INGEST_PORT']}/health").status_code == 200
+        for live in (f"http://127.0.0.1:{ports['LEADFLOW_INGEST_PORT']}/live", f"{reports}/live"):
+            assert httpx.get(live).json() == {"status": "ok"}, live  # the Kubernetes liveness probes
         assert httpx.get(f"http://127.0.0.1:{ports['LEADFLOW_DAGSTER_PORT']}/server_info").status_code == 200
 
         # The lead agent runs: a chat to the demo broker is answered, to the stand-in provider.

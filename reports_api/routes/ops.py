@@ -1,4 +1,4 @@
-"""Operational endpoints: the health check."""
+"""Operational endpoints: liveness and the health check."""
 
 from fastapi import APIRouter
 
@@ -11,4 +11,10 @@ router = APIRouter(tags=["ops"])
 def health(pool: Pool) -> dict[str, str]:
     """PostgreSQL reachability (a 500 when it does not answer)."""
     pool.ping()
+    return {"status": "ok"}
+
+
+@router.get("/live")
+def live() -> dict[str, str]:
+    """The process answers (a liveness probe): PostgreSQL being away takes it out of service, not down."""
     return {"status": "ok"}
