@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
 from leadflow.config import ConfigurationError, Settings, export_environment, load_settings
 
 
@@ -570,6 +572,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"leadflow: {exc}", file=sys.stderr)
         return 2
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        # PostgreSQL went away mid-command (a restart, a failover, a killed backend). Every write here
+        # commits its rows with its offsets or its state in one transaction: nothing half-done stays.
+        said = str(exc).strip().splitlines()
+        print(f"leadflow: PostgreSQL stopped answering during the command ({said[0] if said else type(exc).__name__})."
+              " What was committed is kept and nothing half-done was; run it again once PostgreSQL answers"
+              " (LEADFLOW_DATABASE_URL).", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -231,3 +231,41 @@ def test_a_steady_stream_is_committed_in_batches_bounded_in_time(settings: Setti
     assert result.batches == 4 and 0 < result.messages_landed < len(sent)
     land(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics)
     assert sorted(landed(settings, broker)) == sorted(sent)
+
+
+def test_a_landing_whose_postgresql_goes_away_stops_in_one_line_and_a_rerun_lands_the_rest(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    produced = produce_messages(settings, fresh_topics, broker, 3000)
+    app = f"land-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "LEADFLOW_KAFKA_TOPIC_PREFIX": fresh_topics.prefix, "PGAPPNAME": app}
+    lander = subprocess.Popen([sys.executable, "-m", "leadflow.cli", "land", "--batch-size", "25"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not landed(settings, broker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # What a client sees when the server restarts or fails over: its connections are cut.
+    conn = connect(settings.database_url)
+    conn.autocommit = True
+    try:
+        while lander.poll() is None and time.monotonic() < deadline:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                            (app,))
+            time.sleep(0.01)
+    finally:
+        conn.close()
+    _, err = lander.communicate(timeout=30)
+    assert lander.returncode == 3, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    # No traceback; the last line says what happened and what to do. (psycopg2's C layer sometimes prints the
+    # server's termination notice itself, without a traceback, when the cut comes in the middle of a COPY.)
+    assert "Traceback (most recent call last)" not in err, err
+    assert lines[-1].startswith("leadflow: PostgreSQL stopped answering") and "run it again" in lines[-1], err
+    partial = len(landed(settings, broker))
+    assert partial < len(produced), "PostgreSQL went away after the landing had finished: nothing was tested"
+
+    land(settings.database_url, settings.kafka_bootstrap_servers, fresh_topics)
+    rows = landed(settings, broker)
+    assert set(rows) == produced and len(rows) == len(produced)
+    assert stored_offsets(settings, fresh_topics) == len(produced)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,7 +17,9 @@ SCHEMA = "leadflow"
 def connect(url: str) -> psycopg2.extensions.connection:
     """A connection with a clear error when the server does not answer."""
     try:
-        conn = psycopg2.connect(to_libpq_url(url), connect_timeout=5, application_name="leadflow")
+        # PGAPPNAME, libpq's own variable, names a process's connections in pg_stat_activity (default "leadflow").
+        conn = psycopg2.connect(to_libpq_url(url), connect_timeout=5,
+                                application_name=os.environ.get("PGAPPNAME", "leadflow"))
     except psycopg2.OperationalError as exc:
         parts = database_parts(url)
         raise ConfigurationError(
