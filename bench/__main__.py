@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -247,6 +248,9 @@ def main() -> None:
                             int(os.environ.get("LEADFLOW_BENCH_WS_REQUESTS", "1000")), 16)
     finally:
         manager.down(log=lambda _line: None)
+        # Its state (the workspace part's 1M-lead database is ~10 GB) would fill the disk run after run.
+        if os.environ.get("LEADFLOW_BENCH_KEEP") != "1":
+            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

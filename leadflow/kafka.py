@@ -103,6 +103,13 @@ def make_admin(bootstrap: str) -> AdminClient:
     return AdminClient(_base(bootstrap, "leadflow-admin"))
 
 
+def _cannot_store(bootstrap: str, topic: str, said: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"Kafka at {bootstrap} answers but did not create topic {topic!r} ({said}): it cannot store. With the "
+        "embedded broker on s3 storage, see seaweedfs.log in LEADFLOW_HOME and the free disk space there "
+        "(`leadflow services status`; `leadflow services up` restarts what stopped).")
+
+
 def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> list[str]:
     """Create the topics that do not exist yet; returns the ones created."""
     admin = make_admin(bootstrap)
@@ -118,10 +125,15 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> lis
         try:
             future.result(timeout=15)
             created.append(topic)
+        except TimeoutError:
+            # Seen with the embedded broker on s3 storage when SeaweedFS stopped writing (its disk full).
+            raise _cannot_store(bootstrap, topic, "no answer within 15 s") from None
         except KafkaException as exc:
             # Another process may have created it between our listing and this call.
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+                # Tansu answers so when its storage (SeaweedFS) is gone.
+                error = exc.args[0] if exc.args else None
+                raise _cannot_store(bootstrap, topic, error.str() if hasattr(error, "str") else str(exc)) from exc
     return created
 
 

@@ -122,6 +122,23 @@ def test_replies_sent_but_never_produced_are_produced_at_the_next_start_and_land
     assert lost <= set(ids)
 
 
+def test_the_demos_conversations_are_replayed_from_the_record_and_nothing_is_sent_again(
+        world: AgentWorld, make_broker: BrokerFactory) -> None:
+    from leadflow.demo.conversations import run_conversations
+
+    broker = make_broker()  # Chile: the demo's Camila and Pedro write to it
+    world.enable(broker)  # the channel credentials; the demo sets its own agent settings
+    first = run_conversations(world.settings, [broker], world.ingest.url)
+    assert [person.name for person, _ in first] == ["Camila Rojas", "Pedro Soto"]
+    assert all(len(chat) >= 2 and chat[1][0] == "agent" for _, chat in first), first
+    sent = _replies(world, broker.broker_id)
+
+    second = run_conversations(world.settings, [broker], world.ingest.url)  # `make demo` again
+    assert _replies(world, broker.broker_id) == sent
+    for (_, live), (_, replayed) in zip(first, second, strict=True):
+        assert replayed[0][1].startswith("(answered in an earlier run") and replayed[1:] == live
+
+
 def test_a_broker_without_the_agent_gets_no_replies(world: AgentWorld, make_broker: BrokerFactory) -> None:
     quiet, talking = make_broker(), make_broker()
     world.enable(talking)

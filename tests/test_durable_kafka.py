@@ -114,6 +114,21 @@ def test_every_seaweedfs_port_is_bound_to_loopback_only(durable: Durable) -> Non
     assert all(address.startswith("127.0.0.1:") for address in addresses), addresses
 
 
+def test_a_broker_whose_storage_stopped_says_so_when_asked_for_topics(durable: Durable) -> None:
+    from leadflow.config import ConfigurationError
+    from leadflow.kafka import ensure_topics
+
+    state = durable.state()
+    _kill(state["seaweedfs_pid"])  # as when its disk fills up: the broker answers, nothing can be stored
+    with pytest.raises(ConfigurationError, match="cannot store.*seaweedfs.log"):
+        ensure_topics(durable.bootstrap, [f"{durable.topics.prefix}.stuck"], 1)
+    _kill(state["kafka_pid"])
+    again = durable.cli("services", "up")
+    assert again.returncode == 0, again.stderr
+    assert ensure_topics(durable.bootstrap, [f"{durable.topics.prefix}.unstuck"], 1) == \
+        [f"{durable.topics.prefix}.unstuck"]
+
+
 def test_offsets_past_the_end_of_a_wiped_log_stop_the_landing_with_the_fix(durable: Durable,
                                                                           database_url: str) -> None:
     broker = add_broker(database_url, f"durable-{uuid.uuid4().hex[:8]}", name="Durable", country="CL",

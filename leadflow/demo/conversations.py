@@ -4,11 +4,14 @@ Each person writes through the real, signed webhooks of the ingest API; the agen
 ``LeadAgent`` that ``leadflow agent run`` runs) reads the topic, decides and sends through the
 channel senders to a stand-in provider on loopback; the person reads the reply and answers what was
 asked. The transcript is printed as a chat, and every message lands afterwards like any other.
+
+The people, their chat ids and their messages' ids are the same on every run: a second `make demo`
+finds their conversations already answered, prints them from what the agent recorded and sends
+nothing (a rerun changes no row and no figure).
 """
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from dataclasses import dataclass
@@ -56,7 +59,15 @@ PEOPLE = (
             "visit_time": "mañana a las 5"}),
     Person("Pedro Soto", "CL", "telegram", "hola quiero hablar con un ejecutivo, no con un bot", {}),
 )
-_ids = itertools.count(int(time.time()) % 10**8 * 10)
+
+
+def _user(index: int, person: Person) -> str:
+    """The person's chat id (Telegram) or number (WhatsApp): fixed, so a rerun is the same conversation."""
+    return str(880_000_000 + index) if person.channel == "telegram" else f"5215588{index:06d}"
+
+
+def _message_id(user: str, turn: int) -> int:
+    return int(user[-6:]) * 100 + turn + 700_000_000
 
 
 def _decision(settings: Settings, broker_id: int, contact: str, nth: int) -> tuple[str, str | None]:
@@ -71,8 +82,9 @@ def _decision(settings: Settings, broker_id: int, contact: str, nth: int) -> tup
     raise RuntimeError(f"the agent's reply {nth} to {contact} was never recorded")
 
 
-def _say(http: httpx.Client, ingest_url: str, broker: Broker, person: Person, user: str, text: str) -> None:
-    n = next(_ids)
+def _say(http: httpx.Client, ingest_url: str, broker: Broker, person: Person, user: str, text: str,
+         turn: int) -> None:
+    n = _message_id(user, turn)
     epoch = int(datetime.now(UTC).timestamp())
     if person.channel == "telegram":
         payload: dict[str, Any] = {"update_id": n, "message": {
@@ -93,7 +105,7 @@ def _say(http: httpx.Client, ingest_url: str, broker: Broker, person: Person, us
 def _converse(settings: Settings, http: httpx.Client, ingest_url: str, provider: StandInProvider, broker: Broker,
               person: Person, user: str, max_turns: int = 10) -> Transcript:
     chat = [(person.name, person.opening)]
-    _say(http, ingest_url, broker, person, user, person.opening)
+    _say(http, ingest_url, broker, person, user, person.opening, 0)
     for turn in range(1, max_turns + 1):
         deadline = time.monotonic() + 15
         while len(provider.to(person.channel, user)) < turn and time.monotonic() < deadline:
@@ -108,7 +120,7 @@ def _converse(settings: Settings, http: httpx.Client, ingest_url: str, provider:
         if action in ("close", "handoff") or answer is None:
             break
         chat.append((person.name, answer))
-        _say(http, ingest_url, broker, person, user, answer)
+        _say(http, ingest_url, broker, person, user, answer, turn)
     return chat
 
 
@@ -132,15 +144,33 @@ def run_conversations(settings: Settings, brokers: list[Broker], ingest_url: str
             raise RuntimeError("the lead agent did not start")
         out: list[tuple[Person, Transcript]] = []
         with httpx.Client(timeout=15) as http:
-            for person in (p for p in PEOPLE if p.country in by_country):
-                user = str(next(_ids)) if person.channel == "telegram" else f"52155{next(_ids) % 10**8:08d}"
-                out.append((person, _converse(settings, http, ingest_url, provider, by_country[person.country], person,
-                                              user)))
+            for index, person in enumerate(PEOPLE):
+                if person.country not in by_country:
+                    continue
+                broker, user = by_country[person.country], _user(index, person)
+                earlier = recorded(settings, broker.broker_id, user, person.name)
+                out.append((person, earlier or _converse(settings, http, ingest_url, provider, broker, person, user)))
         return out
     finally:
         stop.set()
         thread.join(30)
         provider.stop()
+
+
+def recorded(settings: Settings, broker_id: int, user: str, name: str) -> Transcript | None:
+    """The conversation as the agent recorded it in an earlier run (what it heard, what it said); None if new."""
+    with transaction(settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT heard, body, status FROM leadflow.agent_replies WHERE broker_id = %s AND contact_key = %s
+                       ORDER BY reply_id""", (broker_id, user))
+        rows = cur.fetchall()
+    if not rows:
+        return None
+    chat: Transcript = [("", "(answered in an earlier run: shown as recorded, nothing sent again)")]
+    for heard, body, status in rows:
+        chat += [(name, m["text"]) for m in heard or ()]
+        if status == "sent" and body:
+            chat.append(("agent", body))
+    return chat
 
 
 def print_transcripts(transcripts: list[tuple[Person, Transcript]]) -> None:

@@ -138,23 +138,29 @@ def lead_summary(url: str) -> list[tuple[Any, ...]]:
 # What the demo's agents do with the leads the pipeline made ready: of the leads in potencial, this share
 # gets a visit, of those this share is followed up, and so on down to a signed deal.
 SALES_STEPS = (("agendado", 0.6), ("seguimiento", 0.7), ("ganado", 0.5))
+HAND_MOVE = "demo: moved by the agent"
 
 
 def simulate_sales(url: str, brokers: list[Broker], seed: int) -> int:
-    """Move some ready leads forward by hand, as agents would, so the demo funnel reaches ganado."""
-    rng = random.Random(seed)
+    """Move some ready leads forward by hand, as agents would, so the demo funnel reaches ganado.
+
+    Each lead's luck is its own (a generator seeded by the lead), drawn once: a lead the demo already
+    moved, or left where it was, is not drawn again, so a rerun moves nobody."""
     moved = 0
     with transaction(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_LEADS,))
-        cur.execute("""SELECT broker_id, lead_id FROM leadflow.lead_stages WHERE broker_id = ANY(%s)
-                       AND stage = 'potencial' ORDER BY lead_id""", ([b.broker_id for b in brokers],))
+        cur.execute("""SELECT s.broker_id, s.lead_id FROM leadflow.lead_stages s WHERE s.broker_id = ANY(%s)
+                       AND s.stage = 'potencial'
+                       AND NOT EXISTS (SELECT 1 FROM leadflow.stage_events e WHERE e.lead_id = s.lead_id
+                                       AND e.reason = %s)
+                       ORDER BY s.lead_id""", ([b.broker_id for b in brokers], HAND_MOVE))
         now = datetime.now(UTC)
         for broker_id, lead_id in cur.fetchall():
+            rng = random.Random(f"{seed}:{lead_id}")
             for stage, share in SALES_STEPS:
                 if rng.random() >= share:
                     break
-                move_lead_forward(cur, broker_id, lead_id, stage, DEFAULT_PIPELINE, now,
-                                  "demo: moved by the agent", automatic=False)
+                move_lead_forward(cur, broker_id, lead_id, stage, DEFAULT_PIPELINE, now, HAND_MOVE, automatic=False)
                 moved += 1
     return moved
 
