@@ -132,7 +132,7 @@ def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int) -> lis
             # Another process may have created it between our listing and this call.
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 # Tansu answers so when its storage (SeaweedFS) is gone.
-                error = exc.args[0] if exc.args else None
+                error: Any = exc.args[0] if exc.args else exc
                 raise _cannot_store(bootstrap, topic, error.str() if hasattr(error, "str") else str(exc)) from exc
     return created
 
