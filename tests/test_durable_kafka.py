@@ -120,7 +120,7 @@ def test_a_broker_whose_storage_stopped_says_so_when_asked_for_topics(durable: D
 
     state = durable.state()
     _kill(state["seaweedfs_pid"])  # as when its disk fills up: the broker answers, nothing can be stored
-    with pytest.raises(ConfigurationError, match="cannot store.*seaweedfs.log"):
+    with pytest.raises(ConfigurationError, match=r"cannot store.*seaweedfs\.log"):
         ensure_topics(durable.bootstrap, [f"{durable.topics.prefix}.stuck"], 1)
     _kill(state["kafka_pid"])
     again = durable.cli("services", "up")
