@@ -8,13 +8,18 @@ broker is picked up without a restart.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 
-from fastapi import Request
+import psycopg2
+from fastapi import HTTPException, Request
 
 from ingest_api.auth import refuse
 from leadflow.brokers import Broker, list_brokers
+from leadflow.config import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 
 class BrokerDirectory:
@@ -34,7 +39,13 @@ class BrokerDirectory:
     async def get(self, slug: str) -> Broker | None:
         broker = self._by_slug.get(slug)
         if broker is None and time.monotonic() - self._loaded_at > self._interval:
-            await asyncio.to_thread(self.reload)
+            try:
+                await asyncio.to_thread(self.reload)
+            except (ConfigurationError, psycopg2.Error) as exc:
+                # PostgreSQL away (a restart): the provider is told to retry, rather than given a 500 or a 403
+                # for a broker that may well exist. Known brokers keep being served from the cache meanwhile.
+                log.warning("brokers could not be reloaded: %s", str(exc).splitlines()[0])
+                raise HTTPException(status_code=503, detail="cannot look the broker up now; retry later") from None
             broker = self._by_slug.get(slug)
         return broker
 

@@ -230,3 +230,17 @@ def test_kafka_outage_answers_503_so_the_provider_retries_and_nothing_is_lost(
         assert post(healthy, "telegram", broker, payloads.telegram_text(update_id=9005))[0] == 200
     produced = events_for(settings.kafka_bootstrap_servers, settings.topics.messages, broker.broker_id)
     assert [e["provider_message_id"] for e in produced] == ["9005"]
+
+
+def test_a_broker_not_cached_while_postgresql_is_away_gets_503_so_the_provider_retries(
+        settings: Settings, make_broker: BrokerFactory) -> None:
+    known = make_broker()
+    app = create_app(settings, broker_reload_interval_s=0)
+    with TestClient(app) as client:
+        assert post(client, "telegram", known, payloads.telegram_text(update_id=9101))[0] == 200  # now cached
+        new = make_broker()  # registered after the cache was filled
+        # PostgreSQL goes away (a restart): nothing answers where the API looks for it.
+        app.state.brokers._url = f"postgresql://postgres@127.0.0.1:{free_port()}/leadflow"
+        status, body = post(client, "telegram", new, payloads.telegram_text(update_id=9102))
+        assert status == 503 and "retry" in str(body), body
+        assert post(client, "telegram", known, payloads.telegram_text(update_id=9103))[0] == 200  # from the cache

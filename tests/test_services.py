@@ -33,3 +33,33 @@ def test_embedded_services_start_once_report_status_and_stop(tmp_path: Path) -> 
         down = cli("services", "down", home=home)
     assert down.returncode == 0, down.stderr
     assert "not started" in cli("services", "status", home=home).stdout
+
+
+def test_a_restart_takes_the_same_ports_so_running_clients_find_the_services_again(tmp_path: Path) -> None:
+    import json
+    import signal
+    import time
+
+    home = tmp_path / "state"
+    state = home / "services.json"
+    try:
+        assert cli("services", "up", home=home).returncode == 0
+        first = json.loads(state.read_text())
+        # A crash of PostgreSQL (its postmaster killed): `up` starts it again where clients look for it.
+        postmaster = int((Path(first["postgres_data_dir"]) / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while cli("services", "status", home=home).stdout.count(": up") == 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        again = cli("services", "up", home=home)
+        assert again.returncode == 0, again.stderr
+        assert "postgres: embedded, started" in again.stdout
+        assert json.loads(state.read_text())["database_url"] == first["database_url"]
+        # Stopped and started by hand: both come back on their ports.
+        assert cli("services", "down", home=home).returncode == 0
+        assert cli("services", "up", home=home).returncode == 0
+        third = json.loads(state.read_text())
+        assert (third["database_url"], third["kafka_bootstrap_servers"]) == \
+            (first["database_url"], first["kafka_bootstrap_servers"])
+    finally:
+        assert cli("services", "down", home=home).returncode == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,9 +16,8 @@ SCHEMA = "leadflow"
 def connect(url: str) -> psycopg2.extensions.connection:
     """A connection with a clear error when the server does not answer."""
     try:
-        # PGAPPNAME, libpq's own variable, names a process's connections in pg_stat_activity (default "leadflow").
-        conn = psycopg2.connect(to_libpq_url(url), connect_timeout=5,
-                                application_name=os.environ.get("PGAPPNAME", "leadflow"))
+        # A fallback: libpq's own PGAPPNAME, when set, names a process's connections in pg_stat_activity.
+        conn = psycopg2.connect(to_libpq_url(url), connect_timeout=5, fallback_application_name="leadflow")
     except psycopg2.OperationalError as exc:
         parts = database_parts(url)
         raise ConfigurationError(

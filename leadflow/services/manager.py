@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from leadflow.config import ConfigurationError, Settings, export_environment, read_state, state_file
 from leadflow.db.connection import connect
@@ -55,7 +56,7 @@ def up(log: Any = print) -> dict[str, Any]:
         log(f"postgres: embedded, already running at {state['database_url']}")
     else:
         data_dir = configured.state_dir / "postgres"
-        state["database_url"] = embedded_postgres.start(data_dir, configured.embedded_pg_port or free_port())
+        state["database_url"] = embedded_postgres.start(data_dir, _postgres_port(configured, state))
         state["postgres_data_dir"] = str(data_dir)
         log(f"postgres: embedded, started at {state['database_url']}")
     if configured.kafka_bootstrap_servers:
@@ -84,9 +85,21 @@ def _kafka_port(configured: Settings, state: dict[str, Any]) -> int:
     """The configured port, else the last one if still free: clients that outlived a broker restart find it again."""
     if configured.embedded_kafka_port:
         return configured.embedded_kafka_port
-    previous = str(state.get("kafka_bootstrap_servers", "")).rpartition(":")[2]
-    if previous.isdigit() and not wait_for_port("127.0.0.1", int(previous), timeout=0.1):
-        return int(previous)
+    return _last_port(str(state.get("kafka_bootstrap_servers", "")).rpartition(":")[2], state.get("last_kafka_port"))
+
+
+def _postgres_port(configured: Settings, state: dict[str, Any]) -> int:
+    """As for Kafka: an ingest API or agent still running keeps its URL, and finds the server there again
+    (on a new port it answered 503 or waited until restarted)."""
+    if configured.embedded_pg_port:
+        return configured.embedded_pg_port
+    return _last_port(urlsplit(str(state.get("database_url", ""))).port, state.get("last_postgres_port"))
+
+
+def _last_port(*candidates: object) -> int:
+    for candidate in candidates:
+        if str(candidate).isdigit() and not wait_for_port("127.0.0.1", int(str(candidate)), timeout=0.1):
+            return int(str(candidate))
     return free_port()
 
 
@@ -130,6 +143,11 @@ def down(log: Any = print) -> None:
     if state.get("postgres_data_dir"):
         embedded_postgres.stop(Path(state["postgres_data_dir"]))
         log("postgres: embedded server stopped (data kept in the state directory)")
+    # The ports are remembered: the next `up` takes them again when free (clients keep their addresses).
+    if state.get("database_url"):
+        state["last_postgres_port"] = urlsplit(state["database_url"]).port
+    if state.get("kafka_bootstrap_servers"):
+        state["last_kafka_port"] = state["kafka_bootstrap_servers"].rpartition(":")[2]
     for key in ("database_url", "kafka_bootstrap_servers", "kafka_cluster_id", "kafka_pid", "kafka_storage",
                 "seaweedfs_pid", "seaweedfs_endpoint"):
         state.pop(key, None)

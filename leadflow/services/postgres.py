@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
+import time
 import warnings
 from pathlib import Path
 from types import ModuleType
 
 from leadflow.config import ConfigurationError
+from leadflow.services.ports import pid_alive, wait_for_port
 
 SYSTEM_USER = "leadflow_pg"
 SUPERUSER = "postgres"
@@ -93,6 +95,7 @@ def start(data_dir: Path, port: int) -> str:
             user,
             timeout=120,
         )
+    _forget_dead_postmaster(data_dir)
     # fsync off: the embedded server holds demo and test data that can always be regenerated.
     options = f"-h 127.0.0.1 -p {port} -k {data_dir} -c fsync=off -c max_connections=200"
     _pg("pg_ctl", ["-D", str(data_dir), "-w", "-t", "60", "-l", str(data_dir / "server.log"), "-o", options,
@@ -101,8 +104,33 @@ def start(data_dir: Path, port: int) -> str:
     return url_for(port)
 
 
+def _forget_dead_postmaster(data_dir: Path) -> bool:
+    """Remove the lock file of a server that died without cleaning up (SIGKILL, the OOM killer); True if so.
+
+    PostgreSQL does that itself when the PID is gone, but not while the dead postmaster is a zombie that
+    nobody has reaped yet (a container's init that does not reap): it then refuses to start. Its children
+    leave on their own once it is gone; they are waited for, since they still hold its port.
+    """
+    lock = data_dir / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    if pid_alive(pid):
+        return False
+    port = next((line for line in lock.read_text().splitlines()[3:4]), "")
+    deadline = time.monotonic() + 10
+    while port.isdigit() and wait_for_port("127.0.0.1", int(port), timeout=0.1) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    lock.unlink(missing_ok=True)
+    for socket_lock in data_dir.glob(".s.PGSQL.*.lock"):  # the Unix socket's lock names the same dead server
+        socket_lock.unlink(missing_ok=True)
+        socket_lock.with_suffix("").unlink(missing_ok=True)
+    return True
+
+
 def stop(data_dir: Path) -> None:
-    if not (data_dir / "postmaster.pid").exists():
+    if not (data_dir / "postmaster.pid").exists() or _forget_dead_postmaster(data_dir):
         return
     user = _run_as()
     if user is not None:
