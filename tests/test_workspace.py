@@ -263,9 +263,7 @@ def test_a_search_pages_the_same_whether_it_walks_the_inbox_or_asks_the_index(se
             with pool.cursor(people[who], world.a.broker_id) as cur:
                 conditions = {k: v for k, v in reads._conditions(f).items() if k != "search"}
                 params = reads._params(world.a.broker_id, people[who].user_id, f)
-                after_sql = (f" AND ({reads.SORT_KEY}, l.lead_id) < (%(after_at)s::timestamptz, %(after_id)s)"
-                             if after else "")
-                walked += reads._walk_search(cur, conditions, after_sql, params) is not None
+                walked += reads._walk_search(cur, conditions, reads._after(f), params) is not None
                 page = reads.inbox(cur, world.a.broker_id, people[who].user_id, f)
             seen.append([item["lead_id"] for item in page["items"]])
             if page["next"] is None:

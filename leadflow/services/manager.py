@@ -85,7 +85,7 @@ def _kafka_port(configured: Settings, state: dict[str, Any]) -> int:
     """The configured port, else the last one if still free: clients that outlived a broker restart find it again."""
     if configured.embedded_kafka_port:
         return configured.embedded_kafka_port
-    return _last_port(str(state.get("kafka_bootstrap_servers", "")).rpartition(":")[2], state.get("last_kafka_port"))
+    return _last_port(_kafka_port_of(state.get("kafka_bootstrap_servers")), state.get("last_kafka_port"))
 
 
 def _postgres_port(configured: Settings, state: dict[str, Any]) -> int:
@@ -96,10 +96,15 @@ def _postgres_port(configured: Settings, state: dict[str, Any]) -> int:
     return _last_port(urlsplit(str(state.get("database_url", ""))).port, state.get("last_postgres_port"))
 
 
-def _last_port(*candidates: object) -> int:
-    for candidate in candidates:
-        if str(candidate).isdigit() and not wait_for_port("127.0.0.1", int(str(candidate)), timeout=0.1):
-            return int(str(candidate))
+def _kafka_port_of(bootstrap: str | None) -> int | None:
+    port = (bootstrap or "").rpartition(":")[2]
+    return int(port) if port.isdigit() else None
+
+
+def _last_port(*candidates: int | None) -> int:
+    for port in candidates:
+        if port and not wait_for_port("127.0.0.1", port, timeout=0.1):
+            return port
     return free_port()
 
 
@@ -147,7 +152,7 @@ def down(log: Any = print) -> None:
     if state.get("database_url"):
         state["last_postgres_port"] = urlsplit(state["database_url"]).port
     if state.get("kafka_bootstrap_servers"):
-        state["last_kafka_port"] = state["kafka_bootstrap_servers"].rpartition(":")[2]
+        state["last_kafka_port"] = _kafka_port_of(state["kafka_bootstrap_servers"])
     for key in ("database_url", "kafka_bootstrap_servers", "kafka_cluster_id", "kafka_pid", "kafka_storage",
                 "seaweedfs_pid", "seaweedfs_endpoint"):
         state.pop(key, None)

@@ -113,12 +113,13 @@ def _forget_dead_postmaster(data_dir: Path) -> bool:
     """
     lock = data_dir / "postmaster.pid"
     try:
-        pid = int(lock.read_text().split()[0])
+        lines = lock.read_text().splitlines()
+        pid = int(lines[0])
     except (OSError, ValueError, IndexError):
         return False
     if pid_alive(pid):
         return False
-    port = next((line for line in lock.read_text().splitlines()[3:4]), "")
+    port = lines[3] if len(lines) > 3 else ""  # the lock file's 4th line
     deadline = time.monotonic() + 10
     while port.isdigit() and wait_for_port("127.0.0.1", int(port), timeout=0.1) and time.monotonic() < deadline:
         time.sleep(0.1)

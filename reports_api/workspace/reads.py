@@ -145,6 +145,19 @@ def _params(broker_id: int, me: int, f: InboxFilter) -> dict[str, Any]:
     return params
 
 
+def _after(f: InboxFilter) -> str:
+    """The keyset condition of a page after ``f.after`` (empty for the first page)."""
+    return f"\n AND ({SORT_KEY}, l.lead_id) < (%(after_at)s::timestamptz, %(after_id)s)" if f.after else ""
+
+
+def _in_inbox_order(where: str, limit: str) -> str:
+    """The broker's live leads matching ``where``, newest message first, at most ``limit`` (a parameter)."""
+    return f"""SELECT l.lead_id, {SORT_KEY} AS sort_key FROM leadflow.leads l
+            WHERE l.broker_id = %(broker)s AND l.merged_into IS NULL {where}
+            ORDER BY {SORT_KEY} DESC, l.lead_id DESC
+            LIMIT {limit}"""
+
+
 def inbox(cur: psycopg2.extensions.cursor, broker_id: int, me: int, f: InboxFilter) -> dict[str, Any]:
     """One page of leads, newest message first, and the cursor of the next page (None: the last page).
 
@@ -152,7 +165,7 @@ def inbox(cur: psycopg2.extensions.cursor, broker_id: int, me: int, f: InboxFilt
     the columns shown are joined to those few rows.
     """
     conditions = _conditions(f)
-    after = f"\n AND ({SORT_KEY}, l.lead_id) < (%(after_at)s::timestamptz, %(after_id)s)" if f.after else ""
+    after = _after(f)
     params = _params(broker_id, me, f)
     if f.search:
         found = _walk_search(cur, {k: v for k, v in conditions.items() if k != "search"}, after, params)
@@ -161,11 +174,7 @@ def inbox(cur: psycopg2.extensions.cursor, broker_id: int, me: int, f: InboxFilt
             params["found"] = found
     where = "".join(f"\n AND {sql}" for sql in conditions.values()) + after
     cur.execute(f"""
-        WITH page AS MATERIALIZED (
-            SELECT l.lead_id, {SORT_KEY} AS sort_key FROM leadflow.leads l
-            WHERE l.broker_id = %(broker)s AND l.merged_into IS NULL {where}
-            ORDER BY {SORT_KEY} DESC, l.lead_id DESC
-            LIMIT %(limit)s)
+        WITH page AS MATERIALIZED ({_in_inbox_order(where, "%(limit)s")})
         SELECT l.lead_id, l.display_name, l.phone_e164, l.email, l.channels, l.message_count, l.last_message_at,
                l.assigned_user_id, u.display_name AS assigned_name, s.score, s.temperature, st.stage,
                st.entered_at AS stage_entered_at, coalesce(st.stalled, false) AS stalled,
@@ -206,11 +215,7 @@ def _walk_search(cur: psycopg2.extensions.cursor, conditions: dict[str, str], af
     same matching as ``workspace_search`` (migration 0021), here under the cursor's row security."""
     where = "".join(f"\n AND {sql}" for sql in conditions.values()) + after
     cur.execute(f"""
-        SELECT w.lead_id FROM (
-            SELECT l.lead_id, {SORT_KEY} AS sort_key FROM leadflow.leads l
-            WHERE l.broker_id = %(broker)s AND l.merged_into IS NULL {where}
-            ORDER BY {SORT_KEY} DESC, l.lead_id DESC
-            LIMIT %(walk)s) w
+        SELECT w.lead_id FROM ({_in_inbox_order(where, "%(walk)s")}) w
         JOIN leadflow.leads l ON l.lead_id = w.lead_id
         WHERE {_WALK_MATCH}
         ORDER BY w.sort_key DESC, w.lead_id DESC
