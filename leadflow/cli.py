@@ -154,14 +154,23 @@ def _users(args: argparse.Namespace) -> int:
 
 
 def _land(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
     from leadflow.landing import land
 
     settings = export_environment()
+    stop: threading.Event | None = None
+    if args.follow:
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set() if stop else None)
     result = land(settings.database_url, settings.kafka_bootstrap_servers, settings.topics,
-                  max_records_per_batch=args.batch_size, max_batches=args.max_batches)
+                  max_records_per_batch=args.batch_size, max_batches=args.max_batches, stop=stop)
     print(f"read {result.records_read} records in {result.batches} batches ({result.seconds:.2f}s): "
           f"{result.messages_landed} messages, {result.statuses_landed} statuses, "
-          f"{result.dead_letters_landed} dead letters landed; {result.duplicates_absorbed} duplicates absorbed")
+          f"{result.dead_letters_landed} dead letters landed; {result.duplicates_absorbed} duplicates absorbed; "
+          f"partitions {', '.join(sorted(result.partitions)) or 'none'}")
     return 0
 
 
@@ -480,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("land", help="land what waits in Kafka into PostgreSQL, outside Dagster")
     p.add_argument("--batch-size", type=int, default=5000)
     p.add_argument("--max-batches", type=int)
+    p.add_argument("--follow", action="store_true",
+                   help="keep landing as records arrive, until SIGTERM or Ctrl-C (several such processes share "
+                        "the partitions)")
     p.set_defaults(func=_land)
 
     p = sub.add_parser("tick", help="evaluate the landing sensor once and run what it requests")

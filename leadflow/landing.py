@@ -1,8 +1,10 @@
 """Kafka → PostgreSQL, exactly once: rows and the next offsets are committed in one transaction.
 
-Positions live in ``leadflow.kafka_offsets`` (never in consumer-group commits). Each batch:
+Positions live in ``leadflow.kafka_offsets`` (never in consumer-group commits). Landings running
+at once split the partitions (``offsets.Shares``). Each batch:
 
-1. lock this reader's offset rows (``SELECT ... FOR UPDATE``), so two landings never interleave;
+1. lock the offset rows of this landing's partitions (``SELECT ... FOR UPDATE``), so two landings
+   never write the same partition's records;
 2. read from those offsets until the batch is full or a poll comes back empty (the embedded
    broker reports wrong end offsets, so they are never trusted);
 3. drop events whose provider id already landed (one indexed lookup per batch; this also absorbs
@@ -46,7 +48,7 @@ from leadflow.db.connection import connect
 from leadflow.db.copy import copy_line, copy_text
 from leadflow.events import ChannelMessage, DeliveryStatus
 from leadflow.kafka import Record, assign_from, cluster_id, consume, make_consumer, partitions_of
-from leadflow.offsets import Partition, lock_offsets, store_offsets
+from leadflow.offsets import Partition, Shares, lock_offsets, store_offsets
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,6 @@ _STATUSES = _Table("delivery_statuses", (
 ), ("broker_id", "channel", "provider_message_id", "status"))
 
 
-class LandingConflict(RuntimeError):
-    """Another landing moved the offsets while this one was reading; this run stops, nothing is written."""
-
-
 class OffsetsBeyondLog(ConfigurationError):
     """The stored offsets point past the end of the log: the broker was wiped or replaced under the same cluster id.
 
@@ -113,11 +111,13 @@ class LandingResult:
     batches: int = 0
     seconds: float = 0.0
     next_offsets: dict[str, int] = field(default_factory=dict)
+    partitions: set[str] = field(default_factory=set)  # those this run landed records of
 
     def add(self, other: LandingResult) -> None:
         for name in ("records_read", "messages_landed", "statuses_landed", "dead_letters_landed",
                      "duplicates_absorbed", "undecodable_records"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.partitions |= other.partitions
 
 
 # --- decoding (pure) ---------------------------------------------------------------------------
@@ -419,18 +419,18 @@ class _ReadAhead:
     _DONE = object()
 
     def __init__(self, consumer: Consumer, topics: Topics, cluster: str, max_records: int, poll_timeout_ms: int,
-                 max_batch_s: float = 2.0):
+                 max_batch_s: float = 2.0, first_poll_ms: int = FIRST_POLL_TIMEOUT_MS):
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._stop = threading.Event()
-        self._args = (consumer, topics, cluster, max_records, poll_timeout_ms, max_batch_s)
+        self._args = (consumer, topics, cluster, max_records, poll_timeout_ms, max_batch_s, first_poll_ms)
         self._thread = threading.Thread(target=self._run, name="landing-read-ahead", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        consumer, topics, cluster, max_records, poll_timeout_ms, max_batch_s = self._args
+        consumer, topics, cluster, max_records, poll_timeout_ms, max_batch_s, first_poll_ms = self._args
         # The first fetch after assign() includes connecting and metadata: an empty answer that early is
         # warm-up, not the end of the stream.
-        timeout_ms = max(poll_timeout_ms, FIRST_POLL_TIMEOUT_MS)
+        timeout_ms = max(poll_timeout_ms, first_poll_ms)
         try:
             while not self._stop.is_set():
                 records = _read_batch(consumer, max_records, timeout_ms, max_batch_s)
@@ -462,11 +462,17 @@ class _ReadAhead:
 
 
 def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_batch: int = 10000,
-         max_batches: int | None = None, poll_timeout_ms: int = 500, max_batch_s: float = 2.0) -> LandingResult:
-    """Land everything readable now; returns what was read and written. Safe to run concurrently.
+         max_batches: int | None = None, poll_timeout_ms: int = 500, max_batch_s: float = 2.0,
+         stop: threading.Event | None = None, share_wait_s: float = 10.0) -> LandingResult:
+    """Land what is readable on this process's share of the partitions; returns what was read and written.
 
     Each batch is committed (rows and offsets) after ``max_records_per_batch`` records or
-    ``max_batch_s`` seconds of reading, whichever comes first."""
+    ``max_batch_s`` seconds of reading, whichever comes first. Safe to run in several processes at
+    once: they split the partitions (``Shares``) and rebalance at each batch. Without ``stop`` the
+    run ends when its partitions are drained and no free partition is left (waiting up to
+    ``share_wait_s`` for a share while other landings hold them all); with ``stop`` it keeps
+    landing until the event is set.
+    """
     started = time.perf_counter()
     total = LandingResult()
     consumer = make_consumer(bootstrap)
@@ -478,40 +484,70 @@ def land(database_url: str, bootstrap: str, topics: Topics, *, max_records_per_b
         if not tps:
             log.warning("no partitions for %s yet; nothing to land", topics.all())
             return total
-        positions: dict[Partition, int] | None = None
-        while max_batches is None or total.batches < max_batches:
+        shares = Shares(conn, READER, cluster, tps)
+        positions: dict[Partition, int] = {}  # where the consumer stands, as committed
+        checked: set[Partition] = set()
+        warm = False
+        while (max_batches is None or total.batches < max_batches) and not (stop is not None and stop.is_set()):
+            if shares.rebalance() and reader is not None:
+                # Read-ahead of partitions given away must not be written; the rest is read again.
+                reader.close()
+                reader, warm = None, False
+            if not shares.owned:
+                if stop is None and time.perf_counter() - started > share_wait_s:
+                    log.info("every partition is landed by %d other landing(s); nothing left for this one",
+                             shares.members() - 1)
+                    break
+                time.sleep(0.2)
+                continue
+            owned = sorted(shares.owned)
             with conn, conn.cursor() as cur:
-                stored = lock_offsets(cur, READER, cluster, tps)
+                stored = lock_offsets(cur, READER, cluster, owned)
+                if reader is not None and any(stored[tp] != positions.get(tp) for tp in owned):
+                    # Committed by a process outside the shares (an older landing): read on from there.
+                    log.warning("offsets moved under this landing; reading again from what was committed")
+                    reader.close()
+                    reader, warm = None, False
                 if reader is None:
-                    check_offsets_in_log(consumer, bootstrap, cluster, stored)
-                    assign_from(consumer, stored)
+                    unchecked = {tp: stored[tp] for tp in owned if tp not in checked}
+                    check_offsets_in_log(consumer, bootstrap, cluster, unchecked)
+                    checked.update(unchecked)
+                    if not warm or positions != stored:
+                        assign_from(consumer, stored)
                     reader = _ReadAhead(consumer, topics, cluster, max_records_per_batch, poll_timeout_ms,
-                                        max_batch_s)
-                elif stored != positions:
-                    raise LandingConflict("offsets moved under this landing; another landing run is active")
+                                        max_batch_s, first_poll_ms=poll_timeout_ms if warm else FIRST_POLL_TIMEOUT_MS)
+                    positions = dict(stored)
                 read = reader.next()
                 if read is None:
-                    positions = stored
+                    # Drained; the consumer stays where it is for the next read-ahead.
+                    reader.close()
+                    reader, warm = None, True
+                    batch_result = None
+                else:
+                    next_offsets = {**stored, **read.ends}
+                    batch, landed_messages, landed_statuses = _write_batch(cur, read.batch, cluster)
+                    landed_dead = _insert_dead_letters(cur, batch)
+                    store_offsets(cur, READER, cluster, {tp: next_offsets[tp] for tp in owned
+                                                         if next_offsets[tp] != stored[tp]})
+                    positions = next_offsets
+                    batch_result = LandingResult(
+                        records_read=read.records,
+                        messages_landed=landed_messages,
+                        statuses_landed=landed_statuses,
+                        dead_letters_landed=landed_dead,
+                        duplicates_absorbed=(batch.counts["message"] - landed_messages)
+                        + (batch.counts["status"] - landed_statuses),
+                        undecodable_records=batch.counts["undecodable"],
+                        partitions={f"{t}[{p}]" for t, p in read.ends},
+                    )
+            if batch_result is None:
+                if stop is None and not shares.take_free():
                     break
-                next_offsets = {**stored, **read.ends}
-                batch, landed_messages, landed_statuses = _write_batch(cur, read.batch, cluster)
-                landed_dead = _insert_dead_letters(cur, batch)
-                moved = [tp for tp in tps if next_offsets[tp] != stored[tp]]
-                store_offsets(cur, READER, cluster, {tp: next_offsets[tp] for tp in moved})
-                positions = next_offsets
-                batch_result = LandingResult(
-                    records_read=read.records,
-                    messages_landed=landed_messages,
-                    statuses_landed=landed_statuses,
-                    dead_letters_landed=landed_dead,
-                    duplicates_absorbed=(batch.counts["message"] - landed_messages)
-                    + (batch.counts["status"] - landed_statuses),
-                    undecodable_records=batch.counts["undecodable"],
-                )
+                continue
             # Committed: the batch and its offsets are now one durable fact.
             total.add(batch_result)
             total.batches += 1
-        total.next_offsets = {f"{t}[{p}]": off for (t, p), off in (positions or {}).items()}
+        total.next_offsets = {f"{t}[{p}]": off for (t, p), off in positions.items()}
     finally:
         if reader is not None:
             reader.close()
