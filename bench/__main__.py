@@ -7,6 +7,8 @@
 - qualification: conversations qualified and scored per second on the rules path (bench/qualification.py);
 - campaigns: one targeting batch over 1M leads and 100 campaigns, in memory and whole on PostgreSQL
   and Kafka, and sends/s through the dispatcher against the local fake WhatsApp API (bench/campaigns.py);
+- scaleout: landing rows/s and dispatcher sends/s with two processes sharing the partitions, against
+  one process (bench/scale_out.py; LEADFLOW_BENCH_SCALE_ROWS, LEADFLOW_BENCH_SCALE_SENDS);
 - agent: the lead agent's reply latency for simulated leads writing through the webhooks, and its
   throughput against a bare consumer posting a fixed text (bench/agent.py);
 - analytics: `dbt build` over 1M stage events and an incremental rerun after 1% more, against a
@@ -210,6 +212,12 @@ def main() -> None:
         if wanted("landing"):
             bench_landing(settings.database_url, settings.kafka_bootstrap_servers,
                           int(os.environ.get("LEADFLOW_BENCH_ROWS", "100000")), repeats)
+        if wanted("scaleout"):
+            from bench.scale_out import bench_scale_out
+
+            bench_scale_out(settings.database_url, settings.kafka_bootstrap_servers,
+                            int(os.environ.get("LEADFLOW_BENCH_SCALE_ROWS", "200000")),
+                            int(os.environ.get("LEADFLOW_BENCH_SCALE_SENDS", "3000")))
         if wanted("agent"):
             from bench.agent import bench_agent
 

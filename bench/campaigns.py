@@ -105,50 +105,25 @@ def bench_targeting() -> None:
 def bench_dispatch(database_url: str, bootstrap: str, count: int) -> None:
     """Sends/s through the real dispatcher (Kafka commands, claims in PostgreSQL, httpx to the fake
     WhatsApp API) vs a bare httpx loop posting the same bodies to the same fake."""
-    import json
     import uuid
 
     import httpx
 
     from leadflow.brokers import add_broker, default_secret_env
-    from leadflow.campaigns.store import save_campaign
     from leadflow.config import Topics
-    from leadflow.db.connection import transaction
-    from leadflow.events import OutboundCommand
-    from leadflow.kafka import ensure_topics, make_producer, produce_all
+    from leadflow.kafka import ensure_topics
     from leadflow.outbound.dispatcher import dispatch
     from leadflow.outbound.senders import WhatsAppSender
     from tests.fake_channels import FakeChannels
+    from tests.outbound_world import WHATSAPP_NUMBER_ID, WHATSAPP_TOKEN, seed_whatsapp_sends
 
     broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
                         timezone="America/Santiago")
-    os.environ[default_secret_env(broker.slug, "whatsapp_access_token")] = "wa-token-not-a-secret"
-    os.environ[default_secret_env(broker.slug, "whatsapp_phone_number_id")] = "1098765"
-    campaign_id = save_campaign(database_url, broker.slug, "bench", {"trigger": {"type": "manual"}, "steps": [
-        {"action": "message", "template": "Hola {{first_name}}"}]}, status="active")
+    os.environ[default_secret_env(broker.slug, "whatsapp_access_token")] = WHATSAPP_TOKEN
+    os.environ[default_secret_env(broker.slug, "whatsapp_phone_number_id")] = WHATSAPP_NUMBER_ID
     topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
     ensure_topics(bootstrap, topics.all(), 3)
-    with transaction(database_url) as conn, conn.cursor() as cur:
-        cur.execute("""INSERT INTO leadflow.leads (lead_id, broker_id)
-                       SELECT nextval('leadflow.lead_id_seq'), %s FROM generate_series(1, %s) RETURNING lead_id""",
-                    (broker.broker_id, count))
-        leads = [row[0] for row in cur.fetchall()]
-        commands = []
-        for i, lead_id in enumerate(leads):
-            payload = {"to": f"5699{i:07d}", "text": f"Hola {i}, ¿vemos opciones esta semana?",
-                       "last_inbound_at": NOW.isoformat(), "campaign": "bench", "broker_slug": broker.slug}
-            cur.execute("""
-                INSERT INTO leadflow.outbound_sends (broker_id, campaign_id, lead_id, step, action, channel, status,
-                                                     payload, next_attempt_at, created_at, updated_at)
-                VALUES (%s, %s, %s, 0, 'message', 'whatsapp', 'pending', %s, %s, %s, %s) RETURNING send_id""",
-                        (broker.broker_id, campaign_id, lead_id, json.dumps(payload), NOW, NOW, NOW))
-            row = cur.fetchone()
-            assert row is not None
-            commands.append(OutboundCommand.build(send_id=row[0], broker_id=broker.broker_id, broker_slug=broker.slug,
-                                                  campaign_id=campaign_id, lead_id=lead_id, step=0, action="message",
-                                                  channel="whatsapp", payload=payload, created_at=NOW))
-    produce_all(make_producer(bootstrap), topics.outbound,
-                [(c.kafka_key(), c.model_dump_json().encode()) for c in commands])
+    commands = seed_whatsapp_sends(database_url, bootstrap, topics, broker, count, NOW)
     fake = FakeChannels().start()
     try:
         sender = WhatsAppSender(fake.url, clock=lambda: NOW)

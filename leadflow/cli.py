@@ -174,6 +174,21 @@ def _land(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dispatch(args: argparse.Namespace) -> int:
+    from leadflow.outbound.dispatcher import dispatch
+    from leadflow.outbound.senders import BlandCaller, Sender, TelegramSender, VapiCaller, WhatsAppSender
+
+    settings = export_environment()
+    senders: dict[str, Sender] = {"telegram": TelegramSender(), "whatsapp": WhatsAppSender(), "vapi": VapiCaller(),
+                                  "bland": BlandCaller()}
+    result = dispatch(settings.database_url, settings.kafka_bootstrap_servers, settings.topics, senders,
+                      max_commands=args.max_sends)
+    print(f"read {result.commands_read} commands ({result.malformed} unreadable): {result.sent} sent, "
+          f"retry later {result.retry_later or 0}, failed {result.failed or 0}, skipped {result.skipped or 0}, "
+          f"{result.not_pending} already handled")
+    return 0
+
+
 def _tick(args: argparse.Namespace) -> int:
     export_environment()
     from dagster import DagsterInstance
@@ -493,6 +508,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep landing as records arrive, until SIGTERM or Ctrl-C (several such processes share "
                         "the partitions)")
     p.set_defaults(func=_land)
+
+    p = sub.add_parser("dispatch", help="send every due outbound send once, outside Dagster (several such processes "
+                                        "share the work)")
+    p.add_argument("--max-sends", type=int, default=5000, help="at most this many sends in this run")
+    p.set_defaults(func=_dispatch)
 
     p = sub.add_parser("tick", help="evaluate the landing sensor once and run what it requests")
     p.add_argument("--drain", action="store_true", help="tick until nothing is left to land")

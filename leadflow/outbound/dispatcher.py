@@ -7,6 +7,10 @@ so a command read twice — a rerun, a crash before the offsets were stored — 
 twice; a crash during the call leaves it ``sending``, reported and never resent blindly. After the
 call: ``sent`` with the provider's id, ``pending`` again with a later ``next_attempt_at`` (429, 5xx,
 timeout: retried by the next dispatch, nothing lost), ``failed`` with the reason, or ``skipped``.
+
+Several dispatchers run at once without waiting on each other: they split the outbound topic's
+partitions (``offsets.Shares``), and each takes the next due send with ``FOR UPDATE SKIP LOCKED``,
+so two never claim the same send and none waits for another's claim.
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ import psycopg2.extensions
 from pydantic import ValidationError
 
 from leadflow.config import Topics
-from leadflow.db.connection import connect, transaction
+from leadflow.db.connection import connect
 from leadflow.events import OutboundCommand
 from leadflow.kafka import assign_from, cluster_id, consume, make_consumer, partitions_of
 from leadflow.landing import check_offsets_in_log
 from leadflow.leads.stages import DEFAULT_PIPELINE, Pipeline
 from leadflow.leads.store.stages import move_lead_forward
-from leadflow.offsets import lock_offsets, store_offsets
+from leadflow.offsets import Shares, lock_offsets, store_offsets
 from leadflow.outbound.errors import Rejected, RetryLater, Skip
 from leadflow.outbound.senders import Sender
 
@@ -58,13 +62,18 @@ def read_commands(url: str, bootstrap: str, topics: Topics, max_records: int = 5
     them), so what the dispatcher owes is found there too — the topic only says what is new.
     """
     consumer = make_consumer(bootstrap)
+    conn = connect(url)
     try:
         cluster = cluster_id(consumer)
         tps = [(topics.outbound, p) for p in partitions_of(consumer, topics.outbound)]
         if not tps:
             return [], 0
-        with transaction(url) as conn, conn.cursor() as cur:
-            stored = lock_offsets(cur, READER, cluster, tps)
+        shares = Shares(conn, READER, cluster, tps)
+        shares.rebalance()
+        if not shares.owned:
+            return [], 0  # other dispatchers are reading the topic; the sends it names are in the table for all
+        with conn, conn.cursor() as cur:
+            stored = lock_offsets(cur, READER, cluster, sorted(shares.owned))
             check_offsets_in_log(consumer, bootstrap, cluster, stored, reader=READER)
             assign_from(consumer, stored)
             records = consume(consumer, max_records, timeout_s)
@@ -80,6 +89,7 @@ def read_commands(url: str, bootstrap: str, topics: Topics, max_records: int = 5
             store_offsets(cur, READER, cluster, ends)
         return commands, malformed
     finally:
+        conn.close()
         consumer.close()
 
 
@@ -89,18 +99,27 @@ def _claim(cur: psycopg2.extensions.cursor, send_id: int) -> bool:
     return cur.fetchone() is not None
 
 
-def _due_retries(cur: psycopg2.extensions.cursor, now: datetime, limit: int) -> list[OutboundCommand]:
-    """Pending sends that are due, whatever became of their command: retries after a provider failure,
-    and sends whose command was unreadable or not read yet (the table, not the topic, is what is owed)."""
-    cur.execute("""
-        SELECT s.send_id, s.broker_id, b.slug, s.campaign_id, s.lead_id, s.step, s.action, s.channel, s.payload,
-               s.created_at
-        FROM leadflow.outbound_sends s JOIN leadflow.brokers b USING (broker_id)
-        WHERE s.status = 'pending' AND s.next_attempt_at <= %s
-        ORDER BY s.next_attempt_at LIMIT %s""", (now, limit))
-    return [OutboundCommand.build(send_id=r[0], broker_id=r[1], broker_slug=r[2], campaign_id=r[3], lead_id=r[4],
-                                  step=r[5], action=r[6], channel=r[7], payload=r[8], created_at=r[9])
-            for r in cur.fetchall()]
+_SEND_COLUMNS = "s.send_id, s.broker_id, b.slug, s.campaign_id, s.lead_id, s.step, s.action, s.channel, s.payload, " \
+                "s.created_at"
+
+
+def _claim_next_due(cur: psycopg2.extensions.cursor, now: datetime) -> OutboundCommand | None:
+    """Claim the pending send due first that no other dispatcher is claiming: retries after a provider
+    failure, and sends whose command was unreadable or read by another dispatcher (the table, not the
+    topic, is what is owed)."""
+    cur.execute(f"""
+        UPDATE leadflow.outbound_sends s SET status = 'sending', attempts = attempts + 1, updated_at = now()
+        FROM leadflow.brokers b
+        WHERE b.broker_id = s.broker_id AND s.send_id = (
+            SELECT send_id FROM leadflow.outbound_sends
+            WHERE status = 'pending' AND next_attempt_at <= %s
+            ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+        RETURNING {_SEND_COLUMNS}""", (now,))
+    r = cur.fetchone()
+    if r is None:
+        return None
+    return OutboundCommand.build(send_id=r[0], broker_id=r[1], broker_slug=r[2], campaign_id=r[3], lead_id=r[4],
+                                 step=r[5], action=r[6], channel=r[7], payload=r[8], created_at=r[9])
 
 
 def _move_stage(cur: psycopg2.extensions.cursor, command: OutboundCommand, now: datetime) -> str:
@@ -134,11 +153,19 @@ def dispatch(url: str, bootstrap: str, topics: Topics, senders: dict[str, Sender
     result.commands_read = len(commands)
     conn = connect(url)
     try:
-        with conn, conn.cursor() as cur:
-            retries = _due_retries(cur, clock(), max_commands)
-        seen = {c.send_id for c in commands}
-        for command in [*commands, *(r for r in retries if r.send_id not in seen)]:
-            _dispatch_one(conn, command, senders, clock, result)
+        for command in commands:
+            with conn, conn.cursor() as cur:
+                claimed = _claim(cur, command.send_id)
+            if claimed:
+                _dispatch_one(conn, command, senders, clock, result)
+            else:
+                result.not_pending += 1
+        for _ in range(max_commands):
+            with conn, conn.cursor() as cur:
+                due = _claim_next_due(cur, clock())
+            if due is None:
+                break
+            _dispatch_one(conn, due, senders, clock, result)
     finally:
         conn.close()
     return result
@@ -146,11 +173,7 @@ def dispatch(url: str, bootstrap: str, topics: Topics, senders: dict[str, Sender
 
 def _dispatch_one(conn: psycopg2.extensions.connection, command: OutboundCommand, senders: dict[str, Sender],
                   clock: Callable[[], datetime], result: DispatchResult) -> None:
-    with conn, conn.cursor() as cur:
-        claimed = _claim(cur, command.send_id)
-    if not claimed:
-        result.not_pending += 1
-        return
+    """Send a claimed command and record its fate."""
     try:
         if command.channel == "pipeline":
             with conn, conn.cursor() as cur:
