@@ -24,7 +24,7 @@ from leadflow.phones import to_e164
 from leadflow.qualification.numbers import WORD_VALUES, fold, words_to_numbers
 from leadflow.qualification.places import find_places, place_names
 from leadflow.qualification.schema import QUALIFICATION_SCHEMA, Qualification
-from leadflow.qualification.stance import URGENCY_GATE, stance, urgency, when
+from leadflow.qualification.stance import URGENCY_GATE, proposals, stance, urgency, when
 from leadflow.qualification.summary import with_summary
 from leadflow.qualification.turns import Turn
 
@@ -574,7 +574,7 @@ FACT_COLUMNS = ("name", "phone", "email", "operation", "property_type", "bedroom
 
 def _stances(per_message: pl.DataFrame) -> pl.DataFrame:
     """Each lead message's stance (accepted, postponed, declined) and, when it accepts, what and when."""
-    value, kind = stance(pl.col("folded"), pl.col("_agent_folded"))
+    value, kind = stance(pl.col("folded"), pl.col("_proposed"))
     out = per_message.with_columns(_stance=value, _kind=kind)
     accepted = out["_stance"].eq("accepted").fill_null(False).arg_true()
     words = pl.repeat(None, out.height, dtype=pl.String, eager=True)
@@ -650,9 +650,11 @@ def _qualify_chunk(messages: pl.DataFrame) -> pl.DataFrame:
         _agent=pl.when(pl.col("role") != "lead").then(pl.col("text").str.slice(0, MAX_TEXT)).forward_fill().over("_c"),
         _at=at.forward_fill().over("_c"),  # a message without a time is as late as the last one with one
     )
+    messages = messages.with_columns(_fold(messages, "text").alias("_folded")).with_columns(
+        _proposed=proposals(pl.col("_folded"), pl.col("role"), pl.col("_c"))).drop("_folded")
     lead = (messages.filter((pl.col("role") == "lead") & (pl.col("text").str.strip_chars().str.len_chars() > 0))
             .select("_c", pl.col("text").str.slice(0, MAX_TEXT), pl.col("country").cast(pl.String).str.to_uppercase(),
-                    "_agent", "_at")
+                    "_agent", "_at", "_proposed")
             .with_row_index("_m"))
     lead = lead.with_columns(_fold(lead, "text").alias("folded"), _fold(lead, "_agent").alias("_agent_folded"))
     gates = lead.with_columns(

@@ -35,7 +35,8 @@ _REQUEST = (r"(?:puedo|podemos|podria|podriamos|quiero|quisiera|queremos|me gust
 
 _DAY = (r"\b(?:hoy|pasado mañana|mañana|lunes|martes|miercoles|jueves|viernes|sabado|domingo|today|tonight"
         r"|tomorrow|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b")
-_HOUR = (r"\ba las? \d{1,2}(?::\d{2})?|\b\d{1,2}(?::\d{2})?\s*(?:hrs?|horas|h|am|pm|a\.m\.?|p\.m\.?)(?:\W|$)"
+_HOUR = (r"\ba las? \d{1,2}(?::\d{2})?(?:\s*(?:hrs?|horas|h)\b)?"
+         r"|\b\d{1,2}(?::\d{2})?\s*(?:hrs?|horas|h|am|pm|a\.m\.?|p\.m\.?)(?:\W|$)"
          r"|\b\d{1,2}:\d{2}\b|misma hora|same time")
 TIME_CUE = f"{_DAY}|{_HOUR}"
 
@@ -97,10 +98,20 @@ def urgency(folded: pl.Expr) -> pl.Expr:
     return _first(folded, _URGENCY)
 
 
-def stance(folded: pl.Expr, agent: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+def proposals(folded: pl.Expr, role: pl.Expr, conversation: pl.Expr) -> pl.Expr:
+    """Over a conversation's messages in order: for each, what the agent's last message before it (or
+    itself) proposes. "¿Y el domingo a las 11?" after "¿visitamos el sábado?" proposes the visit again:
+    a new time without a new kind keeps the kind proposed last."""
+    agent = role != "lead"
+    named = pl.when(agent).then(_first(folded, KINDS))
+    again = pl.when(agent & folded.str.contains(TIME_CUE)).then(named.forward_fill().over(conversation))
+    return (pl.when(agent).then(pl.coalesce(named, again, pl.lit(""))).forward_fill().over(conversation)
+            .replace("", None))
+
+
+def stance(folded: pl.Expr, proposed: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     """(stance, kind) of each lead message: "accepted" (with the visit, valuation or call it accepts),
-    "postponed", "declined" or null; ``agent`` is the agent's last message before it, folded."""
-    proposed = _first(agent, KINDS)
+    "postponed", "declined" or null; ``proposed`` is what the agent's last message before it proposed."""
     asked = pl.when(folded.str.contains(_REQUEST) & folded.str.contains(TIME_CUE)).then(_first(folded, KINDS))
     counter = folded.str.contains(COUNTER)
     explicit = (folded.str.contains(_ACCEPT) | counter) & proposed.is_not_null()
