@@ -250,6 +250,13 @@ def test_a_yes_to_another_question_commits_to_nothing() -> None:
     assert (result["commitment"], result["hesitation"]) == (None, None)
 
 
+def test_a_call_in_progress_is_not_a_call_proposed() -> None:
+    result = talk(("a", "Hola Ximena, le llamo de la corredora por su consulta."),
+                  ("l", "Sí, hola, gracias por llamar."))
+    assert result["commitment"] is None
+    assert talk(("a", "¿Le llamo mañana a las 10?"), ("l", "sí"))["commitment"] == "call"
+
+
 def test_a_fact_said_with_not_yet_is_no_hesitation() -> None:
     assert talk(("l", "todavía no tengo el crédito aprobado"))["hesitation"] is None
 

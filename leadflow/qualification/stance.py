@@ -23,7 +23,9 @@ _VALUATION = r"tasaci|\btasar|avaluo|valuaci|\bvalorar|valoraci|valuation|apprai
 _VISIT = (r"visita|visitar|\bver(?:l[oa]s?)?\b|\bl[oa]s? (?:vemos|ves|ve|quiere ver|queres ver|quieres ver)\b"
           r"|conocer(?:l[oa]s?)?\b|\bmuestr|mostrar|recorr|showing|\btour\b|\bviewing\b"
           r"|\bsee (?:it|the|them|this|that)\b|come (?:by|see|and see)")
-_CALL = (r"\bllam(?:ar|ada|adas|arte|arle|arlo|arla|ame|eme)\b|\b(?:te|le|lo|la|les) llamo\b|videollamada"
+# "le llamo de la corredora" introduces the call being made: only "te llamo mañana", "¿le llamo?" propose one.
+_CALL = (r"\bllam(?:ar|ada|adas|arte|arle|arlo|arla|ame|eme)\b|\b(?:te|le|lo|la|les) llamo(?:\s*[?¿,.!]|\s*$"
+         r"|\s+(?:hoy|mañana|pasado|el|la|a las|en|despues|luego|mas|ahora|ahorita))|videollamada"
          r"|\bcall\b|\bzoom\b|\bmeet\b")
 KINDS = [("valuation", _VALUATION), ("visit", _VISIT), ("call", _CALL)]
 # A lead asking for one themself, with a time: "¿la puedo ver mañana a las 5?", "can I see it Saturday at 10?"
