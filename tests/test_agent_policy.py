@@ -62,7 +62,7 @@ SCENARIOS = {
         frozenset({"operation", "location", "property_type", "budget"})),
     "madrid_seller": Scenario(
         "madrid_seller", "ES",
-        "Buenas tardes. Quisiera vender mi piso en Chamberí. ¿Podría indicarme cómo trabajan ustedes?",
+        "Buenas tardes. Quisiera vender mi vivienda en Chamberí. ¿Podría indicarme cómo trabajan ustedes?",
         {"property_type": "Es un piso de 3 habitaciones", "propose_visit": "Sí, de acuerdo", "name": "Carmen López",
          "contact": "+34 612 345 678"},
         frozenset({"operation", "location"}),
@@ -194,7 +194,7 @@ def test_the_madrid_seller_writing_usted_gets_usted_and_spanish_words() -> None:
 
 
 def test_a_couple_in_spain_writing_informally_gets_vosotros() -> None:
-    scenario = Scenario("couple", "ES", "Hola, mi mujer y yo queremos vender nuestro piso en Retiro",
+    scenario = Scenario("couple", "ES", "Hola, mi mujer y yo queremos vender nuestra vivienda en Retiro",
                         {"property_type": "es un piso de 2 habitaciones", "propose_visit": "vale"},
                         frozenset({"operation", "location"}))
     replies = " ".join(play(scenario, until="propose_visit").replies())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from leadflow.qualification.numbers import WORD_VALUES, fold
 from leadflow.qualification.turns import Turn
@@ -80,17 +81,20 @@ def short_answer(text: str) -> str | None:
     return stripped
 
 
-def in_context(turns: Sequence[tuple[str, str, str | None]], english: bool = False) -> list[Turn]:
+def in_context(turns: Sequence[tuple[str, str, str | None]], english: bool = False,
+               times: Sequence[datetime | None] | None = None) -> list[Turn]:
     """(role, text, asks) turns, in order → the qualifier's turns, each lead reply made explicit by the
-    question the agent asked just before it ("agent" or "bot" turns carry what they asked)."""
+    question the agent asked just before it ("agent" or "bot" turns carry what they asked). ``times``
+    (the lead's local time of each turn) date what the lead accepts ("mañana 19 hrs")."""
     out: list[Turn] = []
     asked: str | None = None
-    for role, text, asks in turns:
+    moments = list(times) if times is not None else [None] * len(turns)
+    for (role, text, asks), at in zip(turns, moments, strict=True):
         if role == "lead":
-            out.append(Turn("lead", explicit(text, asked, english) if asked and text.strip() else text))
+            out.append(Turn("lead", explicit(text, asked, english) if asked and text.strip() else text, at))
             if text.strip():
                 asked = None
         else:
-            out.append(Turn("agent", text))
+            out.append(Turn("agent", text, at))
             asked = asks
     return out

@@ -1,13 +1,15 @@
 """The `leadflow qualify` contract: conversation lines in, one flat JSON object per conversation out.
 
-Input lines: ``{"id", "messages": [{"role": "lead"|"agent", "text"}]}`` (other keys ignored;
-"user"/"customer" count as the lead, "assistant"/"bot" as the agent). Output keys and their
+Input lines: ``{"id", "messages": [{"role": "lead"|"agent", "text", "at"?}]}`` (other keys ignored;
+"user"/"customer" count as the lead, "assistant"/"bot" as the agent; ``at``, an ISO 8601 time, dates
+the appointments a lead accepts: "mañana 19 hrs"). Output keys and their
 meaning are fixed by ``schema.CONTRACT_KEYS``; a field not stated is null.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -37,8 +39,19 @@ def turns_of(messages: Any) -> list[Turn]:
         role = str(message.get("role", "")).lower()
         text = message.get("text")
         if role in _LEAD | _AGENT and isinstance(text, str):
-            turns.append(Turn("lead" if role in _LEAD else "agent", text))
+            turns.append(Turn("lead" if role in _LEAD else "agent", text, _moment(message.get("at"))))
     return turns
+
+
+def _moment(value: Any) -> datetime | None:
+    """A message's ``at`` (ISO 8601) as the wall-clock time it shows: "mañana 19 hrs" is read in the
+    lead's own time, so an offset, when given, is dropped rather than converted."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
+    except ValueError:
+        return None
 
 
 def qualify_batch(conversations: Sequence[tuple[Any, list[Turn]]], country: str | None = None,

@@ -39,7 +39,7 @@ DEFAULT_MODELS = {"anthropic": "claude-sonnet-4-5", "openai": "gpt-4.1-mini", "g
 # USD per million tokens (input, output); unknown models are accounted at 0 and said so in the usage.
 PRICES = {"claude-sonnet-4-5": (3.0, 15.0), "claude-haiku-4-5": (1.0, 5.0), "gpt-4.1-mini": (0.4, 1.6),
           "gpt-4.1": (2.0, 8.0), "gemini-2.5-flash": (0.3, 2.5), "gemini-2.5-pro": (1.25, 10.0)}
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2
 
 SYSTEM_PROMPT = """You qualify real-estate leads for a brokerage in Latin America and Spain.
 Read the conversation between a lead and an agent and fill the schema with what the LEAD states.
@@ -48,8 +48,17 @@ when the lead corrects themselves. Amounts are plain numbers in the stated curre
 5200 with currency UF, "450 millones" is 450000000, "USD 180k" is 180000, "600 lucas" is 600000
 CLP, "2 palos" is 2000000 CLP. A single budget is budget_max; "entre A y B" is min A, max B.
 Rents are budget_period "month". "3 ambientes" means 2 bedrooms. Locations are lowercase place
-names. opted_out is true only if the lead asks not to be contacted. summary: one short sentence in
-the lead's language."""
+names. opted_out is true only if the lead asks not to be contacted. commitment: the visit,
+valuation or call the lead accepted (a "sí"/"dale"/"yes" answers the agent's last proposal; "no puedo
+el martes, ¿el jueves?" still accepts the visit); commitment_when: its time in the conversation's
+words; commitment_at: that time as a local ISO datetime, resolved against the timestamp in brackets
+of the message that says it ("mañana 19 hrs" written on 2025-03-13 is 2025-03-14T19:00:00), null
+without a timestamp or an hour. hesitation: "declined" ("no gracias", "solo estoy mirando") or
+"postponed" ("te aviso", "lo converso con mi señora", "todavía no"); the latest stance wins, so a
+later acceptance clears it and a later postponement clears the commitment. urgency_reason:
+"contract_ending" (the lease ends, the landlord wants it back) or "moving" (a move, a transfer, a
+moving date). A seller's price is asking_price and asking_currency, never a budget. summary: one
+short sentence in the lead's language."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +123,9 @@ def _schema() -> dict[str, Any]:
 
 
 def render(turns: Sequence[Turn]) -> str:
-    return "\n".join(f"{'LEAD' if t.role == 'lead' else 'AGENT'}: {t.text}" for t in turns if t.text)
+    """The conversation as the model reads it; each turn's time, when known, dates "mañana" and "el jueves"."""
+    return "\n".join(f"{f'[{t.at:%Y-%m-%d %H:%M} %a] ' if t.at else ''}{'LEAD' if t.role == 'lead' else 'AGENT'}: "
+                     f"{t.text}" for t in turns if t.text)
 
 
 class OpenAIProvider:
@@ -273,6 +284,9 @@ class LLMQualifier:
         """What an answer depends on: provider, model, prompt, the conversation's content and the market."""
         assert self.provider is not None
         digest = conversation_hash([t.role for t in turns], [t.text for t in turns])
+        if any(t.at for t in turns):  # the same words on another day date another appointment
+            digest += ":" + hashlib.sha256(",".join(f"{t.at:%Y%m%d%H%M}" if t.at else "" for t in turns)
+                                           .encode()).hexdigest()[:16]
         prompt = hashlib.sha256(f"{PROMPT_VERSION}:{self.prompt_additions}".encode()).hexdigest()[:16]
         return f"{self.provider.name}:{self.provider.model}:{prompt}:{country}:{digest}"
 

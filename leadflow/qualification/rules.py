@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -23,6 +24,7 @@ from leadflow.phones import to_e164
 from leadflow.qualification.numbers import WORD_VALUES, fold, words_to_numbers
 from leadflow.qualification.places import find_places, place_names
 from leadflow.qualification.schema import QUALIFICATION_SCHEMA, Qualification
+from leadflow.qualification.stance import URGENCY_GATE, proposals, stance, urgency, when
 from leadflow.qualification.summary import with_summary
 from leadflow.qualification.turns import Turn
 
@@ -43,7 +45,8 @@ _PROPERTY = [
     ("office", r"\boficinas?\b|\boffices?\b"),
     ("land", r"\bterrenos?\b|\bparcelas?\b|\blotes?\b|\bsitio\b|\bland\b|\bplot\b"),
     ("house", r"\bcasas?\b|\bchalet\b|\bhouses?\b|townhouse"),
-    ("apartment", r"\bdeptos?\b|\bdptos?\b|departamentos?|\bdepas?\b|apartamentos?|monoambiente|\bun piso\b"
+    ("apartment", r"\bdeptos?\b|\bdptos?\b|departamentos?|\bdepas?\b|apartamentos?|monoambiente"
+                  r"|\b(?:un|el|mi|este|ese|del|al|tu|su|nuestro|vuestro) piso\b(?:\s*$|\s*[^\s\d])"
                   r"|\bapartments?\b|\bflat\b|\bcondo\b|\bstudio\b"),
 ]
 _FINANCING = [
@@ -72,6 +75,10 @@ _OPT_OUT = (r"^\s*(?:baja|stop|unsubscribe|cancelar)\s*[.!]*\s*$|dar(?:me)? de b
 # A cue right after a negation ("no quiero arrendar") states nothing; the negation is matched with
 # the cue (Rust regex has no look-behind) and such matches are dropped.
 _NEGATION = r"(?:\b(?:no|ni|not)|n't)\s+(?:\w+\s+)?"
+# Selling one's own home first, to buy ("primero tengo que vender el mío"), is a step, not what they want.
+_PRECONDITION = (r"primero (?:tengo|tenemos|necesito|necesitamos|debo|debemos|hay) (?:que )?vender"
+                 r"|vender (?:el mio|la mia|el nuestro|la nuestra|mi \w+|nuestr[oa] \w+) primero"
+                 r"|(?:need|have) to sell (?:mine|ours|my \w+|our \w+) first")
 _INVEST_NEGATION = r"\b(?:no|ni|nunca|not|don't|dont) "
 
 # --- cues on the "numeric" text: folded, tokens split by one space, spelled-out numbers as digits --
@@ -104,6 +111,9 @@ _NOT_MONEY_AFTER = (r"^\s*(?:%|por ciento|percent|d\d|dorm|habitac|recamar|pieza
                     r"|bath|mes|month|sem|week|an(?:o|os)\b|año|year|dia|day|m2|mt|metro|sq|piso|floor|estac|parking"
                     r"|min|hora|hour|hijo|niño|kid|person|persona|auto|cuadra|block|km)")
 _KIND_BEFORE = [
+    # what a seller asks for their property: never a budget
+    ("asking", r"(?:\bpedir\b|\bpido\b|pedimos|precio de venta|valor de venta|vender(?:lo|la)? (?:en|por)|sacarle"
+               r"|\basking\b|\blist (?:it )?(?:for|at)|sell (?:it )?for)[^.]{0,25}$"),
     ("down_payment", r"(?:\bpie\b|enganche|down ?payment|anticipo|entrada)[^.]{0,25}$"),
     ("income", r"(?:sueldo|\bgano\b|ganamos|ingresos?|renta liquida|mi renta|renta mensual|nuestra renta|income"
                r"|\bearn|salary|\bmake\b|liquido)[^.]{0,25}$"),
@@ -135,6 +145,19 @@ _NAME_STOP = {"y", "and", "de", "del", "la", "el", "los", "en", "tengo", "busco"
               "an", "the", "un", "una", "muy", "bien", "mi", "my", "su", "tu", "que", "porque", "pero", "but",
               "with", "desde", "aqui", "here", "necesito", "trabajo", "soltero", "soltera", "casado",
               "casada", "medico", "ingeniero", "profesora", "profesor", "of", "por", "al"}
+# "gabriel gonzalez, y mi numero es 954100504": a name given first, before a comma, then contact details
+# (or as the answer to "¿con quién hablo?").
+_COMMA_NAME_GATE = r"^\s*[A-Za-zÁÉÍÓÚÑÜáéíóúñü]+(?:\s+[A-Za-zÁÉÍÓÚÑÜáéíóúñü]+){0,3}\s*,"
+_COMMA_NAME = re.compile(r"\s*([^\W\d_]+(?:\s+[^\W\d_]+){0,3})\s*,(.*)", re.S)
+_CONTACT_AFTER = re.compile(r"\b(?:mi|my)\s+(?:numero|cel|celular|telefono|fono|whatsapp|wsp|correo|mail|email|e-mail"
+                            r"|number|phone|cell)\b|\d{7,}|@")
+_ASKS_NAME = re.compile(r"nombre|con quien hablo|como te llamas|como se llama|your name|who am i speaking|who'?s this")
+_NOT_NAMES = _NAME_STOP | {
+    "hola", "buenas", "buenos", "dias", "tardes", "noches", "hello", "hi", "hey", "ok", "okay", "si", "no", "ya",
+    "dale", "bueno", "claro", "perfecto", "gracias", "listo", "vale", "genial", "excelente", "disculpa", "disculpe",
+    "perdon", "oye", "mira", "super", "thanks", "thank", "you", "great", "sure", "yes", "sorry", "please", "bien",
+    "señor", "señora", "sr", "sra", "don", "doña", "estimado", "estimada", "saludos", "good", "morning", "afternoon",
+    "oka", "evening", "ah", "eh", "uf", "pues", "entonces", "tambien", "aqui"}  # compared folded: no accents
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _SPOKEN_EMAIL = re.compile(r"([a-z0-9ñ]+(?:\s+(?:punto|guion bajo|guion|dot|underscore)\s+[a-z0-9ñ]+)*)\s+(?:arroba|at)"
                            r"\s+([a-z0-9-]+(?:\s+(?:punto|dot)\s+[a-z0-9-]+)+)")
@@ -179,6 +202,22 @@ def _name(text: str, cue: str | None = None, found: str | None = None) -> str | 
     return None
 
 
+def _comma_name(text: str, agent: str | None, country: str | None) -> str | None:
+    """A name given first and closed by a comma, when contact details follow it or the agent asked for it."""
+    m = _COMMA_NAME.match(text)
+    if not m:
+        return None
+    words = m.group(1).split()
+    if any(fold(w) in _NOT_NAMES or len(w) < 2 for w in words) or find_places(fold(m.group(1)), country):
+        return None
+    asked = agent is not None and _ASKS_NAME.search(fold(agent)) is not None
+    if not (asked or _CONTACT_AFTER.search(fold(m.group(2)))):
+        return None
+    if len(words) == 1 and not (asked or words[0][0].isupper()):
+        return None  # one lowercase word and nobody asked: more likely a word than a name
+    return " ".join(w[:1].upper() + w[1:].lower() if w.islower() or w.isupper() else w for w in words)
+
+
 def _email(text: str, folded: str) -> str | None:
     m = _EMAIL.search(text)
     if m:
@@ -195,9 +234,25 @@ def _email(text: str, folded: str) -> str | None:
     return f"{join(m.group(1))}@{join(m.group(2))}"
 
 
+# Nine-digit national mobiles: Chile's 9 + eight digits, Spain's 6/7 + eight. The numbering plan in
+# phonenumbers lags behind the ranges operators hand out ("912345678" is a mobile to any Chilean).
+_PLAIN_MOBILE = {"CL": ("56", re.compile(r"(?:56)?(9\d{8})")), "ES": ("34", re.compile(r"(?:34)?([67]\d{8})"))}
+
+
+def _e164(raw: str, country: str | None) -> str | None:
+    phone = to_e164(raw, country)
+    if phone or country is None or country.upper() not in _PLAIN_MOBILE:
+        return phone
+    code, mobile = _PLAIN_MOBILE[country.upper()]
+    digits = re.sub(r"\D", "", raw.removeprefix("00"))
+    m = mobile.fullmatch(digits)
+    return f"+{code}{m.group(1)}" if m and (not raw.lstrip().startswith(("+", "00")) or digits.startswith(code)) \
+        else None
+
+
 def _phone(text: str, country: str | None) -> str | None:
     for m in _PHONE.finditer(text):
-        phone = to_e164(m.group(0), country)
+        phone = _e164(m.group(0), country)
         if phone:
             return phone
     return None
@@ -208,7 +263,7 @@ def _mask_phones(folded: str, country: str | None) -> str:
 
     Only spans that are valid numbers are masked, so "1.200.000" stays an amount.
     """
-    return _PHONE.sub(lambda m: " " if "." not in m.group(0) and to_e164(m.group(0), country) else m.group(0), folded)
+    return _PHONE.sub(lambda m: " " if "." not in m.group(0) and _e164(m.group(0), country) else m.group(0), folded)
 
 
 def _python(frame: pl.DataFrame, gate: str, function: Callable[..., Any], inputs: Sequence[str],
@@ -286,7 +341,8 @@ def _operation(folded: pl.Expr) -> pl.Expr:
     # "invertir en un depto para arrendar" is buy-to-let: investing wins over the renting it mentions.
     invest = _OPERATION[0][1]
     affirmed = folded.str.replace_all(f"{_INVEST_NEGATION}(?:{invest})", " ").str.contains(invest)
-    return pl.when(affirmed).then(pl.lit("invest")).otherwise(_last_cue(folded, _OPERATION))
+    return pl.when(affirmed).then(pl.lit("invest")).otherwise(
+        _last_cue(folded.str.replace_all(_PRECONDITION, " "), _OPERATION))
 
 
 def _int(text: pl.Expr) -> pl.Expr:
@@ -396,9 +452,12 @@ def _amounts(messages: pl.DataFrame) -> pl.DataFrame:
     amounts = amounts.lazy().with_columns(kind=kind).collect()
 
     stated: dict[str, pl.Expr] = {}
-    for name, field in (("down_payment", "down_payment"), ("income", "monthly_income"), ("arrears", "arrears_amount")):
+    for name, field in (("down_payment", "down_payment"), ("income", "monthly_income"), ("arrears", "arrears_amount"),
+                        ("asking", "asking_price")):
         keep = (pl.col("kind") == name) & (pl.col("has_unit") | (pl.col("value") >= 100))
         stated[field] = pl.col("value").filter(keep).last()
+    asking = (pl.col("kind") == "asking") & (pl.col("has_unit") | (pl.col("value") >= 100))
+    stated["asking_currency"] = pl.col("currency").filter(asking).last()
     others = amounts.group_by("_m").agg(**stated)
 
     budget = _budget(amounts.filter(pl.col("kind") == "budget"))
@@ -466,6 +525,7 @@ def _budget(candidates: pl.DataFrame) -> pl.DataFrame:
 def _no_amounts() -> pl.DataFrame:
     return pl.DataFrame(schema={
         "_m": pl.UInt32, "down_payment": pl.Float64, "monthly_income": pl.Float64, "arrears_amount": pl.Float64,
+        "asking_price": pl.Float64, "asking_currency": pl.String,
         "has_budget": pl.Boolean, "budget_min": pl.Float64, "budget_max": pl.Float64, "budget_currency": pl.String,
         "budget_period": pl.String})
 
@@ -508,7 +568,23 @@ def _locations(mentions: pl.DataFrame) -> pl.DataFrame:
 
 FACT_COLUMNS = ("name", "phone", "email", "operation", "property_type", "bedrooms_min", "budget_min", "budget_max",
                 "budget_currency", "budget_period", "locations", "timeline_months", "financing", "down_payment",
-                "monthly_income", "dicom_status", "arrears_amount", "opted_out", "summary")
+                "monthly_income", "dicom_status", "arrears_amount", "opted_out", "commitment", "commitment_at",
+                "commitment_when", "hesitation", "urgency_reason", "asking_price", "asking_currency", "summary")
+
+
+def _stances(per_message: pl.DataFrame) -> pl.DataFrame:
+    """Each lead message's stance (accepted, postponed, declined) and, when it accepts, what and when."""
+    value, kind = stance(pl.col("folded"), pl.col("_proposed"))
+    out = per_message.with_columns(_stance=value, _kind=kind)
+    accepted = out["_stance"].eq("accepted").fill_null(False).arg_true()
+    words = pl.repeat(None, out.height, dtype=pl.String, eager=True)
+    dated = pl.repeat(None, out.height, dtype=pl.Datetime("us"), eager=True)
+    if accepted.len():
+        read = [when(lead, agent, at) for lead, agent, at in
+                out[accepted].select("folded", "_agent_folded", "_at").iter_rows()]
+        words = words.scatter(accepted, pl.Series([w for w, _ in read], dtype=pl.String))
+        dated = dated.scatter(accepted, pl.Series([d for _, d in read], dtype=pl.Datetime("us")))
+    return out.with_columns(words.alias("_when"), dated.alias("_when_at"))
 
 
 def _grouped(messages: pl.DataFrame) -> pl.DataFrame:
@@ -568,20 +644,31 @@ def _qualify_chunk(messages: pl.DataFrame) -> pl.DataFrame:
     starts = (pl.col("conversation") != pl.col("conversation").shift(1)).fill_null(True)
     messages = messages.with_columns(_c=starts.cum_sum().cast(pl.Int64) - 1)
     conversations = messages.filter(starts).select("_c", "conversation")
+    at = pl.col("at").cast(pl.Datetime("us")) if "at" in messages.columns else pl.lit(None, pl.Datetime("us"))
+    messages = messages.with_columns(
+        # the agent's last message before each of the lead's: what a bare "sí" or "no" answers
+        _agent=pl.when(pl.col("role") != "lead").then(pl.col("text").str.slice(0, MAX_TEXT)).forward_fill().over("_c"),
+        _at=at.forward_fill().over("_c"),  # a message without a time is as late as the last one with one
+    )
+    messages = messages.with_columns(_fold(messages, "text").alias("_folded")).with_columns(
+        _proposed=proposals(pl.col("_folded"), pl.col("role"), pl.col("_c"))).drop("_folded")
     lead = (messages.filter((pl.col("role") == "lead") & (pl.col("text").str.strip_chars().str.len_chars() > 0))
-            .select("_c", pl.col("text").str.slice(0, MAX_TEXT), pl.col("country").cast(pl.String).str.to_uppercase())
+            .select("_c", pl.col("text").str.slice(0, MAX_TEXT), pl.col("country").cast(pl.String).str.to_uppercase(),
+                    "_agent", "_at", "_proposed")
             .with_row_index("_m"))
-    lead = lead.with_columns(_fold(lead, "text").alias("folded"))
+    lead = lead.with_columns(_fold(lead, "text").alias("folded"), _fold(lead, "_agent").alias("_agent_folded"))
     gates = lead.with_columns(
         _name=pl.col("text").str.contains("(?i)" + _NAME_PATTERN),
         _email=pl.col("folded").str.contains(r"@|arroba|\bat\b"), _phone=pl.col("text").str.contains(_PHONE_GATE),
+        _comma=pl.col("text").str.contains(_COMMA_NAME_GATE),
     ).with_columns(  # the first name cue, found here; Python only judges it (and looks further if it is no name)
         _cue=pl.when("_name").then(pl.col("text").str.extract("(?i)(" + _NAME_PATTERN + ")", 1)),
         _found=pl.when("_name").then(pl.col("text").str.extract("(?i)" + _NAME_PATTERN, 1)),
     )
     none = pl.lit(None, pl.String)
     lead = lead.with_columns(
-        name=_python(gates, "_name", _name, ("text", "_cue", "_found"), none),
+        name=pl.coalesce(_python(gates, "_name", _name, ("text", "_cue", "_found"), none),
+                         _python(gates, "_comma", _comma_name, ("text", "_agent", "country"), none)),
         email=_python(gates, "_email", _email, ("text", "folded"), none),
         phone=_python(gates, "_phone", _phone, ("text", "country"), none),
         numeric=_numeric(lead),
@@ -594,19 +681,32 @@ def _qualify_chunk(messages: pl.DataFrame) -> pl.DataFrame:
         *_gated(lead, "folded", _DICOM_GATE, dicom_status=_first_rule(folded, _DICOM)),
         *_gated(lead, "numeric", _BEDROOM_GATE, bedrooms_min=_bedrooms(numeric)),
         *_gated(lead, "numeric", _TIMELINE_GATE, timeline_months=_timeline(numeric)),
+        *_gated(lead, "folded", URGENCY_GATE, urgency_reason=urgency(folded)),
     ).lazy().with_columns(
         opted_out=folded.str.contains(_OPT_OUT),
         _es=folded.str.count_matches(_SPANISH),
         _en=folded.str.count_matches(_ENGLISH),
     ).collect().join(_amounts(lead), on="_m", how="left", maintain_order="left")
+    per_message = _stances(per_message)
 
     last = {c: pl.col(c).drop_nulls().last() for c in ("name", "email", "phone", "operation", "property_type",
                                                        "bedrooms_min", "timeline_months", "financing", "down_payment",
-                                                       "monthly_income", "arrears_amount")}
+                                                       "monthly_income", "arrears_amount", "urgency_reason")}
+    # The latest stance wins: a later "te aviso" undoes a "dale", a later "sí" a "todavía no".
+    latest = pl.col("_stance").is_not_null()
+    stated_stance = {
+        "commitment": pl.col("_kind").filter(latest).last(),
+        "commitment_at": pl.col("_when_at").filter(latest).last(),
+        "commitment_when": pl.col("_when").filter(latest).last(),
+        "hesitation": pl.col("_stance").filter(latest).last(),
+        "asking_price": pl.col("asking_price").filter(pl.col("asking_price").is_not_null()).last(),
+        "asking_currency": pl.col("asking_currency").filter(pl.col("asking_price").is_not_null()).last(),
+    }
     budget = pl.col("has_budget").fill_null(False)
     debt = pl.col("dicom_status").drop_nulls()
     facts = per_message.group_by("_c", maintain_order=True).agg(
         **last,
+        **stated_stance,
         # Owing money does not take a lead out of DICOM; only a statement that they are clean does.
         dicom_status=pl.when((debt.last() == "has_debt") & (debt.filter(debt != "has_debt").last() == "dirty"))
         .then(pl.lit("dirty")).otherwise(debt.last()),
@@ -618,7 +718,8 @@ def _qualify_chunk(messages: pl.DataFrame) -> pl.DataFrame:
         lead_messages=pl.len(),
         _spanish=pl.col("_es").sum() >= pl.col("_en").sum(),
     )
-    facts = facts.join(_locations(_mentions(lead)), on="_c", how="left", maintain_order="left")
+    facts = facts.join(_locations(_mentions(lead)), on="_c", how="left", maintain_order="left").with_columns(
+        hesitation=pl.when(pl.col("hesitation") != "accepted").then(pl.col("hesitation")))
     has_budget = pl.col("budget_min").is_not_null() | pl.col("budget_max").is_not_null()
     facts = facts.with_columns(
         # nobody takes a mortgage or a housing subsidy to rent
@@ -626,6 +727,17 @@ def _qualify_chunk(messages: pl.DataFrame) -> pl.DataFrame:
                           & pl.col("financing").is_in(["mortgage_preapproved", "mortgage_needed", "subsidy"]))
         .then(pl.lit("buy")).otherwise(pl.col("operation")),
         locations=pl.col("locations").fill_null(pl.lit([], pl.List(pl.String))),
+    )
+    # A seller's amounts are what they ask for the property, not what they can spend.
+    seller = (pl.col("operation") == "sell").fill_null(False)
+    facts = facts.with_columns(
+        asking_price=pl.when(seller).then(pl.coalesce("asking_price", "budget_max", "budget_min"))
+        .otherwise(pl.col("asking_price")),
+        asking_currency=pl.when(seller).then(pl.coalesce(pl.when(pl.col("asking_price").is_not_null())
+                                                         .then(pl.col("asking_currency")), "budget_currency"))
+        .otherwise(pl.col("asking_currency")),
+        **{c: pl.when(seller).then(None).otherwise(pl.col(c)) for c in ("budget_min", "budget_max", "budget_currency",
+                                                                        "budget_period")},
     ).with_columns(
         budget_period=pl.when(pl.col("budget_period").is_not_null()).then(pl.col("budget_period"))
         .when((pl.col("operation") == "rent") & pl.col("budget_max").is_not_null()).then(pl.lit("month"))
@@ -651,13 +763,14 @@ def messages_frame(conversations: Sequence[tuple[Any, Sequence[Turn], str | None
 
     A conversation without turns gets one empty agent turn, so it still comes out (with no facts).
     """
-    rows: list[tuple[Any, int, str, str, str | None]] = []
+    rows: list[tuple[Any, int, str, str, str | None, datetime | None]] = []
     for key, turns, country in conversations:
-        rows.extend((key, seq, turn.role, turn.text, country) for seq, turn in enumerate(turns))
+        rows.extend((key, seq, turn.role, turn.text, country, turn.at) for seq, turn in enumerate(turns))
         if not turns:
-            rows.append((key, 0, "agent", "", country))
-    return pl.DataFrame(rows, schema=["conversation", "seq", "role", "text", "country"], orient="row",
-                        schema_overrides={"seq": pl.Int64, "role": pl.String, "text": pl.String, "country": pl.String})
+            rows.append((key, 0, "agent", "", country, None))
+    return pl.DataFrame(rows, schema=["conversation", "seq", "role", "text", "country", "at"], orient="row",
+                        schema_overrides={"seq": pl.Int64, "role": pl.String, "text": pl.String, "country": pl.String,
+                                          "at": pl.Datetime("us")})
 
 
 def qualifications(rows: pl.DataFrame) -> list[Qualification]:

@@ -1,9 +1,18 @@
 """Lead score 0–100 with a breakdown of which facts gave how many points; temperature from thresholds.
 
 Built on the seed product's scheme (financial health, profile, engagement, penalties) and tuned
-for property search: a lead with a clear operation, budget and location whose timeline is near
-or whose financing is in place is hot. Weights and thresholds are per broker (``ScoringConfig``).
-Pure: the same qualification and engagement always give the same score.
+for property search as agents judge it:
+
+- hot: a lead who accepted a visit, valuation or call and can go through with it (financing in
+  place, renting against a lease end or a move, or a seller with a price and a deadline), or a
+  clear search (what, where, how much) whose timeline is near or whose financing is in place
+  — unless they declined or put off the agent's proposal;
+- warm at least: a clear search (operation or property; location; budget, down payment or a
+  seller's asking price), even when they are only looking;
+- a lead who declines or postpones loses points, and never reaches hot by clarity alone.
+
+Weights and thresholds are per broker (``ScoringConfig``). Pure: the same qualification and
+engagement always give the same score.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ class ScoringConfig:
     property_type: int = 4
     bedrooms: int = 3
     budget: int = 9
+    asking_price: int = 9  # a seller's price: as clear a "how much" as a buyer's budget
     location: int = 6
     # financial readiness
     financing: dict[str, int] = field(default_factory=lambda: {
@@ -41,6 +51,10 @@ class ScoringConfig:
     dicom_clean: int = 3
     # urgency: (max months, points), first match wins
     timeline: tuple[tuple[int, int], ...] = ((3, 12), (6, 8), (12, 4), (120, 1))
+    urgency_reason: int = 6  # a lease ending or a moving date behind the timeline
+    # what the lead said yes or no to
+    commitment: dict[str, int] = field(default_factory=lambda: {"visit": 15, "valuation": 15, "call": 8})
+    hesitation: dict[str, int] = field(default_factory=lambda: {"postponed": -8, "declined": -12})
     # contactability
     name: int = 3
     phone: int = 4
@@ -94,9 +108,10 @@ class Score:
     reasons: tuple[str, ...] = ()
 
 
-COMPONENTS = ("operation", "property_type", "bedrooms", "budget", "location", "financing", "down_payment", "income",
-              "affordable_rent", "dicom_clean", "timeline", "name", "phone", "email", "engagement", "fast_replies",
-              "opted_out", "dicom_dirty", "has_debt", "inactive", "invalid_phone")
+COMPONENTS = ("operation", "property_type", "bedrooms", "budget", "asking_price", "location", "financing",
+              "down_payment", "income", "affordable_rent", "dicom_clean", "timeline", "urgency_reason", "commitment",
+              "hesitation", "name", "phone", "email", "engagement", "fast_replies", "opted_out", "dicom_dirty",
+              "has_debt", "inactive", "invalid_phone")
 
 
 def _first(value: pl.Expr, steps: tuple[tuple[float, int], ...], compare: str) -> pl.Expr:
@@ -114,7 +129,9 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None, countr
     Optional engagement columns: lead_messages, median_reply_minutes, days_since_last_message,
     phone_given_but_invalid. ``country`` (the broker's) picks the income brackets and the currency
     incomes are read in. Adds score, temperature, financing_ready, reasons (list) and one
-    ``points_<component>`` column per ``COMPONENTS`` entry plus ``points_search_ready``.
+    ``points_<component>`` column per ``COMPONENTS`` entry plus ``points_search_ready`` (what lifts a
+    ready lead to the hot threshold) and ``points_clear_search`` (what lifts a clear one to warm).
+    Qualifications from before the commitment fields (no such columns) score as if none was said.
     """
     c = config or ScoringConfig()
     col = pl.col
@@ -126,6 +143,10 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None, countr
     reply = optional("median_reply_minutes", pl.Float64(), None)
     idle = optional("days_since_last_message", pl.Float64(), None)
     invalid_phone = optional("phone_given_but_invalid", pl.Boolean(), False).fill_null(False)
+    commitment = optional("commitment", pl.String(), None)
+    hesitation = optional("hesitation", pl.String(), None)
+    urgency_reason = optional("urgency_reason", pl.String(), None)
+    asking_price = optional("asking_price", pl.Float64(), None)
     has_budget = col("budget_max").is_not_null() | col("budget_min").is_not_null()
     has_location = col("locations").list.len().fill_null(0) > 0
     opted_out = col("opted_out").fill_null(False)
@@ -151,6 +172,7 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None, countr
         "property_type": points(c.property_type, col("property_type").is_not_null()),
         "bedrooms": points(c.bedrooms, col("bedrooms_min").is_not_null()),
         "budget": points(c.budget, has_budget),
+        "asking_price": points(c.asking_price, asking_price.is_not_null()),
         "location": points(c.location, has_location),
         "financing": pl.when(col("financing").is_not_null() & ~(blocked & (col("financing") != "cash")))
         .then(financing_points).otherwise(pl.lit(0)),
@@ -160,6 +182,9 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None, countr
         "dicom_clean": points(c.dicom_clean, col("dicom_status") == "clean"),
         "timeline": pl.when(col("timeline_months").is_not_null())
         .then(_first(col("timeline_months"), c.timeline, "<=")).otherwise(pl.lit(0)),
+        "urgency_reason": points(c.urgency_reason, urgency_reason.is_not_null()),
+        "commitment": commitment.replace_strict(c.commitment, default=0, return_dtype=pl.Int64).fill_null(0),
+        "hesitation": hesitation.replace_strict(c.hesitation, default=0, return_dtype=pl.Int64).fill_null(0),
         "name": points(c.name, col("name").is_not_null()),
         "phone": points(c.phone, col("phone").is_not_null()),
         "email": points(c.email, col("email").is_not_null()),
@@ -172,9 +197,21 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None, countr
         "invalid_phone": points(c.invalid_phone, invalid_phone),
     }
     financing_ready = col("financing").is_in(["cash", "mortgage_preapproved"]).fill_null(False) & ~blocked
-    # Property-search readiness: clear on what, where and how much, and either soon or able to pay.
-    search_ready = (col("operation").is_not_null() & has_budget & has_location
-                    & ((col("timeline_months") <= 3).fill_null(False) | financing_ready) & ~opted_out & ~blocked)
+    soon = (col("timeline_months") <= 3).fill_null(False)
+    hesitant = hesitation.is_not_null()
+    # Clear on what (the operation, or the property: "busco depto" is a search), where and how much (a
+    # budget, a down payment that says what they can put in, or a seller's asking price).
+    clear = ((col("operation").is_not_null() | col("property_type").is_not_null())
+             & (has_budget | col("down_payment").is_not_null() | asking_price.is_not_null()) & has_location)
+    # Able to go through with what they accepted: paying, renting against a date, or selling by one.
+    able = (financing_ready
+            | ((col("operation") == "rent") & (soon | urgency_reason.is_not_null()))
+            | ((col("operation") == "sell") & asking_price.is_not_null() & (soon | urgency_reason.is_not_null())))
+    # A seller is ready when they let the agent in (a valuation, a visit), not by stating a price alone.
+    seller = (col("operation") == "sell").fill_null(False)
+    search_ready = (((clear & ~seller & (soon | financing_ready)) | (commitment.is_not_null() & able.fill_null(False)))
+                    & ~hesitant & ~opted_out & ~blocked)
+    clear_search = clear & ~opted_out & ~dirty
     total = pl.sum_horizontal(*(col(f"points_{name}") for name in COMPONENTS)).clip(0, 100)
     scored = frame.lazy().with_columns(
         **{f"points_{name}": expr.cast(pl.Int64) for name, expr in components.items()},
@@ -184,14 +221,18 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None, countr
             pl.when(dirty).then(pl.lit("dicom_dirty"))
             .when(over_arrears).then(pl.lit("arrears ") + _g(col("arrears_amount")) + pl.lit(" above ")
                                      + pl.lit(_plain(c.max_arrears)))).list.drop_nulls(),
+        _clear_search=clear_search.fill_null(False),
     ).with_columns(_total=total).with_columns(
         points_search_ready=pl.when(col("_search_ready") & (col("_total") < c.hot))
         .then(pl.lit(c.hot) - col("_total")).otherwise(pl.lit(0)).cast(pl.Int64),
-    ).with_columns(score=(col("_total") + col("points_search_ready")).cast(pl.Int32)).with_columns(
+        points_clear_search=pl.when(~col("_search_ready") & col("_clear_search") & (col("_total") < c.warm))
+        .then(pl.lit(c.warm) - col("_total")).otherwise(pl.lit(0)).cast(pl.Int64),
+    ).with_columns(score=(col("_total") + col("points_search_ready") + col("points_clear_search")).cast(pl.Int32)
+    ).with_columns(
         temperature=pl.when(opted_out).then(pl.lit("cold"))  # never pursued, whatever else they said
         .when(col("score") >= c.hot).then(pl.lit("hot"))
         .when(col("score") >= c.warm).then(pl.lit("warm")).otherwise(pl.lit("cold")),
-    ).drop("_total", "_search_ready")
+    ).drop("_total", "_search_ready", "_clear_search")
     return scored.collect()
 
 
@@ -207,7 +248,7 @@ def _plain(value: float) -> str:
 def breakdown(row: dict[str, object]) -> dict[str, int]:
     """The non-zero points of one scored row, by component (what the lead's score is made of)."""
     out = {}
-    for name in (*COMPONENTS, "search_ready"):
+    for name in (*COMPONENTS, "search_ready", "clear_search"):
         value = row.get(f"points_{name}")
         if isinstance(value, int) and value:
             out[name] = value

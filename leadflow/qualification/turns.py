@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 
@@ -16,6 +17,9 @@ from typing import Literal
 class Turn:
     role: Literal["lead", "agent"]
     text: str
+    # When it was written, in the lead's local time: "mañana 19 hrs" is read against it. Not hashed:
+    # a qualifier's answer depends on it only through the appointment it dates.
+    at: datetime | None = None
 
 
 def conversation_hash(roles: Iterable[str], texts: Iterable[str | None]) -> str:

@@ -28,6 +28,13 @@ renamed as (
         dicom_status,
         arrears_amount,
         opted_out,
+        commitment,
+        commitment_at,
+        commitment_when,
+        hesitation,
+        urgency_reason,
+        asking_price,
+        asking_currency,
         summary,
         qualified_at
 

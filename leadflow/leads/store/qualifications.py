@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import psycopg2.extensions
 
@@ -30,6 +31,7 @@ COLUMNS = [
     "lead_id", "broker_id", "qualifier", "schema_version", "conversation_hash", "name", "phone", "email", "operation",
     "property_type", "bedrooms_min", "budget_min", "budget_max", "budget_currency", "budget_period", "locations",
     "timeline_months", "financing", "down_payment", "monthly_income", "dicom_status", "arrears_amount", "opted_out",
+    "commitment", "commitment_at", "commitment_when", "hesitation", "urgency_reason", "asking_price", "asking_currency",
     "summary", "qualified_at",
 ]
 
@@ -91,6 +93,7 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
         if changed.is_empty():
             return result
         country = countries(cur)
+        zones = timezones(cur)
         cur.execute("SELECT lead_id, conversation_hash FROM leadflow.lead_qualifications WHERE lead_id = ANY(%s)",
                     (changed["lead_id"].to_list(),))
         known_hash = dict(cur.fetchall())
@@ -105,8 +108,11 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
                             (now, lead_id))
                 continue
             # A bare reply to the lead agent's question ("3" after "¿cuántos dormitorios?") is read as its answer.
+            # Each turn in the broker's local time: "mañana 19 hrs" is the lead's tomorrow, at their 19:00.
+            zone = zones.get(broker_id)
             work.append(Conversation(lead_id, broker_id, digest, in_context(
-                [(t["role"], t["text"] or "", t.get("asks")) for t in turns], country.get(broker_id) == "US")))
+                [(t["role"], t["text"] or "", t.get("asks")) for t in turns], country.get(broker_id) == "US",
+                [_local(t.get("sent_at"), zone) for t in turns])))
 
         # Brokers on the rules qualify in one vectorised pass; LLM brokers conversation by conversation.
         by_llm = [c for c in work if c.broker_id in qualifiers and qualifiers[c.broker_id].provider is not None]
@@ -141,6 +147,19 @@ def qualify_changed_leads(url: str, concurrency: int = 8) -> QualifyResult:
         cur.execute("DELETE FROM leadflow.lead_qualifications WHERE lead_id = ANY(%s)", ([r[0] for r in rows],))
         copy_rows(cur, "leadflow.lead_qualifications", COLUMNS, rows)
     return result
+
+
+def timezones(cur: psycopg2.extensions.cursor) -> dict[int, ZoneInfo]:
+    cur.execute("SELECT broker_id, timezone FROM leadflow.brokers")
+    return {int(broker_id): ZoneInfo(zone) for broker_id, zone in cur.fetchall() if zone}
+
+
+def _local(moment: datetime | None, zone: ZoneInfo | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None or zone is None:
+        return moment.replace(tzinfo=None)
+    return moment.astimezone(zone).replace(tzinfo=None)
 
 
 def _qualifiers(cur: psycopg2.extensions.cursor) -> dict[int, LLMQualifier]:
@@ -195,4 +214,5 @@ def _row(conversation: Conversation, q: Qualification, now: datetime, qualifier:
             d["name"], d["phone"], d["email"], d["operation"], d["property_type"], d["bedrooms_min"],
             d["budget_min"], d["budget_max"], d["budget_currency"], d["budget_period"], pg_array(d["locations"]),
             d["timeline_months"], d["financing"], d["down_payment"], d["monthly_income"], d["dicom_status"],
-            d["arrears_amount"], d["opted_out"], d["summary"], now)
+            d["arrears_amount"], d["opted_out"], d["commitment"], d["commitment_at"], d["commitment_when"],
+            d["hesitation"], d["urgency_reason"], d["asking_price"], d["asking_currency"], d["summary"], now)
