@@ -182,7 +182,10 @@ def score_frame(frame: pl.DataFrame, config: ScoringConfig | None = None, countr
         "dicom_clean": points(c.dicom_clean, col("dicom_status") == "clean"),
         "timeline": pl.when(col("timeline_months").is_not_null())
         .then(_first(col("timeline_months"), c.timeline, "<=")).otherwise(pl.lit(0)),
-        "urgency_reason": points(c.urgency_reason, urgency_reason.is_not_null()),
+        # A reason makes a date urgent only when the date is near (or unsaid): "para mudarnos en unos 6 meses"
+        # names a move, and is a timeline like any other.
+        "urgency_reason": points(c.urgency_reason, urgency_reason.is_not_null()
+                                 & (col("timeline_months").is_null() | (col("timeline_months") <= 3))),
         "commitment": commitment.replace_strict(c.commitment, default=0, return_dtype=pl.Int64).fill_null(0),
         "hesitation": hesitation.replace_strict(c.hesitation, default=0, return_dtype=pl.Int64).fill_null(0),
         "name": points(c.name, col("name").is_not_null()),
