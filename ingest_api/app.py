@@ -20,7 +20,7 @@ from leadflow.kafka import ensure_topics, make_producer, ping
 
 
 def create_app(settings: Settings | None = None, *, broker_reload_interval_s: float = 5.0,
-               ack_timeout_s: float = 10.0) -> FastAPI:
+               ack_timeout_s: float | None = None) -> FastAPI:
     """The ingest API. Settings are resolved at start-up when not given (``leadflow ingest-api``)."""
 
     @asynccontextmanager
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, *, broker_reload_interval_s: fl
         app.state.brokers = BrokerDirectory(resolved.database_url, reload_interval_s=broker_reload_interval_s)
         app.state.brokers.reload()
         app.state.publisher = Publisher(make_producer(resolved.kafka_bootstrap_servers), resolved.topics,
-                                        ack_timeout_s=ack_timeout_s)
+                                        ack_timeout_s=ack_timeout_s or resolved.ingest_ack_timeout_s)
         try:
             yield
         finally:

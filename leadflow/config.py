@@ -146,6 +146,8 @@ class Settings(BaseModel):
                               pattern=r"^(s3|memory)$")
     ingest_host: str = _env("LEADFLOW_INGEST_HOST", "where the ingest API listens", "127.0.0.1")
     ingest_port: int = _env("LEADFLOW_INGEST_PORT", "port of the ingest API", 8000, ge=1, le=65535)
+    ingest_ack_timeout_s: float = _env("LEADFLOW_INGEST_ACK_TIMEOUT_S", "how long a webhook waits for Kafka's "
+                                       "acknowledgement before it is answered 503", 10.0, gt=0)
     reports_host: str = _env("LEADFLOW_REPORTS_HOST", "where the reports API listens", "127.0.0.1")
     reports_port: int = _env("LEADFLOW_REPORTS_PORT", "port of the reports API", 8100, ge=1, le=65535)
     dagster_port: int = _env("LEADFLOW_DAGSTER_PORT", "port of the Dagster UI of `make up`", 3000, ge=1, le=65535)

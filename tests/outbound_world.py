@@ -1,6 +1,7 @@
 """WhatsApp sends owed by one campaign, as targeting leaves them: pending rows plus their commands on Kafka.
 
-Shared by the dispatcher's tests and its benchmark.
+Shared by the dispatcher's tests and its benchmark. The leads are bare rows without messages, which the funnel
+models refuse (a lead always has a first contact): keep them out of databases dbt builds.
 """
 
 from __future__ import annotations
