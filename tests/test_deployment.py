@@ -284,7 +284,7 @@ def test_the_kustomization_applies_every_manifest_into_one_namespace() -> None:
 def test_the_production_processes_run_on_kubernetes() -> None:
     commands = {" ".join(c["command"][:3]) for _, _, c in k8s_containers()}
     assert {"leadflow services up", "leadflow ingest-api --host", "leadflow reports-api", "leadflow agent run",
-            "dagster-webserver -h 0.0.0.0", "dagster-daemon run -w"} <= commands
+            "leadflow land --follow", "dagster-webserver -h 0.0.0.0", "dagster-daemon run -w"} <= commands
 
 
 def test_every_leadflow_command_in_the_manifests_parses() -> None:
