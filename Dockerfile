@@ -15,7 +15,7 @@ COPY workspace.yaml ./
 # The code stays root's and read-only to the services; they write only Dagster's home (runs, dbt docs),
 # Leadflow's state directory and dbt's target and logs.
 RUN useradd --system --user-group --uid 10001 --home-dir "$LEADFLOW_HOME" --no-create-home leadflow \
-    && pip install --no-cache-dir -c constraints.txt . \
+    && pip install --no-cache-dir -c constraints.txt '.[k8s]' \
     && mkdir -p "$DAGSTER_HOME" "$LEADFLOW_HOME" && cp leadflow/services/dagster.yaml "$DAGSTER_HOME/dagster.yaml" \
     && cd dbt_project && dbt parse --profiles-dir . && mkdir -p target logs \
     && chown -R leadflow:leadflow "$DAGSTER_HOME" "$LEADFLOW_HOME" /app/dbt_project/target /app/dbt_project/logs

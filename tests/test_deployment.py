@@ -313,7 +313,8 @@ def test_every_container_has_resources_and_every_server_its_probes() -> None:
 
 def test_every_variable_in_the_manifests_is_one_the_code_reads_and_none_is_a_secret() -> None:
     known = env_vars_read_by_the_code() | {"DAGSTER_HOME"}
-    [config] = [doc for _, doc in k8s_manifests() if doc["kind"] == "ConfigMap"]
+    [config] = [doc for _, doc in k8s_manifests() if doc["kind"] == "ConfigMap"
+                and doc["metadata"]["name"] == "leadflow-config"]
     named = set(config["data"])
     for _, _, container in k8s_containers():
         named |= {e["name"] for e in container.get("env", [])}
@@ -339,3 +340,42 @@ def test_every_service_selects_pods_that_exist() -> None:
         if doc["kind"] == "Service" and doc["spec"].get("type") != "ExternalName":
             selector = doc["spec"]["selector"].items()
             assert any(selector <= pod.items() for pod in labels), doc["metadata"]["name"]
+
+
+def test_dagster_runs_launch_as_kubernetes_jobs_with_the_kustomized_image() -> None:
+    from dagster._config import process_config
+    from dagster_k8s.launcher import K8sRunLauncher
+
+    [instance_map] = [doc for _, doc in k8s_manifests() if doc["kind"] == "ConfigMap"
+                      and doc["metadata"]["name"] == "dagster-instance"]
+    instance = yaml.safe_load(instance_map["data"]["dagster.yaml"])
+    # The same storage as every other install; the launcher's config is valid for the pinned dagster-k8s.
+    assert instance["storage"] == yaml.safe_load((ROOT / "leadflow/services/dagster.yaml").read_text())["storage"]
+    launcher = instance["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    checked = process_config(K8sRunLauncher.config_type(), launcher["config"])
+    assert checked.success, [error.message for error in checked.errors or []]
+    config = launcher["config"]
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    [image] = kustomization["images"]
+    assert config["job_image"] == f"{image['newName']}:{image['newTag']}"
+    assert config["job_namespace"] == kustomization["namespace"]
+    assert config["instance_config_map"] == "dagster-instance"
+    assert config["env_config_maps"] == ["leadflow-config"] and config["env_secrets"] == ["leadflow-secrets"]
+    # The webserver and the daemon read this instance and may launch and watch the Jobs.
+    accounts = {doc["metadata"]["name"] for _, doc in k8s_manifests() if doc["kind"] == "ServiceAccount"}
+    assert config["service_account_name"] in accounts
+    [binding] = [doc for _, doc in k8s_manifests() if doc["kind"] == "RoleBinding"]
+    [role] = [doc for _, doc in k8s_manifests() if doc["kind"] == "Role" and doc["metadata"]["name"] ==
+              binding["roleRef"]["name"]]
+    assert any("batch" in rule["apiGroups"] and "jobs" in rule["resources"] and "create" in rule["verbs"]
+               for rule in role["rules"])
+    for name, template, container in k8s_containers():
+        if container["command"][0].startswith("dagster-"):
+            assert template["spec"]["serviceAccountName"] in {s["name"] for s in binding["subjects"]}, name
+            [mount] = container["volumeMounts"]
+            [volume] = [v for v in template["spec"]["volumes"] if v["name"] == mount["name"]]
+            assert volume["configMap"]["name"] == "dagster-instance", name
+            assert mount["mountPath"] == "/opt/dagster/home/dagster.yaml" and mount["subPath"] == "dagster.yaml"
+    # The image carries dagster-k8s: the Dockerfile installs the `k8s` extra.
+    assert "'.[k8s]'" in (ROOT / "Dockerfile").read_text()
