@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from leadflow.config import ConfigurationError
+from leadflow.services import seaweedfs
 
 
 def cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -63,3 +69,17 @@ def test_a_restart_takes_the_same_ports_so_running_clients_find_the_services_aga
             (first["database_url"], first["kafka_bootstrap_servers"])
     finally:
         assert cli("services", "down", home=home).returncode == 0
+
+
+def test_a_seaweedfs_that_cannot_start_says_why_in_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port taken between choosing and binding it (the race any free-port choice has): weed exits, and the
+    error carries its reason, not only where its log is."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        chosen = seaweedfs.free_ports
+        monkeypatch.setattr(seaweedfs, "free_ports", lambda n: [port, *chosen(n - 1)] if n == 8 else chosen(n))
+        with pytest.raises(ConfigurationError, match=rf"SeaweedFS exited .*: .*port {port}.* is not available") as err:
+            seaweedfs.start(tmp_path / "seaweedfs", timeout=30)
+    assert str(tmp_path / "seaweedfs.log") in str(err.value)

@@ -116,6 +116,14 @@ def _http_status(url: str, timeout: float = 1.0) -> int | None:
         return None
 
 
+def _last_error(log_path: Path) -> str:
+    """The reason weed gave, from the end of its log: a taken port, a full disk, a directory it cannot write."""
+    lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()[-20:] if line.strip()]
+    said = next((line for line in reversed(lines) if line[:1] in "EF"), lines[-1] if lines else "it said nothing")
+    # glog's prefix (E1205 19:33:49.081028 mini.go:1244) says nothing an operator needs.
+    return said.split(" ", 3)[-1] if said[:1] in "EF" else said
+
+
 def answers(endpoint: str) -> bool:
     """Whether an S3 gateway answers at ``endpoint`` (any HTTP status: unsigned requests are refused)."""
     return _http_status(endpoint + "/") is not None
@@ -154,7 +162,8 @@ def start(data_dir: Path, timeout: float = 60) -> S3Store:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ConfigurationError(f"SeaweedFS exited with code {proc.returncode} while starting; see {log_path}")
+            raise ConfigurationError(f"SeaweedFS exited with code {proc.returncode} while starting: "
+                                     f"{_last_error(log_path)} (the whole log: {log_path})")
         # The filer listing the bucket's directory means -bucket has run; the gateway answering, that S3 serves.
         if _http_status(bucket_url) == 200 and answers(endpoint):
             return S3Store(endpoint, access_key, secret_key, proc.pid)
