@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,36 +96,17 @@ def bench_ingest(database_url: str, total: int, repeats: int) -> None:
 
 
 def _landing_once(database_url: str, bootstrap: str, rows: int) -> dict[str, float]:
-    from leadflow.brokers import add_broker
-    from leadflow.config import Topics
+    from bench.streams import inbound_messages
     from leadflow.db.connection import connect
-    from leadflow.events import ChannelMessage, Contact
     from leadflow.kafka import (
         assign_from,
         consume,
-        ensure_topics,
         make_consumer,
-        make_producer,
         partitions_of,
-        produce_all,
     )
     from leadflow.landing import land
 
-    topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
-    ensure_topics(bootstrap, topics.all(), 6)
-    broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
-                        timezone="America/Santiago")
-    start = datetime(2026, 11, 1, tzinfo=UTC)
-    items = []
-    for i in range(rows):
-        contact = f"569{i % 5000:08d}"
-        event = ChannelMessage.build(
-            broker_id=broker.broker_id, broker_slug=broker.slug, channel="whatsapp", provider_message_id=f"m{i}",
-            conversation_id=contact, contact=Contact(channel_user_id=contact, phone_e164=f"+{contact}"),
-            text="Hola, busco depto 2d2b en Ñuñoa, presupuesto 5.200 UF, tengo crédito preaprobado",
-            sent_at=start + timedelta(seconds=i), raw={"from": contact, "id": f"m{i}", "type": "text"})
-        items.append((event.kafka_key(), event.model_dump_json().encode()))
-    produce_all(make_producer(bootstrap, linger_ms=20), topics.messages, items)
+    topics, broker = inbound_messages(database_url, bootstrap, rows)
 
     # Baseline 1: read the topic, nothing else.
     consumer = make_consumer(bootstrap)

@@ -105,25 +105,15 @@ def bench_targeting() -> None:
 def bench_dispatch(database_url: str, bootstrap: str, count: int) -> None:
     """Sends/s through the real dispatcher (Kafka commands, claims in PostgreSQL, httpx to the fake
     WhatsApp API) vs a bare httpx loop posting the same bodies to the same fake."""
-    import uuid
 
     import httpx
 
-    from leadflow.brokers import add_broker, default_secret_env
-    from leadflow.config import Topics
-    from leadflow.kafka import ensure_topics
+    from bench.streams import whatsapp_sends
     from leadflow.outbound.dispatcher import dispatch
     from leadflow.outbound.senders import WhatsAppSender
     from tests.fake_channels import FakeChannels
-    from tests.outbound_world import WHATSAPP_NUMBER_ID, WHATSAPP_TOKEN, seed_whatsapp_sends
 
-    broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
-                        timezone="America/Santiago")
-    os.environ[default_secret_env(broker.slug, "whatsapp_access_token")] = WHATSAPP_TOKEN
-    os.environ[default_secret_env(broker.slug, "whatsapp_phone_number_id")] = WHATSAPP_NUMBER_ID
-    topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
-    ensure_topics(bootstrap, topics.all(), 3)
-    commands = seed_whatsapp_sends(database_url, bootstrap, topics, broker, count, NOW)
+    topics, commands = whatsapp_sends(database_url, bootstrap, count, NOW)
     fake = FakeChannels().start()
     try:
         sender = WhatsAppSender(fake.url, clock=lambda: NOW)

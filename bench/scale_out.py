@@ -12,14 +12,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.synchronize
-import os
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -71,46 +69,6 @@ def _run(worker: Any, processes: int, *args: Any, **kwargs: Any) -> tuple[float,
     return max(end for _, end, _ in results) - min(start for start, _, _ in results), sum(n for _, _, n in results)
 
 
-def _produce_messages(database_url: str, bootstrap: str, rows: int) -> str:
-    from leadflow.brokers import add_broker
-    from leadflow.config import Topics
-    from leadflow.events import ChannelMessage, Contact
-    from leadflow.kafka import ensure_topics, make_producer, produce_all
-
-    topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
-    ensure_topics(bootstrap, topics.all(), 6)
-    broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
-                        timezone="America/Santiago")
-    items = []
-    for i in range(rows):
-        contact = f"569{i % 5000:08d}"
-        event = ChannelMessage.build(
-            broker_id=broker.broker_id, broker_slug=broker.slug, channel="whatsapp", provider_message_id=f"m{i}",
-            conversation_id=contact, contact=Contact(channel_user_id=contact, phone_e164=f"+{contact}"),
-            text="Hola, busco depto 2d2b en Ñuñoa, presupuesto 5.200 UF, tengo crédito preaprobado",
-            sent_at=NOW + timedelta(seconds=i), raw={"from": contact, "id": f"m{i}", "type": "text"})
-        items.append((event.kafka_key(), event.model_dump_json().encode()))
-    produce_all(make_producer(bootstrap, linger_ms=20), topics.messages, items)
-    return topics.prefix
-
-
-def _seed_sends(database_url: str, bootstrap: str, count: int) -> str:
-    from leadflow.brokers import add_broker, default_secret_env
-    from leadflow.config import Topics
-    from leadflow.kafka import ensure_topics
-    from tests.outbound_world import WHATSAPP_NUMBER_ID, WHATSAPP_TOKEN, seed_whatsapp_sends
-
-    broker = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench", country="CL",
-                        timezone="America/Santiago")
-    # Inherited by the spawned dispatchers.
-    os.environ[default_secret_env(broker.slug, "whatsapp_access_token")] = WHATSAPP_TOKEN
-    os.environ[default_secret_env(broker.slug, "whatsapp_phone_number_id")] = WHATSAPP_NUMBER_ID
-    topics = Topics(f"bench{uuid.uuid4().hex[:6]}")
-    ensure_topics(bootstrap, topics.all(), 6)
-    seed_whatsapp_sends(database_url, bootstrap, topics, broker, count, NOW)
-    return topics.prefix
-
-
 @contextlib.contextmanager
 def _fake_whatsapp() -> Iterator[str]:
     """bench.fake_whatsapp_process, its per-reply lines read and dropped (a full pipe would stall it)."""
@@ -127,18 +85,21 @@ def _fake_whatsapp() -> Iterator[str]:
 
 
 def bench_scale_out(database_url: str, bootstrap: str, rows: int, sends: int) -> None:
+    from bench.streams import inbound_messages, whatsapp_sends
+
     print(f"\n== scale-out by partitions: 1 process, then 2 ({rows:,} messages to land, {sends:,} sends)")
     rates: dict[str, dict[int, float]] = {"landing": {}, "dispatcher": {}}
     for processes in (1, 2):
-        prefix = _produce_messages(database_url, bootstrap, rows)
-        seconds, landed = _run(_land_worker, processes, database_url, bootstrap, prefix)
+        topics, _broker = inbound_messages(database_url, bootstrap, rows)
+        seconds, landed = _run(_land_worker, processes, database_url, bootstrap, topics.prefix)
         assert landed == rows, (landed, rows)
         rates["landing"][processes] = landed / seconds
     # The fake WhatsApp answers from a process of its own, so it is not the dispatchers' bottleneck.
     with _fake_whatsapp() as fake_url:
         for processes in (1, 2):
-            prefix = _seed_sends(database_url, bootstrap, sends)
-            seconds, sent = _run(_dispatch_worker, processes, database_url, bootstrap, prefix, fake_url=fake_url)
+            topics, _commands = whatsapp_sends(database_url, bootstrap, sends, NOW, partitions=6)
+            seconds, sent = _run(_dispatch_worker, processes, database_url, bootstrap, topics.prefix,
+                                 fake_url=fake_url)
             assert sent == sends, (sent, sends)
             rates["dispatcher"][processes] = sent / seconds
     for part, unit in (("landing", "rows/s"), ("dispatcher", "sends/s")):

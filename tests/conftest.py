@@ -14,6 +14,7 @@ import signal
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,14 +55,21 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded_postgres.stop(data_dir)
 
 
-@pytest.fixture(scope="session")
-def database_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"leadflow_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def new_database(pg_admin_url: str, prefix: str = "leadflow_test") -> Iterator[str]:
+    """A database of its own, migrated, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     embedded_postgres.create_database(pg_admin_url, name)
     url = with_database(pg_admin_url, name)
     upgrade(url)
     yield url
     embedded_postgres.drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    with new_database(pg_admin_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -17,22 +17,17 @@ from datetime import UTC, datetime
 import pytest
 
 from leadflow.brokers import add_broker
-from leadflow.config import Settings, Topics, with_database
+from leadflow.config import Settings, Topics
 from leadflow.db.connection import connect
-from leadflow.db.migrate import upgrade
-from leadflow.services import postgres as embedded_postgres
+from tests.conftest import new_database
 from tests.fake_channels import FakeChannels, Reply
 from tests.outbound_world import WHATSAPP_NUMBER_ID, WHATSAPP_TOKEN, seed_whatsapp_sends
 
 
 @pytest.fixture
 def own_database(pg_admin_url: str) -> Iterator[str]:
-    name = f"leadflow_sends_{uuid.uuid4().hex[:10]}"
-    embedded_postgres.create_database(pg_admin_url, name)
-    url = with_database(pg_admin_url, name)
-    upgrade(url)
-    yield url
-    embedded_postgres.drop_database(pg_admin_url, name)
+    with new_database(pg_admin_url, "leadflow_sends") as url:
+        yield url
 
 
 @pytest.mark.parametrize("count", [2, 3])
