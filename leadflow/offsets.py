@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import psycopg2.extensions
 
@@ -42,7 +42,8 @@ class Shares:
         self._conn = conn
         self.tps = sorted(tps)
         self._space = _key(f"{reader}|{cluster}|partitions")
-        self._members = _key(f"{reader}|{cluster}|members")
+        # Processes of the same reader on other topics (another deployment's prefix) are not counted.
+        self._members = _key(f"{reader}|{cluster}|{','.join(sorted({t for t, _ in self.tps}))}|members")
         self.owned: set[Partition] = set()
         with conn, conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_lock(%s, pg_backend_pid())", (self._members,))
@@ -68,15 +69,23 @@ class Shares:
             return True
         return False
 
-    def rebalance(self) -> bool:
-        """Move towards the fair share; True when the owned set changed."""
+    def rebalance(self, before_release: Callable[[set[Partition]], None] | None = None) -> bool:
+        """Move towards the fair share; True when the owned set changed.
+
+        ``before_release`` is called with the partitions about to be given up, while they are still this
+        process's: a reader that holds work of its own on them (the agent's bursts) settles it there.
+        """
         members = self.members()
         changed = False
+        over = {tp for topic in {t for t, _ in self.tps}
+                for tp in sorted(tp for tp in self.owned if tp[0] == topic)[self._target(topic, members):]}
+        if over and before_release is not None:
+            before_release(over)
         with self._conn, self._conn.cursor() as cur:
             for topic in sorted({t for t, _ in self.tps}):
                 mine = sorted(tp for tp in self.owned if tp[0] == topic)
                 theirs = [tp for tp in self.tps if tp[0] == topic]
-                target = math.ceil(len(theirs) / members)
+                target = self._target(topic, members)
                 for tp in mine[target:]:
                     cur.execute("SELECT pg_advisory_unlock(%s, %s)", (self._space, self._partition_key(tp)))
                     self.owned.discard(tp)
@@ -89,6 +98,9 @@ class Shares:
                         wanted -= 1
                         changed = True
         return changed
+
+    def _target(self, topic: str, members: int) -> int:
+        return math.ceil(len([tp for tp in self.tps if tp[0] == topic]) / members)
 
     def take_free(self) -> bool:
         """Take every partition nobody owns (a process died or left); True when any was taken."""

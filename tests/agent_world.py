@@ -137,7 +137,9 @@ class AgentWorld:
         self.monkeypatch.setenv(default_secret_env(broker.slug, "whatsapp_phone_number_id"), "106540352242922")
 
     def lead(self, broker: Broker, channel: str = "telegram", name: str = "Camila") -> Lead:
-        user = str(next(_ids)) if channel == "telegram" else f"569{next(_ids) % 10**8:08d}"
+        # +56 98…: a block of Chilean mobiles valid throughout. "569" + the counter's last 8 digits was invalid
+        # (+56 90…, +56 91…) for hours at a time, whenever the clock put those digits there.
+        user = str(next(_ids)) if channel == "telegram" else f"5698{next(_ids) % 10**7:07d}"
         return Lead(self, broker, channel, user, name)
 
     def start_agent(self, *, llm: LLMFactory | None = None, burst_s: float = 0.3, max_wait_s: float = 1.5,

@@ -602,3 +602,37 @@ def test_an_opt_out_on_whatsapp_silences_the_bot_on_telegram_once_they_are_one_l
     on_telegram.say("hola? me pueden ayudar con una casa?")
     assert on_telegram.quiet(1.5)
     assert _replies(world, broker.broker_id)[-1][3] == ["opted_out"]
+
+
+def test_agents_started_alike_share_the_partitions_and_take_over_a_stopped_ones(
+        world: AgentWorld, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    world.enable(broker)
+    first = world.start_agent()
+    second = world.start_agent()
+    every = list(range(world.settings.kafka_partitions))
+    deadline = time.monotonic() + 30
+    while not (first.partitions and second.partitions and set(first.partitions).isdisjoint(second.partitions)
+               and sorted(first.partitions + second.partitions) == every):
+        assert time.monotonic() < deadline, (first.partitions, second.partitions)
+        time.sleep(0.1)
+    leads = [world.lead(broker, name=f"Lead {i}") for i in range(12)]
+    for lead in leads:
+        lead.say("hola, busco depto en santiago centro")
+    for lead in leads:
+        lead.next_reply()
+    assert first.stats.bursts > 0 and second.stats.bursts > 0
+    # The first stops (a crash does the same: its connection, and the locks it held, are gone).
+    [(_, stop, thread)] = [entry for entry in world.agents if entry[0] is first]
+    stop.set()
+    thread.join(30)
+    deadline = time.monotonic() + 30
+    while second.partitions != every:
+        assert time.monotonic() < deadline, second.partitions
+        time.sleep(0.1)
+    for lead in leads:
+        lead.say("¿y tienen algo en providencia?")
+    for lead in leads:
+        lead.next_reply()
+    assert all(lead.quiet(0) for lead in leads[:-1]) and leads[-1].quiet(1.0)  # one reply each, none doubled
+    assert all(len(lead.replies()) == 2 for lead in leads)

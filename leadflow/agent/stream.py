@@ -12,8 +12,11 @@ answered again. A sent reply is produced back onto the messages topic as an outb
 same key as the lead's, so the same partition), so the landing stores it like any other message:
 the qualification reads it as an agent turn and the funnel counts its response time.
 
-Scale-out: process ``member`` of ``members`` owns the partitions ``p % members == member``. Each
-contact's messages are on one partition (the key), so a contact belongs to one process.
+Scale-out: agents started alike share the partitions (``offsets.Shares``): each takes a fair share,
+gives some up when another starts (after answering what it holds on them) and takes a dead one's
+within seconds. Or, set by hand, process ``member`` of ``members`` owns the partitions
+``p % members == member`` (a StatefulSet's pod index). Each contact's messages are on one partition
+(the key), so a contact belongs to one process.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +35,7 @@ from typing import Any
 import orjson
 import psycopg2.extensions
 import psycopg2.pool
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 
 from leadflow.agent import history, replies
 from leadflow.agent.config import AgentConfig
@@ -42,10 +45,11 @@ from leadflow.agent.replies import Burst, Inbound
 from leadflow.agent.respond import respond
 from leadflow.agent.store import agent_configs
 from leadflow.config import Settings
+from leadflow.db.connection import connect
 from leadflow.events import ChannelMessage, Contact, OutboundCommand
 from leadflow.kafka import assign_from, cluster_id, make_consumer, make_producer, partitions_of
 from leadflow.landing import check_offsets_in_log
-from leadflow.offsets import lock_offsets, store_offsets
+from leadflow.offsets import Shares, lock_offsets, store_offsets
 from leadflow.outbound.errors import Rejected, RetryLater, Skip
 from leadflow.outbound.senders import Sender
 from leadflow.qualification import answers
@@ -57,6 +61,8 @@ LLM_WIDTH = 8  # LLM brokers' pool: this many times LEADFLOW_AGENT_WORKERS, up t
 LLM_WORKERS_MAX = 512  # 256 measured no better than fewer: past this, threads only cost memory
 DB_CONNECTIONS = 32  # per agent process, whatever its worker count
 MAX_ATTEMPTS = 4  # a chat reply is worth retrying for seconds, not hours: then it is failed, with the reason
+SHARE_CHECK_S = 2.0  # how often a sharing agent looks for agents started or gone
+GIVE_WAIT_S = 60.0  # longest a partition given up waits for the answers being sent on it
 ASKED_REMEMBERED = 100_000  # contacts whose pending question is kept in memory (a few MB)
 FETCH_WAIT_MS = 20  # ~50 idle fetches a second: nothing next to a reply held ~200 ms by the embedded broker
 ContactKey = tuple[int, str, str]
@@ -204,24 +210,29 @@ class LeadAgent:
         # A short fetch wait: a lead's message must not sit ~200 ms in the embedded broker (see make_consumer).
         consumer = make_consumer(self.settings.kafka_bootstrap_servers, fetch_wait_ms=FETCH_WAIT_MS)
         executor = ThreadPoolExecutor(self.workers, thread_name_prefix="agent")
+        shares: Shares | None = None
+        shares_conn: psycopg2.extensions.connection | None = None
         # LLM brokers' turns mostly wait on the model: they get their own, wider pool, so a slow model
         # neither holds up the offline brokers nor is held to their CPU-sized pool.
         self._llm_executor = ThreadPoolExecutor(min(self.workers * LLM_WIDTH, LLM_WORKERS_MAX),
                                                 thread_name_prefix="agent-llm")
         try:
             cluster = cluster_id(consumer)
-            self.partitions = [p for p in partitions_of(consumer, self.topic) if p % self.members == self.member]
-            stored = self._start_offsets(cluster)
-            # A wiped broker under the same cluster id: reading on would skip its new messages unanswered.
-            check_offsets_in_log(consumer, self.settings.kafka_bootstrap_servers, cluster, stored, reader=READER)
-            self._read_upto = {p: stored[(self.topic, p)] for p in self.partitions}
-            self._unsettled = {p: Counter() for p in self.partitions}
-            assign_from(consumer, {(self.topic, p): stored[(self.topic, p)] for p in self.partitions})
+            every = [(self.topic, p) for p in partitions_of(consumer, self.topic)]
+            if self.members == 1:
+                # Not split by hand: the agents running share the partitions, and take a dead one's.
+                shares_conn = connect(self.settings.database_url)
+                shares = Shares(shares_conn, READER, cluster, every)
+                shares.rebalance()
+                self._take(consumer, cluster, sorted(p for _, p in shares.owned))
+            else:
+                self._take(consumer, cluster, [p for _, p in every if p % self.members == self.member])
             self._republish_unlanded()
-            log.info("agent %d/%d reading %s partitions %s", self.member, self.members, self.topic, self.partitions)
+            log.info("agent %s reading %s partitions %s", "sharing" if shares else f"{self.member}/{self.members}",
+                     self.topic, self.partitions)
             self.ready.set()
             saved = dict(self._read_upto)
-            next_chores = 0.0
+            next_chores = next_share = 0.0
             while not stop.is_set():
                 for message in consumer.consume(num_messages=500, timeout=0.05):
                     if message.error() is not None:
@@ -235,6 +246,9 @@ class LeadAgent:
                     self._start_retries(executor)
                     self._publish_pending()
                     self._record_usage()
+                if shares is not None and time.monotonic() >= next_share:
+                    next_share = time.monotonic() + SHARE_CHECK_S
+                    self._rebalance(shares, consumer, cluster)
             executor.shutdown(wait=True)
             self._llm_executor.shutdown(wait=True)
             self._reap()
@@ -245,11 +259,65 @@ class LeadAgent:
             self._llm_executor.shutdown(wait=True, cancel_futures=True)
             consumer.close()
             self.db.close()
+            if shares_conn is not None:
+                shares_conn.close()  # gives the partitions up: the other agents take them at their next check
         return self.stats
 
-    def _start_offsets(self, cluster: str) -> dict[tuple[str, int], int]:
+    def _take(self, consumer: Consumer, cluster: str, new: list[int]) -> None:
+        """Start reading ``new`` partitions from their stored offsets (the others read on where they are)."""
+        stored: dict[tuple[str, int], int] = {}
+        if new:
+            with self.db.cursor() as cur:
+                stored = lock_offsets(cur, READER, cluster, [(self.topic, p) for p in new])
+            # A wiped broker under the same cluster id: reading on would skip its new messages unanswered.
+            check_offsets_in_log(consumer, self.settings.kafka_bootstrap_servers, cluster, stored, reader=READER)
+        with self._lock:
+            for p in new:
+                self._read_upto[p] = stored[(self.topic, p)]
+                self._unsettled[p] = Counter()
+            self.partitions = sorted({*self.partitions, *new})
+            positions = {(self.topic, p): self._read_upto[p] for p in self.partitions}
+        assign_from(consumer, positions)
+
+    def _give(self, consumer: Consumer, cluster: str, gone_tps: set[tuple[str, int]]) -> None:
+        """Stop reading partitions another agent is to take, and leave their offsets where it must start.
+
+        Bursts held but not started are dropped: their records stay unsettled, so the next owner reads
+        and answers them. Bursts being answered are waited for (their claim also keeps the next owner
+        from answering them twice).
+        """
+        gone = {p for _, p in gone_tps}
+        with self._lock:
+            self.partitions = [p for p in self.partitions if p not in gone]
+            positions = {(self.topic, p): self._read_upto[p] for p in self.partitions}
+        assign_from(consumer, positions)
+
+        def theirs(burst: Burst) -> bool:  # a contact's messages are all on one partition
+            return bool(burst.messages) and burst.messages[-1].partition in gone
+
+        with self._lock:
+            answering = [future for future, burst in self._busy.values() if theirs(burst)]
+        wait(answering, timeout=GIVE_WAIT_S)
+        self._reap()
+        with self._lock:
+            for key in [key for key, held in self._held.items() if theirs(held.burst)]:
+                del self._held[key]
+            final = {(self.topic, p): min(self._unsettled[p]) if self._unsettled[p] else self._read_upto[p]
+                     for p in gone}
+            for p in gone:
+                self._unsettled.pop(p, None)
+                self._read_upto.pop(p, None)
         with self.db.cursor() as cur:
-            return lock_offsets(cur, READER, cluster, [(self.topic, p) for p in self.partitions])
+            store_offsets(cur, READER, cluster, final)
+
+    def _rebalance(self, shares: Shares, consumer: Consumer, cluster: str) -> None:
+        before = set(self.partitions)
+        if shares.rebalance(before_release=lambda tps: self._give(consumer, cluster, tps)):
+            new = sorted(p for _, p in shares.owned if p not in before)
+            self._take(consumer, cluster, new)
+            if new:
+                self._republish_unlanded()
+            log.info("agent now reading %s partitions %s", self.topic, self.partitions)
 
     def _read(self, partition: int, offset: int, value: bytes | None) -> None:
         self.stats.records += 1
