@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from ingest_api import bland, form, telegram, vapi, whatsapp
 from ingest_api.publisher import Publisher
 from ingest_api.tenancy import BrokerDirectory
 from leadflow.config import Settings, load_settings
+from leadflow.credentials import MasterKeys
 from leadflow.db.connection import connect
 from leadflow.kafka import ensure_topics, make_producer, ping
 
@@ -28,7 +30,9 @@ def create_app(settings: Settings | None = None, *, broker_reload_interval_s: fl
         resolved = settings or load_settings()
         ensure_topics(resolved.kafka_bootstrap_servers, resolved.topics.all(), resolved.kafka_partitions)
         app.state.settings = resolved
-        app.state.brokers = BrokerDirectory(resolved.database_url, reload_interval_s=broker_reload_interval_s)
+        app.state.brokers = BrokerDirectory(resolved.database_url, reload_interval_s=broker_reload_interval_s,
+                                            refresh_s=resolved.credentials_refresh_s,
+                                            keys=functools.cache(lambda: MasterKeys.from_settings(resolved)))
         app.state.brokers.reload()
         app.state.publisher = Publisher(make_producer(resolved.kafka_bootstrap_servers), resolved.topics,
                                         ack_timeout_s=ack_timeout_s or resolved.ingest_ack_timeout_s)

@@ -1,8 +1,10 @@
 """Which broker (tenant) a webhook is for: the ``{broker}`` slug in the path.
 
-Brokers are cached in memory and reloaded when an unknown slug arrives (at most once per
-``reload_interval_s``), so a webhook costs no database round trip and a newly registered
-broker is picked up without a restart.
+Brokers and their stored credentials are cached in memory, so a webhook costs no database round trip.
+The cache is refreshed in the background every ``refresh_s`` (a fingerprint query; a reload only when a
+broker or a credential changed), and reloaded at once when an unknown slug arrives (at most once per
+``reload_interval_s``): a new broker, or a secret its admin rotated, works within seconds and without a
+restart.
 """
 
 from __future__ import annotations
@@ -11,32 +13,66 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import psycopg2
 from fastapi import HTTPException, Request
 
 from ingest_api.auth import refuse
-from leadflow.brokers import Broker, list_brokers
+from leadflow import credentials
+from leadflow.brokers import Broker, select_brokers
 from leadflow.config import ConfigurationError
+from leadflow.db.connection import transaction
 
 log = logging.getLogger(__name__)
 
 
 class BrokerDirectory:
-    def __init__(self, database_url: str, reload_interval_s: float = 5.0) -> None:
+    def __init__(self, database_url: str, reload_interval_s: float = 5.0, *, refresh_s: float = 2.0,
+                 keys: Callable[[], credentials.MasterKeys] | None = None) -> None:
         self._url = database_url
         self._interval = reload_interval_s
+        self._refresh_s = refresh_s
+        # Resolved on the first stored credential: an install that stores none needs no master key.
+        self._keys = keys
         self._by_slug: dict[str, Broker] = {}
+        self._fingerprint: tuple[object, ...] | None = None
         self._loaded_at = 0.0
+        self._checked_at = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
         self._lock = threading.Lock()
 
-    def reload(self) -> None:
-        brokers = list_brokers(self._url)
+    def reload(self, *, only_if_changed: bool = False) -> None:
+        with transaction(self._url) as conn, conn.cursor() as cur:
+            now = credentials.fingerprint(cur)
+            self._checked_at = time.monotonic()
+            if only_if_changed and now == self._fingerprint:
+                return
+            stored = credentials.read_all(cur, self._master_keys()) if now[0] else {}
+            brokers = select_brokers(cur, stored)
         with self._lock:
             self._by_slug = {b.slug: b for b in brokers}
+            self._fingerprint = now
             self._loaded_at = time.monotonic()
 
+    def _master_keys(self) -> credentials.MasterKeys:
+        if self._keys is None:
+            raise ConfigurationError("credentials are stored but this directory was given no master keys")
+        return self._keys()
+
+    async def _refresh(self) -> None:
+        try:
+            await asyncio.to_thread(self.reload, only_if_changed=True)
+        except (ConfigurationError, psycopg2.Error) as exc:
+            # Known brokers keep being served from the cache; the next request after refresh_s tries again.
+            log.warning("brokers could not be refreshed: %s", str(exc).splitlines()[0])
+        finally:
+            self._refreshing = None
+
     async def get(self, slug: str) -> Broker | None:
+        if self._refreshing is None and time.monotonic() - self._checked_at > self._refresh_s:
+            self._checked_at = time.monotonic()
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         broker = self._by_slug.get(slug)
         if broker is None and time.monotonic() - self._loaded_at > self._interval:
             try:

@@ -1,19 +1,22 @@
-"""Brokers: the tenants. Each owns its channels' secrets, referenced by environment variable name.
+"""Brokers: the tenants. Each owns its channels' secrets.
 
-The database stores only *which* variable holds a secret (``secret_env``); the value is read
-from the process environment when a webhook is checked, so secrets never reach PostgreSQL,
-Kafka or the logs.
+A secret is read from what the broker's admin stored on the admin pages (``leadflow.credentials``:
+sealed in PostgreSQL, opened into ``Broker.stored`` by the process that loads the broker) and, when
+nothing is stored, from the environment variable ``secret_env`` names (``LEADFLOW_<SLUG>_<KIND>`` by
+default), as installs did before credentials were stored. Secrets never reach Kafka or the logs.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
+import psycopg2.extensions
 
+from leadflow import credentials
 from leadflow.config import secret
 from leadflow.db.connection import transaction
 
@@ -36,7 +39,7 @@ class BrokerError(ValueError):
 
 def default_secret_env(slug: str, kind: str) -> str:
     """``acme-propiedades`` + ``telegram_secret_token`` → ``LEADFLOW_ACME_PROPIEDADES_TELEGRAM_SECRET_TOKEN``."""
-    return f"LEADFLOW_{slug.upper().replace('-', '_')}_{kind.upper()}"
+    return credentials.environment_name(slug, kind)
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,21 @@ class Broker:
     country: str
     timezone: str
     secret_env: dict[str, str] = field(default_factory=dict)
+    # Opened values of the credentials stored for this broker (kind → value): never in a repr or a comparison.
+    stored: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def secret_env_name(self, kind: str) -> str:
         return self.secret_env.get(kind) or default_secret_env(self.slug, kind)
 
     def secret(self, kind: str) -> str | None:
-        """The secret's value from the environment, or None when the channel is not configured."""
-        return secret(self.secret_env_name(kind))
+        """The stored value, else the environment variable's; None when the channel is not configured."""
+        return self.stored.get(kind) or secret(self.secret_env_name(kind))
+
+    def secret_source(self, kind: str) -> str | None:
+        """Where ``secret`` reads the value: "stored", "environment", or None (not configured)."""
+        if kind in self.stored:
+            return "stored"
+        return "environment" if secret(self.secret_env_name(kind)) else None
 
 
 def validate(slug: str, country: str, timezone: str, secret_env: dict[str, str]) -> None:
@@ -105,5 +116,14 @@ def add_broker(url: str, slug: str, *, name: str, country: str, timezone: str,
 
 def list_brokers(url: str) -> list[Broker]:
     with transaction(url) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT {_COLUMNS} FROM leadflow.brokers ORDER BY slug")
-        return [_row_to_broker(row) for row in cur.fetchall()]
+        return select_brokers(cur)
+
+
+def select_brokers(cur: psycopg2.extensions.cursor,
+                   stored: dict[int, dict[str, str]] | None = None) -> list[Broker]:
+    """Every broker, with its opened credentials from ``stored`` (``credentials.read_all``)."""
+    cur.execute(f"SELECT {_COLUMNS} FROM leadflow.brokers ORDER BY slug")
+    brokers = [_row_to_broker(row) for row in cur.fetchall()]
+    if stored:
+        brokers = [replace(b, stored=stored.get(b.broker_id, {})) for b in brokers]
+    return brokers

@@ -65,6 +65,33 @@ def _brokers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _credentials(args: argparse.Namespace) -> int:
+    from leadflow import credentials
+
+    if args.action == "new-key":
+        print(credentials.new_key_text())
+        return 0
+    settings = export_environment()
+    keys = credentials.MasterKeys.from_settings(settings)
+    if args.action == "rotate":
+        done = credentials.rotate(settings.database_url, keys)
+        print(f"{done.resealed} credentials re-sealed under master key {done.key_id}, {done.already_current} were "
+              "already")
+        if done.unreadable:
+            for broker_id, kind in done.unreadable:
+                print(f"  not opened by any configured key: broker {broker_id} {kind}", file=sys.stderr)
+            print("keep the previous keys configured until these are re-entered or their key is found",
+                  file=sys.stderr)
+            return 1
+        print("the previous keys can now leave LEADFLOW_MASTER_KEYS_PREVIOUS")
+    else:
+        stored = credentials.import_environment(settings.database_url, keys, args.broker or None)
+        for slug, kind in stored:
+            print(f"  {slug:24s} {kind}")
+        print(f"{len(stored)} credentials stored from the environment (already stored ones were left as they are)")
+    return 0
+
+
 def _ingest_api(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -175,12 +202,15 @@ def _land(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from leadflow.credentials import StoredCredentials
     from leadflow.outbound.dispatcher import dispatch
     from leadflow.outbound.senders import BlandCaller, Sender, TelegramSender, VapiCaller, WhatsAppSender
 
     settings = export_environment()
-    senders: dict[str, Sender] = {"telegram": TelegramSender(), "whatsapp": WhatsAppSender(), "vapi": VapiCaller(),
-                                  "bland": BlandCaller()}
+    stored = StoredCredentials.from_settings(settings)
+    senders: dict[str, Sender] = {"telegram": TelegramSender(credentials=stored),
+                                  "whatsapp": WhatsAppSender(credentials=stored),
+                                  "vapi": VapiCaller(credentials=stored), "bland": BlandCaller(credentials=stored)}
     result = dispatch(settings.database_url, settings.kafka_bootstrap_servers, settings.topics, senders,
                       max_commands=args.max_sends)
     print(f"read {result.commands_read} commands ({result.malformed} unreadable): {result.sent} sent, "
@@ -310,12 +340,15 @@ def _agent_run(args: argparse.Namespace) -> int:
     from leadflow.agent.broker_llms import BrokerLLMs
     from leadflow.agent.notify import Notifier
     from leadflow.agent.stream import LeadAgent
+    from leadflow.credentials import StoredCredentials
     from leadflow.outbound.senders import TelegramSender, WhatsAppSender
     from leadflow.qualification import batcher
 
     settings = export_environment()
-    agent = LeadAgent(settings, {"telegram": TelegramSender(), "whatsapp": WhatsAppSender()}, notifier=Notifier(),
-                      llm=BrokerLLMs(), member=args.member, members=args.of)
+    stored = StoredCredentials.from_settings(settings)
+    agent = LeadAgent(settings, {"telegram": TelegramSender(credentials=stored),
+                                 "whatsapp": WhatsAppSender(credentials=stored)},
+                      notifier=Notifier(credentials=stored), llm=BrokerLLMs(), member=args.member, members=args.of)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -463,6 +496,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="read secret KIND (e.g. telegram_secret_token) from $VAR instead of the default name")
     brokers.add_parser("list")
     p.set_defaults(func=_brokers)
+
+    p = sub.add_parser("credentials", help="channel credentials stored encrypted: a new master key, key rotation, "
+                       "moving secrets from the environment into the database")
+    creds = p.add_subparsers(dest="action", required=True)
+    creds.add_parser("new-key", help="print a new master key (for LEADFLOW_MASTER_KEY)")
+    creds.add_parser("rotate", help="re-seal every stored credential under LEADFLOW_MASTER_KEY (the old key in "
+                     "LEADFLOW_MASTER_KEYS_PREVIOUS until it has run)")
+    imp = creds.add_parser("import-env", help="store the channel secrets brokers have in environment variables "
+                           "(LEADFLOW_<SLUG>_<KIND>) and not yet in the database")
+    imp.add_argument("--broker", action="append", help="only this broker's (repeatable)")
+    p.set_defaults(func=_credentials)
 
     p = sub.add_parser("ingest-api", help="serve the channel webhooks")
     p.add_argument("--host", default=configured.ingest_host)

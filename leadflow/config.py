@@ -14,6 +14,7 @@ outside this module touches ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import threading
@@ -114,7 +115,8 @@ PROVIDER_URLS = {
 
 
 # Never echoed in a validation error.
-_HIDDEN = frozenset({"LEADFLOW_REPORTS_JWT_SECRET", "LEADFLOW_REPORTS_DB_PASSWORD"})
+_HIDDEN = frozenset({"LEADFLOW_REPORTS_JWT_SECRET", "LEADFLOW_REPORTS_DB_PASSWORD", "LEADFLOW_MASTER_KEY",
+                     "LEADFLOW_MASTER_KEYS_PREVIOUS"})
 
 
 def _env(name: str, description: str, default: Any = None, **constraints: Any) -> Any:
@@ -172,6 +174,18 @@ class Settings(BaseModel):
     reports_db_password: str = _env("LEADFLOW_REPORTS_DB_PASSWORD", "password of leadflow_reports_login, the "
                                     "PostgreSQL login of the reports API; unset: a fixed local one when the database "
                                     "is on loopback, required otherwise", "", repr=False, pattern=r"^[!-~]*$")
+    master_key: str = _env("LEADFLOW_MASTER_KEY", "the key channel credentials stored in PostgreSQL are sealed under "
+                           "(32 bytes, base64: `leadflow credentials new-key`); unset: a key generated into "
+                           "$LEADFLOW_HOME/master.key when the database is on loopback, required otherwise", "",
+                           repr=False)
+    master_keys_previous: str = _env("LEADFLOW_MASTER_KEYS_PREVIOUS", "earlier master keys, comma-separated, that "
+                                     "still open credentials until `leadflow credentials rotate` re-seals them", "",
+                                     repr=False)
+    credentials_refresh_s: float = _env("LEADFLOW_CREDENTIALS_REFRESH_S", "how often a process looks for changed "
+                                        "brokers and channel credentials, seconds", 2.0, gt=0, le=300)
+    ingest_public_url: str = _env("LEADFLOW_INGEST_PUBLIC_URL", "the ingest API's address as providers reach it "
+                                  "(the webhook URLs the admin pages show and give Telegram's setWebhook)",
+                                  "http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
     test_database_url: str = _env("LEADFLOW_TEST_DATABASE_URL", "a server the test suite creates its database on", "",
                                   repr=False)
     test_kafka_bootstrap_servers: str = _env("LEADFLOW_TEST_KAFKA_BOOTSTRAP_SERVERS", "Kafka for the test suite", "")
@@ -267,6 +281,16 @@ def load_settings() -> Settings:
 def secret(name: str) -> str | None:
     """A per-broker or per-provider secret by its variable name, read when needed (None: not set)."""
     return os.environ.get(name) or None
+
+
+def on_loopback(host: str) -> bool:
+    """Whether ``host`` (a database's) is this machine: a loopback address, ``localhost`` or a Unix socket."""
+    if host == "localhost" or host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def provider_url(name: str) -> str:

@@ -56,6 +56,7 @@ defs = Definitions(
             telegram_api_url=_settings.telegram_api_url, whatsapp_api_url=_settings.whatsapp_api_url,
             vapi_api_url=_settings.vapi_api_url, bland_api_url=_settings.bland_api_url,
             google_calendar_api_url=_settings.google_calendar_api_url,
+            database_url=EnvVar("LEADFLOW_DATABASE_URL"),
         ),
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir)),
     },

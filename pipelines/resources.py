@@ -7,7 +7,8 @@ from datetime import datetime
 
 from dagster import ConfigurableResource
 
-from leadflow.config import Topics
+from leadflow.config import Settings, Topics
+from leadflow.credentials import CredentialSource, EnvironmentCredentials, MasterKeys, StoredCredentials
 from leadflow.outbound.senders import (
     BlandCaller,
     GoogleCalendar,
@@ -37,7 +38,8 @@ class KafkaResource(ConfigurableResource):
 
 class ChannelSendersResource(ConfigurableResource):
     """The outbound channel APIs (``LEADFLOW_TELEGRAM_API_URL``, ``LEADFLOW_WHATSAPP_API_URL``; empty: the
-    providers' public URLs). Credentials are per broker, read from the environment at send time."""
+    providers' public URLs). Credentials are per broker, read at send time from what each broker's admin
+    stored in ``database_url`` (when given) and otherwise from the environment."""
 
     telegram_api_url: str = ""
     whatsapp_api_url: str = ""
@@ -45,14 +47,24 @@ class ChannelSendersResource(ConfigurableResource):
     bland_api_url: str = ""
     google_calendar_api_url: str = ""
     timeout_s: float = 10.0
+    database_url: str = ""
+
+    def credentials(self) -> CredentialSource:
+        if not self.database_url:
+            return EnvironmentCredentials()
+        settings = Settings.from_environment()
+        return StoredCredentials(self.database_url, lambda: MasterKeys.from_settings(settings, self.database_url),
+                                 settings.credentials_refresh_s)
 
     def senders(self, clock: Callable[[], datetime] | None = None) -> dict[str, Sender]:
-        whatsapp = WhatsAppSender(self.whatsapp_api_url or None, self.timeout_s)
+        source = self.credentials()
+        whatsapp = WhatsAppSender(self.whatsapp_api_url or None, self.timeout_s, credentials=source)
         if clock is not None:
             whatsapp.clock = clock
-        return {"telegram": TelegramSender(self.telegram_api_url or None, self.timeout_s), "whatsapp": whatsapp,
-                "vapi": VapiCaller(self.vapi_api_url or None, self.timeout_s),
-                "bland": BlandCaller(self.bland_api_url or None, self.timeout_s)}
+        return {"telegram": TelegramSender(self.telegram_api_url or None, self.timeout_s, credentials=source),
+                "whatsapp": whatsapp,
+                "vapi": VapiCaller(self.vapi_api_url or None, self.timeout_s, credentials=source),
+                "bland": BlandCaller(self.bland_api_url or None, self.timeout_s, credentials=source)}
 
     def calendar(self) -> GoogleCalendar:
-        return GoogleCalendar(self.google_calendar_api_url or None, self.timeout_s)
+        return GoogleCalendar(self.google_calendar_api_url or None, self.timeout_s, credentials=self.credentials())

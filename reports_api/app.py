@@ -9,6 +9,7 @@ LEADFLOW_TRUSTED_PROXIES; run uvicorn with ``proxy_headers=False`` (``--no-proxy
 handling of X-Forwarded-For does not decide first.
 """
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,10 +23,12 @@ from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from leadflow.config import Settings, load_settings
+from leadflow.credentials import MasterKeys, StoredCredentials
 from leadflow.outbound.senders import Sender, TelegramSender, WhatsAppSender
 from leadflow.users import stand_in_hash
 from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
 from reports_api.routes import (
+    admin_channels,
     auth,
     dashboard,
     docs,
@@ -38,7 +41,7 @@ from reports_api.routes import (
 )
 from reports_api.scope import ScopedPool
 from reports_api.security import Accounts, LoginLimiter, TokenSettings, cookie_secure
-from reports_api.sessions import PgAccounts, SessionCheckMiddleware
+from reports_api.sessions import OwnerConnections, PgAccounts, SessionCheckMiddleware
 from reports_api.workspace import reads
 from reports_api.workspace.publish import MessagePublisher
 
@@ -58,6 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.pool.close()
         app.state.accounts.close()
+        app.state.owner.close()
         await run_in_threadpool(app.state.publisher.close)
 
 
@@ -85,7 +89,8 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
                limiter: LoginLimiter | None = None, docs_dir: Path | None = None,
                trusted_proxies: str | None = None, secure_cookie: bool | None = None,
                bind_host: str | None = None, accounts: Accounts | None = None,
-               senders: dict[str, Sender] | None = None, publisher: MessagePublisher | None = None) -> FastAPI:
+               senders: dict[str, Sender] | None = None, publisher: MessagePublisher | None = None,
+               credentials: StoredCredentials | None = None) -> FastAPI:
     """The reports API on ``database_url``; ``docs_dir`` (dbt docs) is served at /dbt-docs/ to logged-in callers.
 
     The pool size, the login limit, the trusted proxies and the cookie's Secure flag default to their
@@ -94,7 +99,9 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     and the login limit shared across processes) defaults to the database's; a ``limiter`` given replaces
     the default, shared one. ``senders`` (a person's replies; default: Telegram and WhatsApp at
     LEADFLOW_TELEGRAM_API_URL / LEADFLOW_WHATSAPP_API_URL) and ``publisher`` (Kafka, connected on the first
-    reply; default: LEADFLOW_KAFKA_BOOTSTRAP_SERVERS and the messages topic) are for tests to replace.
+    reply; default: LEADFLOW_KAFKA_BOOTSTRAP_SERVERS and the messages topic) are for tests to replace; so is
+    ``credentials`` (the stored channel credentials the default senders read; the admin pages refresh it on a
+    change).
     """
     configured = Settings.from_environment()
     # /docs and /redoc from files the app serves itself (fastapi-offline), not a CDN: they work offline.
@@ -109,16 +116,25 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.state.cookie_secure = cookie_secure(configured, bind_host) if secure_cookie is None else secure_cookie
     app.state.docs_dir = docs_dir
     reads.COUNTS.ttl_s = configured.inbox_counts_ttl_s
+    # The admin pages write credentials and brokers as the owner (the reports role cannot read them), sealing
+    # them under the master key, resolved on first use.
+    app.state.owner = OwnerConnections(database_url)
+    app.state.master_keys = functools.cache(lambda: MasterKeys.from_settings(configured, database_url))
+    app.state.credentials = credentials if credentials is not None else StoredCredentials(
+        database_url, app.state.master_keys, configured.credentials_refresh_s)
+    app.state.telegram_api_url = configured.telegram_api_url
+    app.state.ingest_public_url = configured.ingest_public_url
     app.state.senders = senders if senders is not None else {
-        "telegram": TelegramSender(configured.telegram_api_url),
-        "whatsapp": WhatsAppSender(configured.whatsapp_api_url)}
+        "telegram": TelegramSender(configured.telegram_api_url, credentials=app.state.credentials),
+        "whatsapp": WhatsAppSender(configured.whatsapp_api_url, credentials=app.state.credentials)}
     app.state.publisher = publisher if publisher is not None else MessagePublisher(
         configured.kafka_bootstrap_servers, configured.topics.messages)
     app.add_exception_handler(RequestValidationError, validation_problem)
     proxies = parse_trusted_proxies(configured.trusted_proxies if trusted_proxies is None else trusted_proxies)
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
     app.add_middleware(SessionCheckMiddleware)
-    for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports):
+    for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports,
+                 admin_channels):
         app.include_router(area.router)
     if docs_dir is not None:
         # Routed even before the first `dbt docs generate` has written the site: it 404s until then.

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import secrets
 import threading
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.pool
 
-from leadflow.config import ConfigurationError, Settings, database_parts, to_libpq_url
+from leadflow.config import ConfigurationError, Settings, database_parts, on_loopback, to_libpq_url
 from leadflow.db.connection import transaction
 from reports_api.security import Principal
 
@@ -49,21 +48,13 @@ def login_password(settings: Settings, url: str) -> str:
     if settings.reports_db_password:
         return settings.reports_db_password
     host = database_parts(url)["host"]
-    if _on_loopback(host):
+    if on_loopback(host):
         return LOCAL_PASSWORD
     raise ConfigurationError(
         f"LEADFLOW_REPORTS_DB_PASSWORD must be set: the reports API logs in to PostgreSQL at {host} as "
         f"{LOGIN_ROLE} with it ({MIN_PASSWORD_LENGTH}+ printable ASCII characters, e.g. "
         "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
 
-
-def _on_loopback(host: str) -> bool:
-    if host == "localhost" or host.startswith("/"):  # a name for this machine, or a Unix socket
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def scram_verifier(password: str, salt: bytes | None = None, iterations: int = SCRAM_ITERATIONS) -> str:

@@ -30,7 +30,7 @@ PROVIDERS = ("telegram", "whatsapp", "vapi", "bland", "calendar")
 
 
 def _provider(path: str) -> str:
-    if "/sendMessage" in path:
+    if "/sendMessage" in path or "/setWebhook" in path:
         return "telegram"
     if path.endswith("/v1/calls"):
         return "bland"
@@ -45,6 +45,8 @@ def _provider(path: str) -> str:
 class FakeChannels(LocalServer):
     scripts: dict[str, deque[Reply]] = field(default_factory=lambda: {p: deque() for p in PROVIDERS})
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # provider, path, body
+    # The one WhatsApp access token the fake accepts (others get Meta's 401).
+    whatsapp_token: str = "wa-token-not-a-secret"
     _ids: int = 0
 
 
@@ -72,7 +74,9 @@ class FakeChannels(LocalServer):
                 fake.requests.append((provider, self.path if reply.status == 200 else "!" + self.path, body))
                 fake._ids += 1
                 if provider == "telegram":
-                    if reply.status == 200:
+                    if reply.status == 200 and self.path.endswith("/setWebhook"):
+                        self._send(200, {"ok": True, "result": True, "description": "Webhook was set"})
+                    elif reply.status == 200:
                         self._send(200, {"ok": True, "result": {"message_id": fake._ids, "chat": {
                             "id": body.get("chat_id")}, "text": body.get("text")}})
                     else:
@@ -83,7 +87,7 @@ class FakeChannels(LocalServer):
                 if provider != "whatsapp":
                     self._other(provider, reply, body)
                     return
-                if self.headers.get("authorization", "") != "Bearer wa-token-not-a-secret":
+                if self.headers.get("authorization", "") != f"Bearer {fake.whatsapp_token}":
                     self._send(401, {"error": {"message": "Invalid OAuth access token", "code": 190}})
                 elif reply.status == 200:
                     self._send(200, {"messaging_product": "whatsapp", "contacts": [{"wa_id": body.get("to")}],

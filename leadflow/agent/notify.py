@@ -18,6 +18,7 @@ import httpx
 import psycopg2.extensions
 
 from leadflow.config import provider_url
+from leadflow.credentials import CredentialSource, EnvironmentCredentials
 from leadflow.outbound.errors import Rejected, RetryLater
 from leadflow.outbound.senders import credential
 
@@ -25,8 +26,10 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, telegram_url: str | None = None, timeout_s: float = 5.0) -> None:
+    def __init__(self, telegram_url: str | None = None, timeout_s: float = 5.0,
+                 credentials: CredentialSource | None = None) -> None:
         self.telegram_url = (telegram_url or provider_url("LEADFLOW_TELEGRAM_API_URL")).rstrip("/")
+        self.credentials = credentials or EnvironmentCredentials()
         self.client = httpx.Client(timeout=timeout_s)
 
     def deliver(self, db: Callable[[], AbstractContextManager[psycopg2.extensions.cursor]],
@@ -57,7 +60,7 @@ class Notifier:
 
     def _post(self, target: str, slug: str, notice: dict[str, Any]) -> None:
         if target.startswith("telegram:"):
-            token = credential(slug, "telegram_bot_token")
+            token = credential(self.credentials, slug, "telegram_bot_token")
             url, body = f"{self.telegram_url}/bot{token}/sendMessage", {"chat_id": target[9:], "text": notice["text"]}
         else:
             url, body = target, notice

@@ -7,10 +7,13 @@ or credentials are missing: the send fails with the reason).
 
 Voice calls: VAPI ``POST /call`` and Bland ``POST /v1/calls``.
 
-Credentials per broker, from the environment (never stored): ``LEADFLOW_<SLUG>_TELEGRAM_BOT_TOKEN``,
-``LEADFLOW_<SLUG>_WHATSAPP_ACCESS_TOKEN`` and ``_WHATSAPP_PHONE_NUMBER_ID``, ``_VAPI_API_KEY``,
-``_VAPI_ASSISTANT_ID`` and ``_VAPI_PHONE_NUMBER_ID``, ``_BLAND_API_KEY``. Provider URLs:
-``LEADFLOW_<PROVIDER>_API_URL`` (defaults in ``leadflow.config.PROVIDER_URLS``).
+Credentials per broker come from a ``leadflow.credentials.CredentialSource``: in the services, what the
+broker's admin stored (``StoredCredentials``, refreshed within seconds of a change) and otherwise the
+environment (``LEADFLOW_<SLUG>_TELEGRAM_BOT_TOKEN``, ``_WHATSAPP_ACCESS_TOKEN`` and
+``_WHATSAPP_PHONE_NUMBER_ID``, ``_VAPI_API_KEY``, ``_VAPI_ASSISTANT_ID`` and ``_VAPI_PHONE_NUMBER_ID``,
+``_BLAND_API_KEY``, ``_GOOGLE_CALENDAR_TOKEN`` and ``_GOOGLE_CALENDAR_ID``), which is all a sender built
+without a source reads. Provider URLs: ``LEADFLOW_<PROVIDER>_API_URL`` (defaults in
+``leadflow.config.PROVIDER_URLS``).
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from typing import Any, Protocol
 import httpx
 
 from leadflow import logredact
-from leadflow.brokers import default_secret_env
-from leadflow.config import provider_url, secret
+from leadflow.config import provider_url
+from leadflow.credentials import CredentialSource, EnvironmentCredentials, environment_name
 from leadflow.events import OutboundCommand
 from leadflow.outbound.errors import Rejected, RetryLater, Skip
 from leadflow.outbound.window import in_whatsapp_window
@@ -38,11 +41,11 @@ class Sender(Protocol):
     def send(self, command: OutboundCommand) -> str: ...
 
 
-def credential(slug: str, kind: str) -> str:
-    name = default_secret_env(slug, kind)
-    value = secret(name)
+def credential(source: CredentialSource, slug: str, kind: str) -> str:
+    value = source.get(slug, kind)
     if not value:
-        raise Rejected(f"{name} is not set: {slug} cannot send through this channel")
+        raise Rejected(f"{kind} is not configured for {slug} (admin page Canales, or {environment_name(slug, kind)}): "
+                       "it cannot send through this channel")
     return value
 
 
@@ -91,14 +94,15 @@ def _post(client: httpx.Client, url: str, body: dict[str, Any], headers: dict[st
 
 class TelegramSender:
     def __init__(self, base_url: str | None = None, timeout_s: float = 10.0,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, credentials: CredentialSource | None = None) -> None:
         self.base_url = (base_url or provider_url("LEADFLOW_TELEGRAM_API_URL")).rstrip("/")
+        self.credentials = credentials or EnvironmentCredentials()
         self.client = httpx.Client(timeout=timeout_s)
         # Telegram: about 30 messages a second per bot and one a second per chat.
         self.limiter = limiter or RateLimiter(per_second=30, key_interval_s=1.0)
 
     def send(self, command: OutboundCommand) -> str:
-        token = credential(command.broker_slug, "telegram_bot_token")
+        token = credential(self.credentials, command.broker_slug, "telegram_bot_token")
         chat_id = str(command.payload["chat_id"])
         self.limiter.wait(chat_id, group=command.broker_slug)
         response = _post(self.client, f"{self.base_url}/bot{token}/sendMessage",
@@ -116,8 +120,10 @@ class TelegramSender:
 
 class WhatsAppSender:
     def __init__(self, base_url: str | None = None, timeout_s: float = 10.0,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 credentials: CredentialSource | None = None) -> None:
         self.base_url = (base_url or provider_url("LEADFLOW_WHATSAPP_API_URL")).rstrip("/")
+        self.credentials = credentials or EnvironmentCredentials()
         self.client = httpx.Client(timeout=timeout_s)
         self.clock = clock
 
@@ -137,8 +143,8 @@ class WhatsAppSender:
                              "components": components}}
 
     def send(self, command: OutboundCommand) -> str:
-        token = credential(command.broker_slug, "whatsapp_access_token")
-        number = credential(command.broker_slug, "whatsapp_phone_number_id")
+        token = credential(self.credentials, command.broker_slug, "whatsapp_access_token")
+        number = credential(self.credentials, command.broker_slug, "whatsapp_phone_number_id")
         response = _post(self.client, f"{self.base_url}/{number}/messages", self.message(command),
                          headers={"Authorization": f"Bearer {token}"})
         body = _json(response)
@@ -168,18 +174,20 @@ def _verdict(provider: str, response: httpx.Response) -> dict[str, Any]:
 class VapiCaller:
     """An outbound call by the broker's VAPI assistant, told who the lead is and what they want."""
 
-    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0,
+                 credentials: CredentialSource | None = None) -> None:
         self.base_url = (base_url or provider_url("LEADFLOW_VAPI_API_URL")).rstrip("/")
+        self.credentials = credentials or EnvironmentCredentials()
         self.client = httpx.Client(timeout=timeout_s)
 
     def send(self, command: OutboundCommand) -> str:
         slug, p = command.broker_slug, command.payload
-        body = {"assistantId": credential(slug, "vapi_assistant_id"),
-                "phoneNumberId": credential(slug, "vapi_phone_number_id"),
+        body = {"assistantId": credential(self.credentials, slug, "vapi_assistant_id"),
+                "phoneNumberId": credential(self.credentials, slug, "vapi_phone_number_id"),
                 "customer": {"number": p["phone"], **({"name": p["name"]} if p.get("name") else {})},
                 "assistantOverrides": {"variableValues": {"name": p.get("name") or "", "task": p.get("task") or ""}}}
         response = _post(self.client, f"{self.base_url}/call", body,
-                         headers={"Authorization": f"Bearer {credential(slug, 'vapi_api_key')}"})
+                         headers={"Authorization": f"Bearer {credential(self.credentials, slug, 'vapi_api_key')}"})
         answer = _verdict("VAPI", response)
         if not answer.get("id"):
             raise Rejected("VAPI answered without a call id")
@@ -189,8 +197,10 @@ class VapiCaller:
 class BlandCaller:
     """An outbound call by Bland's agent with the step's task (a prompt with the lead's facts)."""
 
-    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0,
+                 credentials: CredentialSource | None = None) -> None:
         self.base_url = (base_url or provider_url("LEADFLOW_BLAND_API_URL")).rstrip("/")
+        self.credentials = credentials or EnvironmentCredentials()
         self.client = httpx.Client(timeout=timeout_s)
 
     def send(self, command: OutboundCommand) -> str:
@@ -198,7 +208,7 @@ class BlandCaller:
         body = {"phone_number": p["phone"], "task": p.get("task") or "",
                 "request_data": {"lead_id": command.lead_id, "name": p.get("name") or ""}}
         response = _post(self.client, f"{self.base_url}/v1/calls", body,
-                         headers={"Authorization": credential(command.broker_slug, "bland_api_key")})
+                         headers={"Authorization": credential(self.credentials, command.broker_slug, "bland_api_key")})
         answer = _verdict("Bland", response)
         if answer.get("status") != "success" or not answer.get("call_id"):
             raise Rejected(f"Bland did not place the call: {answer.get('message') or answer.get('status')}")
@@ -209,13 +219,15 @@ class GoogleCalendar:
     """Google Calendar ``events.insert`` on the broker's calendar (``LEADFLOW_<SLUG>_GOOGLE_CALENDAR_TOKEN``,
     an OAuth access token, and ``LEADFLOW_<SLUG>_GOOGLE_CALENDAR_ID``, default "primary")."""
 
-    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0,
+                 credentials: CredentialSource | None = None) -> None:
         self.base_url = (base_url or provider_url("LEADFLOW_GOOGLE_CALENDAR_API_URL")).rstrip("/")
+        self.credentials = credentials or EnvironmentCredentials()
         self.client = httpx.Client(timeout=timeout_s)
 
     def insert(self, broker_slug: str, event: dict[str, Any]) -> str:
-        token = credential(broker_slug, "google_calendar_token")
-        calendar = secret(default_secret_env(broker_slug, "google_calendar_id")) or "primary"
+        token = credential(self.credentials, broker_slug, "google_calendar_token")
+        calendar = self.credentials.get(broker_slug, "google_calendar_id") or "primary"
         response = _post(self.client, f"{self.base_url}/calendars/{calendar}/events", event,
                          headers={"Authorization": f"Bearer {token}"})
         answer = _verdict("Google Calendar", response)
