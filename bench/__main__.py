@@ -1,7 +1,8 @@
 """`make bench`: throughput of the backbone, each figure against a baseline measured in the same run.
 
 - ingest: signed Telegram webhooks/s and p50/p99 latency through the real ingest API (verify,
-  parse, produce, wait for the Kafka ack) vs a bare FastAPI endpoint served the same way;
+  parse, produce, wait for the Kafka ack) vs a bare FastAPI endpoint served the same way, for a
+  broker whose secret is an environment variable and one whose secret is stored sealed in PostgreSQL;
 - landing: rows/s of the exactly-once landing vs the raw rate of reading the same topic and of
   COPYing the same rows into a table of raw_messages' shape;
 - qualification: conversations qualified and scored per second on the rules path (bench/qualification.py);
@@ -39,14 +40,24 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from leadflow.brokers import Broker
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench_ingest(database_url: str, total: int, repeats: int) -> None:
+    from dataclasses import replace
+
     from bench.loadgen import LoadResult, run_load, start_server
+    from leadflow import credentials
     from leadflow.brokers import SECRET_KINDS, add_broker
+    from leadflow.config import Settings
+    from leadflow.db.connection import transaction
     from leadflow.demo.webhooks import signed
     from leadflow.services.ports import free_ports
     from tests.payloads import telegram_text
@@ -56,6 +67,15 @@ def bench_ingest(database_url: str, total: int, repeats: int) -> None:
     for kinds in SECRET_KINDS.values():
         for kind in kinds:
             os.environ[broker.secret_env_name(kind)] = secrets.token_urlsafe(16)
+    # A second broker whose secret its admin stored (sealed in PostgreSQL, no environment variable): the same
+    # server answers both, so the two rates differ only by where the secret came from.
+    stored = add_broker(database_url, f"bench-{uuid.uuid4().hex[:6]}", name="Bench stored", country="CL",
+                        timezone="America/Santiago")
+    stored_secret = credentials.generate_value()
+    keys = credentials.MasterKeys.from_settings(Settings.from_environment(), database_url)
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        credentials.put(cur, keys, stored.broker_id, "telegram_secret_token", stored_secret, None)
+    stored = replace(stored, stored={"telegram_secret_token": stored_secret})
     env = dict(os.environ)
     api_port, bare_port = free_ports(2)
     api = start_server([sys.executable, "-m", "uvicorn", "--factory", "ingest_api.app:create_app",
@@ -64,18 +84,22 @@ def bench_ingest(database_url: str, total: int, repeats: int) -> None:
                    "--log-level", "warning", "--no-access-log"], env, bare_port)
     next_id = [0]
 
-    def request(i: int) -> tuple[str, dict[str, str], bytes]:
-        return signed("telegram", broker, telegram_text(update_id=next_id[0] + i))
+    def request_for(tenant: Broker) -> Callable[[int], tuple[str, dict[str, str], bytes]]:
+        def request(i: int) -> tuple[str, dict[str, str], bytes]:
+            return signed("telegram", tenant, telegram_text(update_id=next_id[0] + i))
+        return request
 
-    targets = {"bare FastAPI endpoint (baseline)": bare_port, "ingest API (telegram)": api_port}
+    STORED = "ingest API (secret stored in PostgreSQL)"
+    targets = {"bare FastAPI endpoint (baseline)": (bare_port, broker), "ingest API (telegram)": (api_port, broker),
+               STORED: (api_port, stored)}
     results: dict[str, list[LoadResult]] = {name: [] for name in targets}
     try:
-        for port in targets.values():
-            run_load(f"http://127.0.0.1:{port}", request, 300, 16)  # warm-up: connections, producer metadata
+        for port, tenant in targets.values():  # warm-up: connections, producer metadata
+            run_load(f"http://127.0.0.1:{port}", request_for(tenant), 300, 16)
         for _ in range(repeats):
-            for name, port in targets.items():  # interleaved, so drift hits both alike
+            for name, (port, tenant) in targets.items():  # interleaved, so drift hits all alike
                 next_id[0] += 1_000_000
-                results[name].append(run_load(f"http://127.0.0.1:{port}", request, total, 32))
+                results[name].append(run_load(f"http://127.0.0.1:{port}", request_for(tenant), total, 32))
     finally:
         for proc in (api, bare):
             proc.terminate()
@@ -86,13 +110,16 @@ def bench_ingest(database_url: str, total: int, repeats: int) -> None:
 
     print(f"\n== ingest: {total} signed webhooks x {repeats} runs, 32 keep-alive connections, server in its own "
           "process (medians)")
-    print(f"{'target':36s} {'webhooks/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s}")
+    print(f"{'target':42s} {'webhooks/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s}")
     for name in targets:
-        print(f"{name:36s} {median(name, 'rate'):11.0f} {median(name, 'p50_ms'):8.1f} {median(name, 'p99_ms'):8.1f}")
+        print(f"{name:42s} {median(name, 'rate'):11.0f} {median(name, 'p50_ms'):8.1f} {median(name, 'p99_ms'):8.1f}")
     codes = {code for rs in results.values() for r in rs for code in r.status_codes}
     ratio = median("ingest API (telegram)", "rate") / median("bare FastAPI endpoint (baseline)", "rate")
     print(f"ratio ingest/bare: {ratio:.2f}  (target >= 0.50); ingest p99 "
           f"{median('ingest API (telegram)', 'p99_ms'):.1f} ms (target < 50 ms); status codes seen: {sorted(codes)}")
+    stored_ratio = median(STORED, "rate") / median("bare FastAPI endpoint (baseline)", "rate")
+    print(f"ratio ingest/bare with the secret stored in PostgreSQL: {stored_ratio:.2f} (environment: {ratio:.2f}; "
+          f"stored/environment {median(STORED, 'rate') / median('ingest API (telegram)', 'rate'):.2f}, target >= 0.95)")
 
 
 def _landing_once(database_url: str, bootstrap: str, rows: int) -> dict[str, float]:

@@ -22,6 +22,7 @@ from leadflow.credentials import CredentialError
 from reports_api.admin import channels
 from reports_api.deps import ERRORS, Caller, Id, Tokens
 from reports_api.routes.workspace_pages import SessionDep
+from reports_api.routes.workspace_settings import form_lists
 from reports_api.security import Principal
 from reports_api.workspace import csrf
 from reports_api.workspace.render import page
@@ -179,8 +180,8 @@ def _render(request: Request, tokens: Any, session: Any, broker_id: int, status_
 
 
 async def _form(request: Request) -> dict[str, str]:
-    form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    # Parsed as the workspace's forms are (no multipart library): the first value of each field.
+    return {key: values[0] for key, values in (await form_lists(request)).items() if values}
 
 
 @pages.get("")

@@ -118,7 +118,7 @@ def edit_contact(pool: Pool, who: Caller, broker_id: Id, lead_id: Id, body: Lead
 
 # --- pages -------------------------------------------------------------------------------------------
 
-async def _form_lists(request: Request) -> dict[str, list[str]]:
+async def form_lists(request: Request) -> dict[str, list[str]]:
     # Every value of a field (checkboxes, a multiple select), not only the first as the other forms read.
     body = await request.body()
     if len(body) > 64 * 1024:
@@ -177,7 +177,7 @@ async def assignment_form(request: Request, pool: Pool, tokens: Tokens, session:
     if session is None:
         return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER)
     who = session.principal
-    form = await _form_lists(request)
+    form = await form_lists(request)
     if not csrf.valid(tokens.secret, session.token, (form.get(csrf.FIELD) or [""])[0]):
         return page("error.html", status.HTTP_403_FORBIDDEN, who=who,
                     message="El formulario venció. Vuelve a intentarlo.")
@@ -201,7 +201,7 @@ async def contact_form(request: Request, pool: Pool, tokens: Tokens, session: Se
     if session is None:
         return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER)
     who = session.principal
-    form = {k: v[0] for k, v in (await _form_lists(request)).items()}
+    form = {k: v[0] for k, v in (await form_lists(request)).items()}
     if not csrf.valid(tokens.secret, session.token, form.get(csrf.FIELD)):
         return page("error.html", status.HTTP_403_FORBIDDEN, who=who,
                     message="El formulario venció. Vuelve a intentarlo.")
