@@ -75,7 +75,7 @@ def clean_email(value: str, field: str) -> str:
     try:
         return check_email(value)
     except UserError as exc:
-        raise Invalid(f"{field}: {exc}", field) from exc
+        raise Invalid(f"{field} {value.strip()[:254]!r}: not an email address", field) from exc
 
 
 def clean_role(value: str, field: str = "role") -> Role:
