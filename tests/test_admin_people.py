@@ -7,6 +7,7 @@ refusal (another broker, SUPERADMIN granted, an AGENT, the last admin) is tested
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -310,13 +311,19 @@ def test_a_broker_with_a_bad_field_is_refused_naming_the_field(api: TestClient, 
 
 @pytest.mark.parametrize(("body", "field"), [
     ({"email": "sin arroba", "display_name": "X", "role": "AGENT"}, "email"),
+    ({"email": "nul\u0000@y.cl", "display_name": "X", "role": "AGENT"}, "email"),
+    ({"email": "x@y.cl", "display_name": "nul\u0000", "role": "AGENT"}, "display_name"),
+    ({"email": "x@y.cl", "display_name": "solo\ud800", "role": "AGENT"}, "display_name"),
+    ({"email": "x\ud800@y.cl", "display_name": "X", "role": "AGENT"}, "email"),
     ({"email": "x@y.cl", "display_name": "", "role": "AGENT"}, "display_name"),
     ({"email": "x@y.cl", "display_name": "X", "role": "JEFE"}, "role"),
     ({"email": "x@y.cl", "display_name": "X"}, "role"),
 ])
 def test_an_invitation_with_a_bad_field_is_refused_naming_the_field(api: TestClient, a: Admin, body: dict[str, str],
                                                                     field: str) -> None:
-    answer = api.post(f"/admin/brokers/{a.broker_id}/users", json=body, headers=a.headers)
+    # Encoded here: json.dumps escapes a lone surrogate (\ud800), which the client's own encoder refuses.
+    answer = api.post(f"/admin/brokers/{a.broker_id}/users", content=json.dumps(body),
+                      headers={**a.headers, "Content-Type": "application/json"})
     assert answer.status_code == 422
     detail = answer.json()["detail"]
     named = detail.startswith(f"{field} ") or detail.startswith(f"{field}:") if isinstance(detail, str) \
@@ -387,3 +394,106 @@ def test_the_admin_routes_are_documented(api: TestClient) -> None:
             "/admin/brokers/{broker_id}/audit", "/admin/invitations/accept"} <= set(paths)
     assert paths["/admin/brokers"]["post"]["tags"] == ["admin"]
     assert not any(p.startswith("/dashboard") for p in paths)
+
+
+# --- the pages: the same refusals, as pages a person reads, never a 500 ------------------------------------
+
+def dashboard_as(api: TestClient, email: str) -> TestClient:
+    """A client of its own (its own cookie) logged in to the dashboard as ``email``."""
+    client = TestClient(api.app, follow_redirects=False)
+    answer = client.post("/dashboard/login", data={"email": email, "password": PASSWORD})
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found, "the page has no form"
+    return found.group(1)
+
+
+@pytest.fixture(scope="module")
+def root_email(settings: Settings, cheap_hashes: None) -> str:
+    return add_user(settings.database_url, f"root-p-{uuid.uuid4().hex[:8]}@admin.test", PASSWORD,
+                    role="SUPERADMIN").email
+
+
+def test_the_pages_refuse_other_brokers_agents_and_forms_without_their_token(
+        api: TestClient, a: Admin, b: Admin, settings: Settings) -> None:
+    admin = dashboard_as(api, a.email)
+    own = admin.get(f"/dashboard/brokers/{a.broker_id}/admin/users")
+    assert own.status_code == 200 and 'id="admin-link"' in own.text
+    token = csrf_of(own.text)
+    email = f"p-{uuid.uuid4().hex[:6]}@sur.test"
+    assert [admin.get(f"/dashboard/brokers/{b.broker_id}/admin/users").status_code,
+            admin.get(f"/dashboard/brokers/{b.broker_id}/admin/audit").status_code,
+            admin.post(f"/dashboard/brokers/{b.broker_id}/admin/users",
+                       data={"csrf": token, "email": email, "display_name": "P", "role": "AGENT"}).status_code,
+            admin.post(f"/dashboard/brokers/{b.broker_id}/admin/users/{b.user_id}",
+                       data={"csrf": token, "disabled": "true"}).status_code,
+            admin.get("/dashboard/admin/brokers").status_code] == [403] * 5
+    # A form without the session's token writes nothing.
+    assert admin.post(f"/dashboard/brokers/{a.broker_id}/admin/users",
+                      data={"email": email, "display_name": "P", "role": "AGENT"}).status_code == 403
+    assert admin.post(f"/dashboard/brokers/{a.broker_id}/admin/users",
+                      data={"csrf": token, "email": email, "display_name": "P", "role": "SUPERADMIN"}).status_code \
+        == 403
+    assert rows(settings, "SELECT 1 FROM leadflow.users WHERE email = %s", email) == []
+    _, agent_email, _ = invited_person(api, a)
+    agent = dashboard_as(api, agent_email)
+    page = agent.get(f"/dashboard/brokers/{a.broker_id}/admin/users")
+    assert page.status_code == 403 and "only the broker&#39;s admins" in page.text
+    assert 'id="admin-link"' not in page.text
+    assert agent.get(f"/dashboard/brokers/{a.broker_id}/admin/audit").status_code == 403
+    assert TestClient(api.app, follow_redirects=False).get(
+        f"/dashboard/brokers/{a.broker_id}/admin/users").headers["location"] == "/dashboard/login"
+
+
+@pytest.mark.parametrize(("field", "value", "label"), [
+    ("country", "Chile", "País: country"), ("timezone", "Marte/Olimpo", "Zona horaria: timezone"),
+    ("slug", "Con Espacios", "Identificador (slug): slug"), ("admin_email", "sin-arroba", "Correo del administrador"),
+    ("name", "", "Nombre: name"), ("slug", "x" * 5000, "Identificador (slug): slug"),
+    ("timezone", "\x00Améric@/Santiago", "Zona horaria"), ("country", "cl\x00", None),
+])
+def test_a_broker_form_with_bad_input_comes_back_naming_the_field(
+        api: TestClient, root_email: str, field: str, value: str, label: str | None) -> None:
+    client = dashboard_as(api, root_email)
+    token = csrf_of(client.get("/dashboard/admin/brokers").text)
+    tag = uuid.uuid4().hex[:8]
+    form = {"csrf": token, "slug": f"f-{tag}", "name": "Forma", "country": "CL", "timezone": "America/Santiago",
+            "admin_email": f"f-{tag}@sur.test", "admin_display_name": "Forma", field: value}
+    answer = client.post("/dashboard/admin/brokers", data=form)
+    if label is None:  # what the form cleans (a NUL) is accepted
+        assert answer.status_code == 200 and "invitation-url" in answer.text
+        return
+    assert answer.status_code == 422, answer.text[:500]
+    assert label in answer.text and 'aria-invalid="true"' in answer.text
+    assert f'value="f-{tag}@sur.test"' in answer.text or field == "admin_email"  # what was typed stays
+
+
+def test_a_form_that_is_not_utf_8_is_refused_with_a_message(api: TestClient, root_email: str) -> None:
+    client = dashboard_as(api, root_email)
+    token = csrf_of(client.get("/dashboard/admin/brokers").text)
+    body = (f"csrf={token}&slug=ok-{uuid.uuid4().hex[:6]}&name=N&country=CL&timezone=%ED%A0%80&admin_email=x%40y.cl"
+            "&admin_display_name=N")
+    answer = client.post("/dashboard/admin/brokers", content=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert answer.status_code == 422 and "Zona horaria" in answer.text
+
+
+def test_the_invitation_page_refuses_a_bad_link_and_a_bad_password(api: TestClient, a: Admin) -> None:
+    client = TestClient(api.app, follow_redirects=False)
+    assert client.get("/dashboard/invite/no-such-token-at-all-here").status_code == 404
+    assert client.get("/dashboard/invite/x").status_code == 404
+    link = invite(api, a)["invitation_url"]
+    path = link.removeprefix("http://testserver")
+    page = client.get(path)
+    assert page.status_code == 200
+    token = csrf_of(page.text)
+    short = client.post(path, data={"csrf": token, "password": "corta", "password_confirmation": "corta"})
+    assert short.status_code == 422 and "Contraseña: the password needs at least 10" in short.text
+    assert client.post(path, data={"password": PASSWORD, "password_confirmation": PASSWORD}).status_code == 403
+    done = client.post(path, data={"csrf": token, "password": PASSWORD, "password_confirmation": PASSWORD})
+    assert done.status_code == 303 and done.headers["location"] == "/dashboard/login?welcome=1"
+    assert client.post(path, data={"csrf": token, "password": PASSWORD,
+                                   "password_confirmation": PASSWORD}).status_code == 404

@@ -64,15 +64,26 @@ def _person(row: tuple[Any, ...]) -> dict[str, Any]:
             "invitation_pending": not has_password, "invitation_expires_at": expires_at}
 
 
+def _storable(value: str) -> bool:
+    """Text PostgreSQL takes: no NUL (nor other control characters), and UTF-8 (JSON may carry a lone surrogate)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return not _CONTROL.search(value)
+
+
 def clean_name(value: str, field: str) -> str:
     name = value.strip()
-    if not name or len(name) > MAX_NAME or _CONTROL.search(name):
+    if not name or len(name) > MAX_NAME or not _storable(name):
         raise Invalid(f"{field}: write a name of 1 to {MAX_NAME} characters, on one line", field)
     return name
 
 
 def clean_email(value: str, field: str) -> str:
     try:
+        if not _storable(value):
+            raise UserError("not storable")
         return check_email(value)
     except UserError as exc:
         raise Invalid(f"{field} {value.strip()[:254]!r}: not an email address", field) from exc

@@ -240,5 +240,7 @@ async def accept_invitation(owner: Owner, body: AcceptIn) -> dict[str, Any]:
         password_hash = await run_in_threadpool(hash_password, body.password)
     except UserError as exc:
         raise HTTPException(422, f"password: {exc}") from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate, which JSON can carry
+        raise HTTPException(422, "password: not valid text") from exc
     return await run_in_threadpool(run, owner, lambda cur: people.accept(cur, body.token, password_hash))
 
