@@ -79,6 +79,8 @@ def stand_in_hash(rounds: int | None = None) -> bytes:
 
 # Replaces a removed account's hash: no password matches it (it is not a bcrypt hash).
 NO_PASSWORD = "!removed"
+# An invited account's hash until the person sets a password from the invitation: nothing matches it either.
+INVITED = "!invited"
 
 
 def password_matches(password: str, password_hash: str | None) -> bool:
@@ -127,12 +129,20 @@ def _locked(cur: psycopg2.extensions.cursor, email: str) -> User:
     return _user(row)
 
 
-def _release_leads(cur: psycopg2.extensions.cursor, before: User, role: Role, broker_id: int | None) -> None:
+def release_leads(cur: psycopg2.extensions.cursor, before: User, role: Role, broker_id: int | None) -> None:
     """An AGENT that is no longer an agent of its broker (or no longer anything) keeps no leads: they become
     unassigned, so its broker's admins see them waiting instead of assigned to someone who cannot act."""
     if before.role == "AGENT" and (role != "AGENT" or broker_id != before.broker_id):
         cur.execute("UPDATE leadflow.leads SET assigned_user_id = NULL WHERE assigned_user_id = %s",
                     (before.user_id,))
+
+
+def check_email(email: str) -> str:
+    """``email`` trimmed; a UserError naming it when it is not an email address."""
+    email = email.strip()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise UserError(f"email {email!r}: not an email address")
+    return email
 
 
 def add_user(url: str, email: str, password: str, *, role: str, broker_slug: str | None = None,
@@ -149,7 +159,7 @@ def add_user(url: str, email: str, password: str, *, role: str, broker_slug: str
         cur.execute(f"SELECT {_COLUMNS} FROM leadflow.users WHERE lower(email) = lower(%s) FOR UPDATE", (email,))
         before = cur.fetchone()
         if before is not None:
-            _release_leads(cur, _user(before), checked, broker_id)
+            release_leads(cur, _user(before), checked, broker_id)
         cur.execute(f"""
             INSERT INTO leadflow.users (broker_id, email, display_name, role, password_hash)
             VALUES (%s, %s, %s, %s, %s)
@@ -185,7 +195,7 @@ def remove_user(url: str, email: str) -> User:
     """
     with transaction(url) as conn, conn.cursor() as cur:
         user = _locked(cur, email)
-        _release_leads(cur, user, user.role, None)
+        release_leads(cur, user, user.role, None)
         cur.execute(f"""UPDATE leadflow.users SET removed_at = coalesce(removed_at, now()), disabled = true,
                             password_hash = %s
                         WHERE user_id = %s RETURNING {_COLUMNS}""", (NO_PASSWORD, user.user_id))
@@ -214,7 +224,7 @@ def set_role(url: str, email: str, role: str, broker_slug: str | None = None) ->
             broker_id = user.broker_id
         else:
             raise UserError(f"{user.email} belongs to no broker: an {new_role} needs --broker SLUG")
-        _release_leads(cur, user, cast(Role, new_role), broker_id)
+        release_leads(cur, user, cast(Role, new_role), broker_id)
         cur.execute(f"UPDATE leadflow.users SET role = %s, broker_id = %s WHERE user_id = %s RETURNING {_COLUMNS}",
                     (new_role, broker_id, user.user_id))
         row = cur.fetchone()

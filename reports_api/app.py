@@ -1,9 +1,9 @@
 """The reports API application: assembles the routers of ``reports_api.routes`` and the dbt docs.
 
 ``create_app`` puts what the routes need on ``app.state`` (``database_url``, ``tokens``, ``accounts``,
-``limiter``, ``cookie_secure``, ``docs_dir``, ``senders`` and ``publisher`` for a person's replies; ``pool``
-while the app runs); ``reports_api.deps`` reads it from
-there. ``reports_api.sessions`` checks every request's token against its account before any route runs.
+``limiter``, ``owner`` (the admin routes' owner connections), ``cookie_secure``, ``docs_dir``, ``senders``
+and ``publisher`` for a person's replies; ``pool`` while the app runs); ``reports_api.deps`` reads it from there.
+``reports_api.sessions`` checks every request's token against its account before any route runs.
 The client address the login limit keys on is resolved by ``reports_api.proxies`` from
 LEADFLOW_TRUSTED_PROXIES; run uvicorn with ``proxy_headers=False`` (``--no-proxy-headers``) so its own
 handling of X-Forwarded-For does not decide first.
@@ -28,7 +28,9 @@ from leadflow.outbound.senders import Sender, TelegramSender, WhatsAppSender
 from leadflow.users import stand_in_hash
 from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
 from reports_api.routes import (
+    admin,
     admin_channels,
+    admin_pages,
     auth,
     dashboard,
     docs,
@@ -60,8 +62,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.pool.close()
-        app.state.accounts.close()
         app.state.owner.close()
+        app.state.accounts.close()
         await run_in_threadpool(app.state.publisher.close)
 
 
@@ -110,15 +112,17 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.state.database_url = database_url
     app.state.pool_size = pool_size or configured.reports_pool_size
     app.state.tokens = tokens
+    # The admin routes' writes (brokers, users, invitations, channel credentials): the reports role has no
+    # rights on them.
+    app.state.owner = OwnerConnections(database_url, size=4)
     app.state.accounts = accounts if accounts is not None else PgAccounts(database_url)
     app.state.limiter = limiter if limiter is not None else app.state.accounts.login_limiter(
         attempts=configured.reports_login_attempts, window_s=configured.reports_login_window_s)
     app.state.cookie_secure = cookie_secure(configured, bind_host) if secure_cookie is None else secure_cookie
     app.state.docs_dir = docs_dir
     reads.COUNTS.ttl_s = configured.inbox_counts_ttl_s
-    # The admin pages write credentials and brokers as the owner (the reports role cannot read them), sealing
-    # them under the master key, resolved on first use.
-    app.state.owner = OwnerConnections(database_url)
+    # The admin pages write credentials as the owner (the reports role cannot read them), sealed under the
+    # master key, resolved on first use.
     app.state.master_keys = functools.cache(lambda: MasterKeys.from_settings(configured, database_url))
     app.state.credentials = credentials if credentials is not None else StoredCredentials(
         database_url, app.state.master_keys, configured.credentials_refresh_s)
@@ -134,7 +138,7 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
     app.add_middleware(SessionCheckMiddleware)
     for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports,
-                 admin_channels):
+                 admin, admin_pages, admin_channels):
         app.include_router(area.router)
     if docs_dir is not None:
         # Routed even before the first `dbt docs generate` has written the site: it 404s until then.

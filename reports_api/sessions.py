@@ -103,8 +103,8 @@ class PgAccounts:
         self._db = OwnerConnections(url)
         self.cache_s = cache_s
         self.max_entries = max_entries
-        # session id → (until when the answer holds, the answer), oldest first.
-        self._cache: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+        # session id → (until when the answer holds, the answer, the account), oldest first.
+        self._cache: OrderedDict[str, tuple[float, bool, int]] = OrderedDict()
         self._lock = threading.Lock()
 
     def confirm(self, principal: Principal) -> bool:
@@ -121,7 +121,7 @@ class PgAccounts:
             row = cur.fetchone()
         valid = row is not None and (row[0], row[1], row[2]) == (
             principal.role, principal.broker_id, principal.token_version) and not row[3] and not row[4]
-        self._remember(principal.session_id, valid, now)
+        self._remember(principal.session_id, valid, now, principal.user_id)
         return valid
 
     def end_session(self, principal: Principal) -> None:
@@ -131,11 +131,18 @@ class PgAccounts:
             cur.execute("""INSERT INTO leadflow.revoked_sessions (session_id, user_id, expires_at)
                            VALUES (%s, %s, to_timestamp(%s)) ON CONFLICT (session_id) DO NOTHING""",
                         (principal.session_id, principal.user_id, principal.expires_at))
-        self._remember(principal.session_id, False, time.monotonic())
+        self._remember(principal.session_id, False, time.monotonic(), principal.user_id)
 
-    def _remember(self, session_id: str, valid: bool, now: float) -> None:
+    def forget_user(self, user_id: int) -> None:
+        """Drop this process's answers about the account's sessions: after an admin changed it here, its very
+        next request is checked against the database (other processes still within ``cache_s``)."""
         with self._lock:
-            self._cache[session_id] = (now + self.cache_s, valid)
+            for session_id in [s for s, (_, _, user) in self._cache.items() if user == user_id]:
+                del self._cache[session_id]
+
+    def _remember(self, session_id: str, valid: bool, now: float, user_id: int) -> None:
+        with self._lock:
+            self._cache[session_id] = (now + self.cache_s, valid, user_id)
             self._cache.move_to_end(session_id)
             while len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)

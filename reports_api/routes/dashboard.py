@@ -52,8 +52,9 @@ def home(pool: Pool, who: Session) -> Response:
 
 
 @router.get("/login", response_class=HTMLResponse)
-def login_form() -> HTMLResponse:
-    return page("login.html", error=None)
+def login_form(welcome: Annotated[str | None, Query(max_length=1)] = None) -> HTMLResponse:
+    """The login form; ``welcome=1`` after an invited person set a password."""
+    return page("login.html", error=None, welcome=welcome == "1")
 
 
 @router.post("/login", response_class=HTMLResponse)
