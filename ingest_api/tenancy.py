@@ -10,6 +10,7 @@ restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -25,6 +26,8 @@ from leadflow.config import ConfigurationError
 from leadflow.db.connection import transaction
 
 log = logging.getLogger(__name__)
+
+INLINE_REFRESH_WAIT_S = 1.0
 
 
 class BrokerDirectory:
@@ -43,17 +46,18 @@ class BrokerDirectory:
         self._lock = threading.Lock()
 
     def reload(self, *, only_if_changed: bool = False) -> None:
-        with transaction(self._url) as conn, conn.cursor() as cur:
-            now = credentials.fingerprint(cur)
-            self._checked_at = time.monotonic()
-            if only_if_changed and now == self._fingerprint:
-                return
-            stored = credentials.read_all(cur, self._master_keys()) if now[0] else {}
-            brokers = select_brokers(cur, stored)
+        # One reload at a time (the background refresh and an unknown slug's): an older snapshot never
+        # replaces a newer one.
         with self._lock:
+            self._loaded_at = self._checked_at = time.monotonic()
+            with transaction(self._url) as conn, conn.cursor() as cur:
+                now = credentials.fingerprint(cur)
+                if only_if_changed and now == self._fingerprint:
+                    return
+                stored = credentials.read_all(cur, self._master_keys()) if now[0] else {}
+                brokers = select_brokers(cur, stored)
             self._by_slug = {b.slug: b for b in brokers}
             self._fingerprint = now
-            self._loaded_at = time.monotonic()
 
     def _master_keys(self) -> credentials.MasterKeys:
         if self._keys is None:
@@ -61,6 +65,7 @@ class BrokerDirectory:
         return self._keys()
 
     async def _refresh(self) -> None:
+        self._checked_at = time.monotonic()
         try:
             await asyncio.to_thread(self.reload, only_if_changed=True)
         except (ConfigurationError, psycopg2.Error) as exc:
@@ -70,8 +75,16 @@ class BrokerDirectory:
             self._refreshing = None
 
     async def get(self, slug: str) -> Broker | None:
-        if self._refreshing is None and time.monotonic() - self._checked_at > self._refresh_s:
-            self._checked_at = time.monotonic()
+        age = time.monotonic() - self._checked_at
+        if age > 2 * self._refresh_s:
+            # After a quiet spell the cache may hold a secret its admin has since replaced (a leaked one): look
+            # before answering. Under steady traffic the background refresh keeps it younger than this.
+            if self._refreshing is None:
+                self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+            # Bounded: with PostgreSQL unreachable, the known brokers are served rather than every webhook stalled.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._refreshing), timeout=INLINE_REFRESH_WAIT_S)
+        elif age > self._refresh_s and self._refreshing is None:
             self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         broker = self._by_slug.get(slug)
         if broker is None and time.monotonic() - self._loaded_at > self._interval:

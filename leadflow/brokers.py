@@ -58,7 +58,11 @@ class Broker:
 
     def secret(self, kind: str) -> str | None:
         """The stored value, else the environment variable's; None when the channel is not configured."""
-        return self.stored.get(kind) or secret(self.secret_env_name(kind))
+        if kind in self.stored:
+            # An empty value is a stored row no configured key opens: not configured, rather than falling back
+            # to an environment variable the stored value may have replaced.
+            return self.stored[kind] or None
+        return secret(self.secret_env_name(kind))
 
     def secret_source(self, kind: str) -> str | None:
         """Where ``secret`` reads the value: "stored", "environment", or None (not configured)."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import os
 import re
 import secrets
@@ -42,7 +43,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from leadflow.config import ConfigurationError, Settings, database_parts, on_loopback, secret
 from leadflow.db.connection import transaction
 
+log = logging.getLogger(__name__)
+
 KEY_BYTES = 32
+# A stored row no configured key opens: the credential counts as not configured (and not as the environment's).
+UNREADABLE = ""
 NONCE_BYTES = 12
 KEY_FILE = "master.key"
 MAX_VALUE_CHARS = 4096
@@ -114,6 +119,9 @@ def check_value(kind: str, value: str) -> str:
         raise CredentialError(f"{kind}: empty")
     if len(cleaned) > MAX_VALUE_CHARS:
         raise CredentialError(f"{kind}: longer than {MAX_VALUE_CHARS} characters")
+    # PostgreSQL's text refuses NUL, and a lone surrogate cannot be encoded: a clear refusal, not a 500.
+    if any(ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in cleaned):
+        raise CredentialError(f"{kind}: control characters are not allowed")
     if not re.fullmatch(known.pattern, cleaned):
         raise CredentialError(f"{kind}: expected {known.shape}")
     return cleaned
@@ -191,16 +199,27 @@ class MasterKeys:
 
 
 def _local_key(path: Path) -> bytes:
-    """The embedded install's key, made on first use; readable by this user only."""
+    """The embedded install's key, made on first use; readable by this user only.
+
+    Written whole to a file of its own and then linked into place, so a process starting at the same
+    moment never reads a half-written key and a crash never leaves an empty one; the first link wins."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(new_key_text() + "\n")
+            out.flush()
+            os.fsync(out.fileno())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:
-            pass  # another process made it first: read theirs
-        else:
-            with os.fdopen(fd, "w") as out:
-                out.write(new_key_text() + "\n")
+            pass  # another process made it first: theirs is the key
+        finally:
+            draft.unlink()
+    if path.stat().st_mode & 0o077:
+        raise ConfigurationError(f"{path} is readable by others: `chmod 600 {path}` (it opens every stored "
+                                 "channel credential)")
     return _decode_key(path.read_text(), str(path))
 
 
@@ -235,10 +254,11 @@ def seal(keys: MasterKeys, broker_id: int, kind: str, value: str) -> Sealed:
 
 def unseal(keys: MasterKeys, broker_id: int, kind: str, sealed: Sealed) -> str:
     aad = _bound(broker_id, kind)
+    master = keys.by_id(sealed.key_id)  # outside the try: its own message names the missing key
     try:
-        data_key = _decrypt(keys.by_id(sealed.key_id), sealed.wrapped_key, b"data-key:" + aad)
+        data_key = _decrypt(master, sealed.wrapped_key, b"data-key:" + aad)
         return _decrypt(data_key, sealed.ciphertext, aad).decode()
-    except InvalidTag as exc:
+    except (InvalidTag, ValueError) as exc:  # ValueError: a value cut short (no room for its nonce)
         raise CredentialError(f"broker {broker_id} {kind}: the stored value does not open (altered, or moved from "
                               "another row)") from exc
 
@@ -292,8 +312,9 @@ def infos(cur: psycopg2.extensions.cursor, broker_id: int) -> dict[str, StoredIn
 
 def read_all(cur: psycopg2.extensions.cursor, keys: MasterKeys,
              broker_ids: Iterable[int] | None = None) -> dict[int, dict[str, str]]:
-    """Every stored value, opened: broker id → kind → value. A row that does not open is left out (its
-    channel answers as unconfigured) rather than failing every broker's webhooks."""
+    """Every stored value, opened: broker id → kind → value. A row that does not open (another master key,
+    an altered value) is ``UNREADABLE`` and logged: its channel answers as unconfigured, rather than failing
+    every broker's webhooks or falling back to an environment variable the stored value replaced."""
     ids = None if broker_ids is None else list(broker_ids)
     cur.execute("""SELECT broker_id, kind, key_id, wrapped_key, ciphertext FROM leadflow.broker_credentials
                    WHERE %s::bigint[] IS NULL OR broker_id = ANY(%s::bigint[])""", (ids, ids))
@@ -302,17 +323,22 @@ def read_all(cur: psycopg2.extensions.cursor, keys: MasterKeys,
         try:
             found.setdefault(int(broker_id), {})[kind] = unseal(
                 keys, int(broker_id), kind, Sealed(kid, bytes(wrapped), bytes(ciphertext)))
-        except CredentialError:
-            continue
+        except CredentialError as exc:
+            log.warning("stored credential not opened (broker %s, %s): %s", broker_id, kind, exc)
+            found.setdefault(int(broker_id), {})[kind] = UNREADABLE
     return found
 
 
 def fingerprint(cur: psycopg2.extensions.cursor) -> tuple[object, ...]:
     """Changes whenever a broker or a credential is added, changed or removed: what a cache compares."""
+    # A digest of every row's identity and version rather than a max(updated_at): a transaction that stamped
+    # its rows earlier but committed later would not move a maximum. Both tables are small (a row per broker
+    # and credential), so this costs well under a millisecond at hundreds of brokers.
     cur.execute("""SELECT (SELECT count(*) FROM leadflow.broker_credentials),
-                          (SELECT max(updated_at) FROM leadflow.broker_credentials),
-                          (SELECT count(*) FROM leadflow.brokers), (SELECT max(broker_id) FROM leadflow.brokers),
-                          (SELECT max(xmin::text::bigint) FROM leadflow.brokers)""")
+                          (SELECT md5(string_agg(concat_ws(':', broker_id, kind, version, key_id, updated_at), ','
+                                                 ORDER BY broker_id, kind))
+                           FROM leadflow.broker_credentials),
+                          (SELECT md5(string_agg(b::text, ',' ORDER BY broker_id)) FROM leadflow.brokers b)""")
     row = cur.fetchone()
     assert row is not None
     return tuple(row)
@@ -441,13 +467,18 @@ class StoredCredentials:
                         return
                     self._by_slug = by_slug(cur, self.keys() if now[0] else None)
                     self._fingerprint = now
-            except psycopg2.Error:
-                return  # PostgreSQL away: the values already read keep serving; the next call tries again
+            except (psycopg2.Error, ConfigurationError) as exc:
+                # PostgreSQL away (connect() says so with a ConfigurationError), or a master key that does not
+                # load: the values already read keep serving; the next call tries again.
+                log.warning("channel credentials not refreshed: %s", str(exc).splitlines()[0])
+                return
 
     def get(self, slug: str, kind: str) -> str | None:
         self.refresh()
         stored = self._by_slug.get(slug, {}).get(kind)
-        return stored if stored is not None else secret(environment_name(slug, kind))
+        if stored is not None:
+            return stored or None  # UNREADABLE: not configured, and not the environment's either
+        return secret(environment_name(slug, kind))
 
 
 def by_slug(cur: psycopg2.extensions.cursor, keys: MasterKeys | None) -> dict[str, dict[str, str]]:

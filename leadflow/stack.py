@@ -59,7 +59,8 @@ def run_stack(settings: Settings, ports: Ports, contacts_per_broker: int = 300) 
     demo_slugs = {slug for slug, *_ in DEMO_BROKERS}
     if not demo_slugs <= {b.slug for b in list_brokers(settings.database_url)}:
         run_demo(settings, contacts_per_broker=contacts_per_broker)
-    # The demo brokers' webhook secrets live in this process's environment; the ingest API inherits them.
+    # The demo brokers' channel credentials are stored in the database (sealed under the local master key),
+    # where the ingest API, the agent and the dispatcher read them.
     register_demo_brokers(settings.database_url)
     logins = demo_logins(settings)
     env = {**child_process_environment(settings),

@@ -81,6 +81,9 @@ def test_a_sealed_value_opens_only_on_its_own_row_and_under_a_configured_key() -
     ("whatsapp_access_token", "   ", "whatsapp_access_token: empty"),
     ("form_api_key", "x" * 5000, "form_api_key: longer than 4096"),
     ("smtp_password", "whatever-long-enough", "smtp_password: not a credential Leadflow knows"),
+    ("vapi_api_key", "abcdefgh\x00ijkl", "vapi_api_key: control characters"),
+    ("google_calendar_id", "agenda\x7f@example.cl", "google_calendar_id: control characters"),
+    ("vapi_api_key", "abcdefghij\ud800", "vapi_api_key: control characters"),
 ])
 def test_a_value_of_the_wrong_shape_is_refused_naming_its_field(kind: str, value: str, message: str) -> None:
     with pytest.raises(CredentialError, match=message):
@@ -112,6 +115,10 @@ def test_master_keys_come_from_the_environment_or_for_a_local_database_from_a_fi
     first = MasterKeys.from_settings(local)
     assert stat.S_IMODE(os.stat(tmp_path / "master.key").st_mode) == 0o600
     assert MasterKeys.from_settings(local) == first  # made once, then read
+    assert [p.name for p in tmp_path.iterdir()] == ["master.key"]  # no draft left behind
+    os.chmod(tmp_path / "master.key", 0o644)
+    with pytest.raises(ConfigurationError, match="readable by others: `chmod 600"):
+        MasterKeys.from_settings(local)
     # The configuration error never shows a key's value.
     with pytest.raises(ConfigurationError) as caught:
         Settings.from_environment({"LEADFLOW_MASTER_KEY": "x" * 3, "LEADFLOW_CREDENTIALS_REFRESH_S": "0"})
@@ -138,7 +145,10 @@ def test_rotation_reseals_every_row_and_readers_holding_both_keys_never_stop(
         opened = credentials.read_all(cur, MasterKeys(KEY_B.current), ids)
         assert {b: v["telegram_bot_token"] for b, v in opened.items()} == {
             b.broker_id: f"{i}{TOKEN}" for i, b in enumerate(brokers)}
-        assert credentials.read_all(cur, KEY_A, ids) == {}
+        # The old key alone opens nothing: every row is there, as not opened.
+        assert credentials.read_all(cur, KEY_A, ids) == {
+            b: {"telegram_bot_token": credentials.UNREADABLE, "whatsapp_phone_number_id": credentials.UNREADABLE}
+            for b in ids}
     assert credentials.rotate(settings.database_url, KEY_B).resealed == 0  # nothing left to do
 
 
@@ -212,6 +222,31 @@ def test_a_stored_secret_wins_over_the_environment_and_forgetting_it_gives_the_e
     with transaction(settings.database_url) as conn, conn.cursor() as cur:
         assert credentials.remove(cur, broker.broker_id, "telegram_secret_token")
     assert eventually(lambda: telegram(ingest, broker, from_env, 10) == 200)
+
+
+def test_after_a_quiet_spell_the_first_webhook_is_checked_against_the_secret_in_force_now(
+        settings: Settings, make_broker: BrokerFactory, ingest: TestClient) -> None:
+    keys = MasterKeys.from_settings(settings)
+    broker = make_broker(with_secrets=False)
+    leaked, replacement = credentials.generate_value(), credentials.generate_value()
+    store(settings, keys, broker, "telegram_secret_token", leaked)
+    assert eventually(lambda: telegram(ingest, broker, leaked, 21) == 200)
+    time.sleep(0.6)  # no webhook for three refresh periods; then the admin replaces the leaked secret
+    store(settings, keys, broker, "telegram_secret_token", replacement)
+    assert telegram(ingest, broker, leaked, 22) == 403  # the very next request, not "within seconds"
+    assert telegram(ingest, broker, replacement, 23) == 200
+
+
+def test_a_stored_value_no_configured_key_opens_refuses_rather_than_falling_back_to_the_environment(
+        settings: Settings, make_broker: BrokerFactory, ingest: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    broker = make_broker()  # an environment secret, then replaced by one stored under a key this API lacks
+    from_env = os.environ[broker.secret_env_name("telegram_secret_token")]
+    store(settings, KEY_A, broker, "telegram_secret_token", credentials.generate_value())
+    with caplog.at_level("WARNING", logger="leadflow.credentials"):
+        assert eventually(lambda: telegram(ingest, broker, from_env, 24) == 403)
+    assert f"stored credential not opened (broker {broker.broker_id}, telegram_secret_token)" in caplog.text
+    source = StoredCredentials(settings.database_url, MasterKeys.from_settings(settings), refresh_s=60)
+    assert source.get(broker.slug, "telegram_secret_token") is None
 
 
 def test_a_master_key_rotation_under_a_running_ingest_api_stops_nothing(

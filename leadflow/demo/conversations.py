@@ -25,6 +25,7 @@ from leadflow.agent.store import save_agent_settings
 from leadflow.agent.stream import LeadAgent
 from leadflow.brokers import Broker
 from leadflow.config import Settings
+from leadflow.credentials import StoredCredentials
 from leadflow.db.connection import transaction
 from leadflow.demo.provider import StandInProvider
 from leadflow.demo.webhooks import signed
@@ -134,8 +135,10 @@ def run_conversations(settings: Settings, brokers: list[Broker], ingest_url: str
         if country in by_country:
             save_agent_settings(settings.database_url, by_country[country].slug, agent_settings)
     provider = StandInProvider().start()
-    agent = LeadAgent(settings, {"telegram": TelegramSender(provider.url), "whatsapp": WhatsAppSender(provider.url)},
-                      notifier=Notifier(provider.url), burst_s=0.3, max_wait_s=1.0)
+    stored = StoredCredentials.from_settings(settings)
+    agent = LeadAgent(settings, {"telegram": TelegramSender(provider.url, credentials=stored),
+                                 "whatsapp": WhatsAppSender(provider.url, credentials=stored)},
+                      notifier=Notifier(provider.url, credentials=stored), burst_s=0.3, max_wait_s=1.0)
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     thread.start()

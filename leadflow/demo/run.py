@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import secrets
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import uvicorn
 
+from leadflow import credentials
 from leadflow.analytics import funnel_totals
-from leadflow.brokers import SECRET_KINDS, Broker, add_broker, default_secret_env
-from leadflow.config import Settings
+from leadflow.brokers import SECRET_KINDS, Broker, add_broker
+from leadflow.config import Settings, secret
 from leadflow.db.connection import connect, transaction
 from leadflow.demo.generator import generate
 from leadflow.demo.webhooks import send_all
@@ -38,18 +39,29 @@ DEMO_BROKERS = (
 )
 
 
+# What the agent's replies are sent with; the demo sends them to a stand-in provider on loopback.
+_SENDING = {"telegram_bot_token": lambda: f"{secrets.randbelow(10**9)}:demo-{secrets.token_hex(12)}",
+            "whatsapp_access_token": lambda: f"demo-{secrets.token_hex(12)}",
+            "whatsapp_phone_number_id": lambda: str(10**9 + secrets.randbelow(10**9))}
+
+
 def register_demo_brokers(url: str) -> list[Broker]:
-    """The demo brokers, with fresh random channel secrets in this process's environment only."""
+    """The demo brokers, their channel credentials stored as an admin would store them on the channels page
+    (random, sealed under the local master key; kept across runs, so `make up` after `make demo` signs with
+    the same ones), each returned with its opened values. A credential set in the environment is left to
+    the environment (a stored one would win over it)."""
+    keys = credentials.MasterKeys.from_settings(Settings.from_environment(), url)
     brokers = []
-    for slug, name, country, tz in DEMO_BROKERS:
-        broker = add_broker(url, slug, name=name, country=country, timezone=tz)
-        for kinds in SECRET_KINDS.values():
-            for kind in kinds:
-                os.environ.setdefault(broker.secret_env_name(kind), secrets.token_urlsafe(24))
-        # What the agent's replies are sent with; the demo sends them to a stand-in provider on loopback.
-        for kind in ("telegram_bot_token", "whatsapp_access_token", "whatsapp_phone_number_id"):
-            os.environ.setdefault(default_secret_env(slug, kind), f"demo-{secrets.token_hex(8)}")
-        brokers.append(broker)
+    with transaction(url) as conn, conn.cursor() as cur:
+        for slug, name, country, tz in DEMO_BROKERS:
+            broker = add_broker(url, slug, name=name, country=country, timezone=tz)
+            stored = credentials.infos(cur, broker.broker_id)
+            wanted = {kind: credentials.generate_value for kinds in SECRET_KINDS.values() for kind in kinds}
+            for kind, make in {**wanted, **_SENDING}.items():
+                if kind not in stored and not secret(broker.secret_env_name(kind)):
+                    credentials.put(cur, keys, broker.broker_id, kind, make(), None)
+            opened = credentials.read_all(cur, keys, [broker.broker_id]).get(broker.broker_id, {})
+            brokers.append(replace(broker, stored=opened))
     return brokers
 
 

@@ -139,16 +139,21 @@ def current_value(cur: psycopg2.extensions.cursor, keys: MasterKeys | None, foun
     return found.secret(kind)
 
 
-def set_telegram_webhook(cur: psycopg2.extensions.cursor, keys: MasterKeys | None, found: Broker,
-                         who: Principal, telegram_api_url: str, public_url: str,
-                         client: httpx.Client) -> dict[str, Any]:
-    """Point the broker's bot at its webhook URL with its secret (Telegram's setWebhook): what Telegram
-    answered, or a 422 naming what is missing, a 502 when Telegram does not answer."""
+def webhook_values(cur: psycopg2.extensions.cursor, keys: MasterKeys | None, found: Broker) -> tuple[str, str]:
+    """The bot token and webhook secret in force; a 422 naming what is missing."""
     token = current_value(cur, keys, found, "telegram_bot_token")
     secret = current_value(cur, keys, found, "telegram_secret_token")
     missing = [k for k, v in (("telegram_bot_token", token), ("telegram_secret_token", secret)) if not v]
-    if missing:
+    if missing or token is None or secret is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"set {' and '.join(missing)} first")
+    return token, secret
+
+
+def set_telegram_webhook(token: str, secret: str, found: Broker, telegram_api_url: str, public_url: str,
+                         client: httpx.Client) -> dict[str, Any]:
+    """Point the broker's bot at its webhook URL with its secret (Telegram's setWebhook): what Telegram
+    answered, a 422 with Telegram's refusal, a 502 when Telegram does not answer. Called with no database
+    connection held: Telegram may take seconds."""
     url = f"{public_url.rstrip('/')}/webhooks/{found.slug}/telegram"
     try:
         response = client.post(f"{telegram_api_url.rstrip('/')}/bot{token}/setWebhook",
@@ -163,11 +168,15 @@ def set_telegram_webhook(cur: psycopg2.extensions.cursor, keys: MasterKeys | Non
     if response.status_code >= 500:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"Telegram answered {response.status_code}")
     if not isinstance(body, dict) or not body.get("ok"):
-        detail = body.get("description", "") if isinstance(body, dict) else ""
+        detail = str(body.get("description", "")) if isinstance(body, dict) else ""
+        # Telegram's words, without the token should it ever echo the request's path.
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            f"Telegram refused: {response.status_code} {detail}".strip())
-    _audit(cur, found.broker_id, who, "channel.telegram_webhook", None, {"url": url})
+                            f"Telegram refused: {response.status_code} {detail.replace(token, '<token>')}".strip())
     return {"url": url, "telegram": str(body.get("description") or "ok")}
+
+
+def record_webhook(cur: psycopg2.extensions.cursor, broker_id: int, who: Principal, url: str) -> None:
+    _audit(cur, broker_id, who, "channel.telegram_webhook", None, {"url": url})
 
 
 def send_test(found: Broker, who: Principal, channel: str, to: str, sender: Sender) -> str:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from leadflow import credentials
+from leadflow.config import ConfigurationError
 from leadflow.credentials import CredentialError
 from reports_api.admin import channels
 from reports_api.deps import ERRORS, Caller, Id, Tokens
@@ -77,7 +78,11 @@ def _owner(request: Request) -> Any:
 
 
 def _keys(request: Request) -> credentials.MasterKeys:
-    keys: credentials.MasterKeys = request.app.state.master_keys()
+    try:
+        keys: credentials.MasterKeys = request.app.state.master_keys()
+    except ConfigurationError as exc:
+        # The operator's to fix, not the admin's input: said as such rather than a 500.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"credentials cannot be stored now: {exc}") from exc
     return keys
 
 
@@ -110,10 +115,16 @@ def _forget(request: Request, who: Principal, broker_id: int, kind: str) -> None
 def _webhook(request: Request, who: Principal, broker_id: int) -> dict[str, Any]:
     channels.require_admin(who, broker_id)
     state = request.app.state
-    with _owner(request).cursor() as cur, httpx.Client(timeout=10.0) as client:
+    with _owner(request).cursor() as cur:
         found = channels.broker(cur, broker_id)
-        return channels.set_telegram_webhook(cur, _keys(request), found, who, state.telegram_api_url,
-                                             state.ingest_public_url, client)
+        stored = credentials.infos(cur, broker_id)
+        token, secret = channels.webhook_values(cur, _keys(request) if stored else None, found)
+    with httpx.Client(timeout=10.0) as client:
+        answer = channels.set_telegram_webhook(token, secret, found, state.telegram_api_url,
+                                               state.ingest_public_url, client)
+    with _owner(request).cursor() as cur:
+        channels.record_webhook(cur, broker_id, who, answer["url"])
+    return answer
 
 
 def _test(request: Request, who: Principal, broker_id: int, channel: str, to: str) -> str:
