@@ -76,5 +76,11 @@ def test_make_up_serves_the_stack_and_stops_on_ctrl_c(settings: Settings, pg_adm
             assert not wait_for_port("127.0.0.1", port, 0.5), f"port {port} still answers"
     finally:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+            # Ctrl-C first: `leadflow up` stops the services it started (each in a session of its own, which a
+            # SIGKILL of this group would leave running after a failed assertion).
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
         embedded_postgres.drop_database(pg_admin_url, name)
