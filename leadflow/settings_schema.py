@@ -180,7 +180,8 @@ def validate_pipeline(value: Any, current: Mapping[str, Any] | None = None,
     would send leads back."""
     data = _object("pipeline", value)
     problems = _unknown(data, {"stages", "lost_when"})
-    stages = data.get("stages")
+    # Left out, as in a stored {}: the default pipeline's stages.
+    stages = data.get("stages", _PIPELINE_DEFAULTS["stages"])
     if not isinstance(stages, list) or not stages:
         problems.append(Problem("stages", "list at least one stage"))
         stages = []
@@ -373,7 +374,38 @@ def validate(section: str, value: Any, *, country: str | None = None, current: M
         "agent": lambda v: validate_agent(v, country)}
     if section not in validators:
         raise SettingsError(section, [Problem("section", f"unknown; known: {', '.join(SECTIONS)}")])
-    return validators[section](value)
+    unstorable = _unstorable(value)
+    if not unstorable:
+        return validators[section](value)
+    try:
+        validators[section](_storable(value))
+    except SettingsError as exc:  # the other fields' problems too, in one answer
+        unstorable += [p for p in exc.problems if p.field not in {u.field for u in unstorable}]
+    raise SettingsError(section, unstorable)
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return "".join(ch for ch in value if ch != "\x00" and not 0xD800 <= ord(ch) <= 0xDFFF)
+    if isinstance(value, dict):
+        return {_storable(str(key)): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
+
+
+def _unstorable(value: Any, path: str = "") -> list[Problem]:
+    """Text PostgreSQL's jsonb refuses (NUL, a lone surrogate): named here rather than failing the save."""
+    if isinstance(value, str):
+        bad = "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value)
+        return [Problem(path or "settings", "contains characters that cannot be stored")] if bad else []
+    if isinstance(value, dict):
+        return [p for key, item in value.items()
+                for p in _unstorable(str(key), path or "settings") + _unstorable(item, f"{path}.{key}" if path
+                                                                                   else str(key))]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _unstorable(item, f"{path}[{i}]")]
+    return []
 
 
 def effective(section: str, stored: Mapping[str, Any] | None, country: str | None = None) -> dict[str, Any]:
