@@ -31,6 +31,8 @@ from reports_api.routes import (
     admin,
     admin_channels,
     admin_pages,
+    admin_settings,
+    admin_settings_pages,
     auth,
     dashboard,
     docs,
@@ -138,7 +140,7 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
     app.add_middleware(SessionCheckMiddleware)
     for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports,
-                 admin, admin_pages, admin_channels):
+                 admin, admin_pages, admin_channels, admin_settings, admin_settings_pages):
         app.include_router(area.router)
     if docs_dir is not None:
         # Routed even before the first `dbt docs generate` has written the site: it 404s until then.

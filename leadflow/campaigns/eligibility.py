@@ -7,6 +7,8 @@ time (a retried send may have left the 24-hour window meanwhile).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,7 +18,8 @@ import polars as pl
 # The window rule sits below campaigns, where the sender can check it again at send time.
 from leadflow.outbound.window import WHATSAPP_WINDOW, in_whatsapp_window
 
-__all__ = ["WHATSAPP_WINDOW", "ContactRules", "in_whatsapp_window", "opts_out", "quiet_until"]
+__all__ = ["WHATSAPP_WINDOW", "ContactRules", "in_whatsapp_window", "opt_out_words_pattern", "opts_out",
+           "quiet_until"]
 
 # Opt-out words as leads write them, in the languages they use; one match stops every campaign for
 # the lead on every channel. Same words the qualifier reads as ``opted_out`` (rules.py), kept here
@@ -31,6 +34,18 @@ OPT_OUT = (
 def opts_out(text: pl.Expr) -> pl.Expr:
     """Whether each message says its writer does not want to be contacted (null text: no)."""
     return text.str.contains(OPT_OUT).fill_null(False)
+
+
+def opt_out_words_pattern(words: Sequence[str]) -> str | None:
+    """A broker's own opt-out words (``broker_settings.campaigns.opt_out_words``) as one pattern: each word or
+    phrase whole, in any case and spacing. They add to ``OPT_OUT``; none of its words can be taken away.
+    None when there are none."""
+    parts = []
+    for word in words:
+        pieces = [re.sub(r"([\\.+*?()|\[\]{}^$#&~-])", r"\\\1", piece) for piece in str(word).split()]
+        if pieces:
+            parts.append(r"\s+".join(pieces))
+    return r"(?i)\b(?:" + "|".join(parts) + r")\b" if parts else None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import polars as pl
 import psycopg2.extensions
 
 from leadflow.campaigns.definitions import CampaignDefinition, CampaignStatus
-from leadflow.campaigns.eligibility import ContactRules, opts_out
+from leadflow.campaigns.eligibility import ContactRules, opt_out_words_pattern, opts_out
 from leadflow.campaigns.segments import SegmentRules, members, membership_changes
 from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll
 from leadflow.campaigns.templates import unknown_variables
@@ -103,7 +103,13 @@ def record_opt_outs(url: str) -> int:
         if not rows:
             return 0
         frame = pl.DataFrame(rows, schema=["message_id", "lead_id", "broker_id", "body", "sent_at"], orient="row")
-        said = frame.filter(opts_out(pl.col("body")))
+        cur.execute("""SELECT broker_id, campaigns -> 'opt_out_words' FROM leadflow.broker_settings
+                       WHERE jsonb_typeof(campaigns -> 'opt_out_words') = 'array' AND broker_id = ANY(%s)""",
+                    (frame["broker_id"].unique().to_list(),))
+        # Each broker's own words, on its own leads' messages only, besides the words every lead may use.
+        own = [(pl.col("broker_id") == broker_id) & pl.col("body").str.contains(pattern).fill_null(False)
+               for broker_id, words in cur.fetchall() if (pattern := opt_out_words_pattern(words))]
+        said = frame.filter(pl.any_horizontal(opts_out(pl.col("body")), *own))
         first = said.sort("message_id").unique("lead_id", keep="first", maintain_order=True)
         for message_id, lead_id, broker_id, body, sent_at in first.iter_rows():
             cur.execute("""INSERT INTO leadflow.lead_consent (lead_id, broker_id, opted_out_at, message_id, reason)

@@ -17,8 +17,10 @@ engagement always give the same score.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -75,6 +77,14 @@ class ScoringConfig:
     # temperature thresholds
     hot: int = 70
     warm: int = 40
+
+    @classmethod
+    def from_settings(cls, overrides: Mapping[str, Any] | None) -> ScoringConfig:
+        """The defaults with a broker's overrides (``broker_settings.scoring``, JSON: steps as lists); keys
+        that are not fields are ignored (``leadflow.settings_schema`` refuses them when saved)."""
+        known = {k: v for k, v in (overrides or {}).items() if k in cls.__dataclass_fields__}
+        converted: dict[str, Any] = {k: tuple(map(tuple, v)) if isinstance(v, list) else v for k, v in known.items()}
+        return dataclasses.replace(cls(), **converted)
 
 
 # Net monthly income brackets per market, in its currency: what a household earns that banks and

@@ -1,4 +1,5 @@
-"""Qualifications newer than their score → scores (0–100, temperature, breakdown, financing readiness).
+"""Qualifications newer than their score, or scored before their broker's scoring changed → scores (0–100,
+temperature, breakdown, financing readiness).
 
 Scoring is pure (``leadflow.qualification.scoring``); this module feeds it each broker's overrides
 and the engagement a conversation shows (messages, reply times, days since the last message).
@@ -6,11 +7,9 @@ and the engagement a conversation shows (messages, reply times, days since the l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import polars as pl
 import psycopg2.extensions
@@ -27,12 +26,8 @@ _LOCK = 7_240_003  # pg_advisory_xact_lock key of this step
 
 def scoring_configs(cur: psycopg2.extensions.cursor) -> dict[int, ScoringConfig]:
     """Each broker's scoring overrides (weights, thresholds) on top of the defaults."""
-    configs = {}
-    for broker_id, overrides in broker_settings(cur, "scoring").items():
-        known = {k: v for k, v in overrides.items() if k in ScoringConfig.__dataclass_fields__}
-        converted: dict[str, Any] = {k: tuple(map(tuple, v)) if isinstance(v, list) else v for k, v in known.items()}
-        configs[broker_id] = dataclasses.replace(ScoringConfig(), **converted)
-    return configs
+    return {broker_id: ScoringConfig.from_settings(overrides)
+            for broker_id, overrides in broker_settings(cur, "scoring").items()}
 
 
 @dataclass
@@ -40,6 +35,58 @@ class ScoreResult:
     scored: int = 0
     by_temperature: dict[str, int] = field(default_factory=dict)
     histogram: dict[str, int] = field(default_factory=dict)  # score decile → leads
+
+
+def scoring_frame(cur: psycopg2.extensions.cursor, lead_filter: str, as_of: datetime) -> pl.DataFrame:
+    """What ``score_frame`` reads for the leads ``lead_filter`` (SQL selecting lead ids) picks: each one's
+    qualification, its conversation's engagement at ``as_of``, ``lead_id`` and ``broker_id``."""
+    cur.execute(f"SELECT q.* FROM leadflow.lead_qualifications q WHERE q.lead_id IN ({lead_filter})")
+    names = [d[0] for d in cur.description or []]
+    qualifications = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    if not qualifications:
+        return pl.DataFrame(schema={**QUALIFICATION_SCHEMA, **ENGAGEMENT_SCHEMA, "lead_id": pl.Int64,
+                                    "broker_id": pl.Int64})
+    by_lead = {row["lead_id"]: row for row in conversations(cur, lead_filter).iter_rows(named=True)}
+    frame_rows = []
+    for record in qualifications:
+        conversation = by_lead.get(record["lead_id"], {})
+        last = conversation.get("last_message_at")
+        frame_rows.append({
+            **{k: record[k] for k in QUALIFICATION_SCHEMA}, "lead_id": record["lead_id"],
+            "broker_id": record["broker_id"], "lead_messages": int(conversation.get("lead_messages") or 0),
+            "median_reply_minutes": median_reply_minutes(conversation.get("turns") or []),
+            "days_since_last_message": (as_of - last).total_seconds() / 86400 if last else None,
+        })
+    return pl.DataFrame(frame_rows, schema_overrides=QUALIFICATION_SCHEMA | ENGAGEMENT_SCHEMA)
+
+
+@dataclass(frozen=True)
+class Preview:
+    now: dict[str, int]  # temperature → leads, under the broker's scoring as saved
+    proposed: dict[str, int]  # … under the candidate
+    changed: int  # leads whose temperature differs between the two
+    leads: int
+
+
+def preview_temperatures(cur: psycopg2.extensions.cursor, broker_id: int, candidate: ScoringConfig) -> Preview:
+    """How the broker's live, qualified leads would be spread over hot/warm/cold under ``candidate``, next to
+    how the saved config spreads them, both scored now by ``score_frame`` as a run would. Writes nothing."""
+    now = db_now(cur)
+    frame = scoring_frame(cur, f"""SELECT q.lead_id FROM leadflow.lead_qualifications q
+                                   JOIN leadflow.leads l USING (lead_id)
+                                   WHERE q.broker_id = {int(broker_id)} AND l.merged_into IS NULL""", now)
+    cur.execute("SELECT scoring FROM leadflow.broker_settings WHERE broker_id = %s", (broker_id,))
+    row = cur.fetchone()
+    saved = ScoringConfig.from_settings(row[0] if row else None)
+    country = countries(cur).get(broker_id)
+    temperatures = {"hot": 0, "warm": 0, "cold": 0}
+    if frame.is_empty():
+        return Preview(dict(temperatures), dict(temperatures), 0, 0)
+    before = score_frame(frame, saved, country)["temperature"]
+    after = score_frame(frame, candidate, country)["temperature"]
+    return Preview({**temperatures, **dict(before.value_counts().iter_rows())},
+                   {**temperatures, **dict(after.value_counts().iter_rows())},
+                   int((before != after).sum()), frame.height)
 
 
 def score_qualified_leads(url: str, as_of: datetime | None = None,
@@ -50,27 +97,16 @@ def score_qualified_leads(url: str, as_of: datetime | None = None,
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         now = db_now(cur)
         as_of = as_of or now
+        # A lead is due when its qualification changed, or its broker's scoring did (settings saved since: the
+        # trigger of migration 0025 stamps scoring_changed_at), so new weights reach every lead on the next run.
         pending = """SELECT q.lead_id FROM leadflow.lead_qualifications q
                      LEFT JOIN leadflow.lead_scores s USING (lead_id)
-                     WHERE s.lead_id IS NULL OR q.qualified_at > s.scored_at"""
-        cur.execute(f"SELECT q.* FROM leadflow.lead_qualifications q WHERE q.lead_id IN ({pending})")
-        names = [d[0] for d in cur.description or []]
-        qualifications = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        if not qualifications:
+                     LEFT JOIN leadflow.broker_settings bs ON bs.broker_id = q.broker_id
+                     WHERE s.lead_id IS NULL OR q.qualified_at > s.scored_at OR s.scored_at < bs.scoring_changed_at"""
+        frame = scoring_frame(cur, pending, as_of)
+        if frame.is_empty():
             return result
-        by_lead = {row["lead_id"]: row for row in conversations(cur, pending).iter_rows(named=True)}
         configs = scoring_configs(cur) if config is None else {}
-        frame_rows = []
-        for record in qualifications:
-            conversation = by_lead.get(record["lead_id"], {})
-            last = conversation.get("last_message_at")
-            frame_rows.append({
-                **{k: record[k] for k in QUALIFICATION_SCHEMA}, "lead_id": record["lead_id"],
-                "broker_id": record["broker_id"], "lead_messages": int(conversation.get("lead_messages") or 0),
-                "median_reply_minutes": median_reply_minutes(conversation.get("turns") or []),
-                "days_since_last_message": (as_of - last).total_seconds() / 86400 if last else None,
-            })
-        frame = pl.DataFrame(frame_rows, schema_overrides=QUALIFICATION_SCHEMA | ENGAGEMENT_SCHEMA)
         country = countries(cur)
         rows = []
         for (broker_id,), part in frame.group_by("broker_id"):

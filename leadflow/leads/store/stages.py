@@ -19,7 +19,9 @@ from leadflow.leads.store.reads import broker_settings, conversations, db_now
 from leadflow.leads.store.scores import scoring_configs
 from leadflow.qualification.scoring import ScoringConfig
 
-_LOCK = 7_240_004  # pg_advisory_xact_lock key of this step
+# pg_advisory_xact_lock key of this step; a pipeline being saved takes it too, so no run moves a lead into a
+# stage while the save checks which stages have leads.
+LOCK = 7_240_004
 
 
 @dataclass
@@ -39,12 +41,16 @@ def update_stages(url: str, as_of: datetime | None = None) -> StageResult:
     """
     result = StageResult()
     with transaction(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
         now = db_now(cur)
         as_of = as_of or now
+        # Also due: leads evaluated before their broker's pipeline changed (migration 0025 stamps it), so new
+        # stages and conditions apply to leads whose messages did not change.
         pending = """SELECT s.lead_id FROM leadflow.lead_scores s LEFT JOIN leadflow.lead_stages st USING (lead_id)
                      JOIN leadflow.leads l USING (lead_id)
-                     WHERE l.merged_into IS NULL AND (st.lead_id IS NULL OR s.scored_at > st.evaluated_at)"""
+                     LEFT JOIN leadflow.broker_settings bs ON bs.broker_id = l.broker_id
+                     WHERE l.merged_into IS NULL AND (st.lead_id IS NULL OR s.scored_at > st.evaluated_at
+                                                      OR st.evaluated_at < bs.pipeline_changed_at)"""
         cur.execute(f"""
             SELECT l.lead_id, l.broker_id, st.stage, coalesce(q.name, l.display_name), q.phone, q.email, l.phone_e164,
                    l.email,
