@@ -5,6 +5,7 @@ PostgreSQL. The redaction itself is pure and tested first, without services."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -404,3 +405,48 @@ def test_health_answers_with_the_landing_lag_and_unknown_dagster_without_failing
     # Kafka away: no lag, and the answer still comes.
     away = OpsProbes("127.0.0.1:9", Topics("nowhere"), None)
     assert away.kafka.get().cluster is None
+
+
+# --- the pages ---------------------------------------------------------------------------------------------
+
+def dashboard_as(api: TestClient, settings: Settings, role: str, broker: Broker | None) -> TestClient:
+    email = f"{role.lower()}-{uuid.uuid4().hex[:8]}@ops.test"
+    add_user(settings.database_url, email, PASSWORD, role=role, broker_slug=broker.slug if broker else None)
+    client = TestClient(api.app, follow_redirects=False)
+    assert client.post("/dashboard/login", data={"email": email, "password": PASSWORD}).status_code == 303
+    return client
+
+
+def test_the_operations_pages_refuse_others_keep_a_refused_payload_and_never_500(
+        api: TestClient, settings: Settings, make_broker: BrokerFactory) -> None:
+    a, b = make_broker(), make_broker()
+    letter = insert_dead_letter(settings, a, b'{"name": "sin contacto", "token": "tok-secreto-123"}')
+    base = f"/dashboard/brokers/{a.broker_id}/admin"
+    admin, other, agent = (dashboard_as(api, settings, "ADMIN", a), dashboard_as(api, settings, "ADMIN", b),
+                           dashboard_as(api, settings, "AGENT", a))
+    for path in ("/health", "/usage", "/dead-letters", f"/dead-letters/{letter}"):
+        assert admin.get(base + path).status_code == 200, path
+        assert other.get(base + path).status_code == 403 and agent.get(base + path).status_code == 403
+    assert TestClient(api.app, follow_redirects=False).get(base + "/health").headers["location"] == "/dashboard/login"
+    assert "Operación" in admin.get(f"/dashboard/brokers/{a.broker_id}/inbox").text
+    assert "Operación" not in agent.get(f"/dashboard/brokers/{a.broker_id}/inbox").text
+    page = admin.get(f"{base}/dead-letters/{letter}").text
+    assert "tok-secreto-123" not in page and "[REDACTED]" in page
+
+    token = csrf_of(page)
+    assert admin.post(f"{base}/dead-letters/{letter}/replay", data={"body": "{}"}).status_code == 403  # no CSRF
+    typed = '{"name": "sigue sin contacto \u00d1"}'
+    refused = admin.post(f"{base}/dead-letters/{letter}/replay", data={"csrf": token, "body": typed})
+    assert refused.status_code == 422 and "phone or an email" in refused.text
+    assert "sigue sin contacto Ñ" in refused.text  # the payload typed comes back to be fixed
+    weird = admin.post(f"{base}/dead-letters/{letter}/replay", content=f"csrf={token}&body=" + "%00%ED%A0%80%5B" * 50,
+                       headers={"content-type": "application/x-www-form-urlencoded"})  # NUL, bad UTF-8
+    assert weird.status_code == 422
+    assert admin.get(f"{base}/usage", params={"start": "2026-13-01"}).status_code == 422
+    assert admin.get(f"{base}/dead-letters/{letter + 10**6}").status_code == 404
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+    assert found, "the page has no form"
+    return found.group(1)
