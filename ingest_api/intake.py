@@ -11,11 +11,13 @@ the provider retries. Nothing is answered 2xx unless Kafka holds it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +27,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from ingest_api.publisher import Publisher, PublishError
+from leadflow import redaction
 from leadflow.brokers import Broker
 from leadflow.events import Event, utcnow
 
@@ -59,6 +62,22 @@ class MalformedPayload(ValueError):
 
 class StaleDelivery(MalformedPayload):
     """Authentic, but delivered later than its provider would redeliver it: most likely a replay."""
+
+
+# Set while a broker's admin replays a dead letter (reports_api.admin.dead_letters): the replay window keeps
+# captured requests from being sent again by whoever captured them; an admin's replay is authorized by their
+# session, and a late delivery kept as a dead letter is exactly what they replay.
+_REPLAYING: ContextVar[bool] = ContextVar("leadflow_ingest_replaying", default=False)
+
+
+@contextlib.contextmanager
+def replaying() -> Iterator[None]:
+    """Parse as an admin's replay: ``require_recent`` lets old deliveries through."""
+    token = _REPLAYING.set(True)
+    try:
+        yield
+    finally:
+        _REPLAYING.reset(token)
 
 
 @dataclass
@@ -156,7 +175,7 @@ def iso_to_utc(value: Any) -> datetime | None:
 def require_recent(sent_at: datetime, window: timedelta, what: str) -> None:
     """StaleDelivery when ``sent_at`` (a time the provider signed) is older than ``window``."""
     age = utcnow() - sent_at
-    if age > window:
+    if age > window and not _REPLAYING.get():
         raise StaleDelivery(f"{what} {sent_at.isoformat()} is {age.total_seconds() / 3600:.0f} h old, past the "
                             f"{window.total_seconds() / 3600:.0f} h replay window")
 
@@ -167,8 +186,17 @@ def require(mapping: Any, key: str, where: str) -> Any:
     return mapping[key]
 
 
-async def accept(request: Request, broker: Broker, channel: str, body: bytes, parse: Parser) -> JSONResponse:
-    publisher: Publisher = request.app.state.publisher
+# An authentic payload with absurd numbers or nesting that got past the checks is still the provider's data, to be
+# kept (422 + dead letter), not a 500: hence ArithmeticError and RecursionError too.
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, ValidationError, ArithmeticError, RecursionError)
+
+
+def parse_body(broker: Broker, body: bytes, parse: Parser) -> Parsed:
+    """The events of a raw webhook body, or MalformedPayload naming why there are none.
+
+    The step every channel shares after authentication, callable without a request: the ingest routes and an
+    admin's replay of a dead letter (``ingest_api.replay``) parse alike.
+    """
     try:
         # Decoded the way json.loads decodes bytes (UTF-8, -16 or -32), so the depth check sees the same text.
         text = body.decode(json.detect_encoding(body), "surrogatepass")
@@ -176,15 +204,25 @@ async def accept(request: Request, broker: Broker, channel: str, body: bytes, pa
         payload = json.loads(text)
         if not isinstance(payload, dict):
             raise MalformedPayload("body is not a JSON object")
-        parsed = parse(broker, payload)
-    # ArithmeticError and RecursionError too: an authentic payload with absurd numbers or nesting that
-    # got past the checks above is still the provider's data, to be kept (422 + dead letter), not a 500.
-    except (ValueError, KeyError, TypeError, AttributeError, ValidationError, ArithmeticError,
-            RecursionError) as exc:
-        reason = str(exc) if isinstance(exc, MalformedPayload) else f"{exc.__class__.__name__}: {exc}"
+        return parse(broker, payload)
+    except MalformedPayload:
+        raise
+    except _PARSE_ERRORS as exc:
+        raise MalformedPayload(f"{exc.__class__.__name__}: {exc}") from exc
+
+
+async def accept(request: Request, broker: Broker, channel: str, body: bytes, parse: Parser) -> JSONResponse:
+    publisher: Publisher = request.app.state.publisher
+    try:
+        parsed = parse_body(broker, body, parse)
+    except MalformedPayload as exc:
+        # The broker's own credentials never go into a dead letter, nor into the reason, which quotes the body.
+        secrets = redaction.secret_values(broker)
+        reason = redaction.redact_values(str(exc), secrets)
         try:
             await publisher.dead_letter(broker_id=broker.broker_id, broker_slug=broker.slug, channel=channel,
-                                        reason=reason, body=body, content_type=request.headers.get("content-type"))
+                                        reason=reason, body=redaction.redact_bytes(body, secrets),
+                                        content_type=request.headers.get("content-type"))
         except PublishError as kafka_exc:
             log.error("dead letter for %s/%s not acknowledged: %s", broker.slug, channel, kafka_exc)
             raise HTTPException(status_code=503, detail="could not store the payload; retry later") from kafka_exc

@@ -2,7 +2,8 @@
 
 ``create_app`` puts what the routes need on ``app.state`` (``database_url``, ``tokens``, ``accounts``,
 ``limiter``, ``owner`` (the admin routes' owner connections), ``cookie_secure``, ``docs_dir``, ``senders``
-and ``publisher`` for a person's replies; ``pool`` while the app runs); ``reports_api.deps`` reads it from there.
+and ``publisher`` for a person's replies and replayed dead letters, ``ops`` for the health page's looks at
+Kafka and Dagster; ``pool`` while the app runs); ``reports_api.deps`` reads it from there.
 ``reports_api.sessions`` checks every request's token against its account before any route runs.
 The client address the login limit keys on is resolved by ``reports_api.proxies`` from
 LEADFLOW_TRUSTED_PROXIES; run uvicorn with ``proxy_headers=False`` (``--no-proxy-headers``) so its own
@@ -26,10 +27,13 @@ from leadflow.config import Settings, load_settings
 from leadflow.credentials import MasterKeys, StoredCredentials
 from leadflow.outbound.senders import Sender, TelegramSender, WhatsAppSender
 from leadflow.users import stand_in_hash
+from reports_api.admin.health import OpsProbes
 from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
 from reports_api.routes import (
     admin,
     admin_channels,
+    admin_ops,
+    admin_ops_pages,
     admin_pages,
     admin_settings,
     admin_settings_pages,
@@ -135,12 +139,14 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
         "whatsapp": WhatsAppSender(configured.whatsapp_api_url, credentials=app.state.credentials)}
     app.state.publisher = publisher if publisher is not None else MessagePublisher(
         configured.kafka_bootstrap_servers, configured.topics.messages)
+    # The operations pages' looks at Kafka's end offsets and Dagster's instance, cached (tests replace it).
+    app.state.ops = OpsProbes(configured.kafka_bootstrap_servers, configured.topics, configured.dagster_instance_dir)
     app.add_exception_handler(RequestValidationError, validation_problem)
     proxies = parse_trusted_proxies(configured.trusted_proxies if trusted_proxies is None else trusted_proxies)
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
     app.add_middleware(SessionCheckMiddleware)
     for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports,
-                 admin, admin_pages, admin_channels, admin_settings, admin_settings_pages):
+                 admin, admin_pages, admin_channels, admin_settings, admin_settings_pages, admin_ops, admin_ops_pages):
         app.include_router(area.router)
     if docs_dir is not None:
         # Routed even before the first `dbt docs generate` has written the site: it 404s until then.
