@@ -81,7 +81,7 @@ def secrets_of(cur: psycopg2.extensions.cursor, broker: Broker,
             stored = credentials.read_all(cur, keys(), [broker.broker_id]).get(broker.broker_id, {})
         except (ConfigurationError, credentials.CredentialError):
             return Secrets(None)
-        if len(stored) < stored_rows:
+        if len(stored) < stored_rows or credentials.UNREADABLE in stored.values():
             return Secrets(None)
     return Secrets(redaction.secret_values(replace(broker, stored=stored)))
 
