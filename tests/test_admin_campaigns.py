@@ -7,6 +7,7 @@ owner, so each refusal is tested here."""
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -219,8 +220,11 @@ def test_a_campaigns_problems_are_named_field_by_field(api: TestClient, world: W
                   {"action": "move_stage", "stage": "en_la_luna"}]}})
     assert answer.status_code == 422
     fields = answer.json()["fields"]
-    assert set(fields) == {"name", "trigger.score_min", "steps[0].template", "steps[1].delay_hours"}
-    assert "needs 'score_min'" in fields["trigger.score_min"]
+    assert set(fields) == {"name", "trigger.score_min", "steps[0].template", "steps[1].delay_hours",
+                           "steps[1].template", "steps[2].whatsapp_template.name", "steps[3].stage"}
+    assert "needs 'score_min'" in fields["trigger.score_min"] and "needs a 'template'" in fields["steps[0].template"]
+    assert "greater than or equal to 0" in fields["steps[1].delay_hours"]
+    assert fields["steps[3].stage"].startswith("'en_la_luna' is not a stage of this broker: use ")
     # What the models accept, checked against the broker: variables, template names, stages, segments.
     answer = api.post(url, headers=world.admin_a, json={"name": "x", "definition": {
         "trigger": {"type": "manual", "segment": "no existe"},
@@ -355,3 +359,64 @@ def test_agents_and_other_brokers_admins_are_refused(api: TestClient, world: Wor
     assert api.post(f"/admin/brokers/{b}/campaigns/{campaign_id}/enrollments", headers=world.admin_b,
                     json={"lead_ids": [world.leads["Zoe"]]}).status_code == 404
     assert api.get(f"/admin/brokers/{a}/campaigns/{campaign_id}", headers=world.admin_a).json()["status"] == "draft"
+
+
+# --- the pages (the browser's flow is tests/test_admin_campaigns_browser.py) --------------------------------
+
+def cookie(headers: Headers) -> Headers:
+    """The session cookie of a bearer token (the dashboard's cookie holds the same token)."""
+    from reports_api.dashboard import COOKIE
+
+    return {"Cookie": f"{COOKIE}={headers['Authorization'].removeprefix('Bearer ')}"}
+
+
+def csrf_of(headers: Headers) -> str:
+    from reports_api.workspace import csrf
+
+    return csrf.token_for(TOKENS.secret, headers["Authorization"].removeprefix("Bearer "))
+
+
+def test_the_pages_refuse_bad_forms_naming_the_field_and_keep_what_was_typed(api: TestClient, world: World) -> None:
+    base = f"/dashboard/brokers/{world.a.broker_id}/admin"
+    page = cookie(world.admin_a)
+    listed = api.get(f"{base}/campaigns", headers=page)
+    assert listed.status_code == 200 and "Nuevo segmento" in listed.text
+    form = {"csrf": csrf_of(world.admin_a), "name": "ricos", "match": "all", "cond0_field": "budget_max",
+            "cond0_op": "gte", "cond0_value": "mucho", "cond1_field": "temperature", "cond1_op": "eq",
+            "cond1_value": "hot"}
+    refused = api.post(f"{base}/segments/new", headers=page, data=form)
+    assert refused.status_code == 422
+    assert "Condición 1 · valor: budget_max is a number field" in refused.text
+    assert 'value="mucho"' in refused.text and 'value="ricos"' in refused.text
+    counted = api.post(f"{base}/segments/count", headers=page, data={**form, "cond0_value": "4.000,5"})
+    assert counted.status_code == 422  # 4.000,5 is not a number the form reads; its field is named
+    counted = api.post(f"{base}/segments/count", headers=page, data={**form, "cond0_value": "0"})
+    assert counted.status_code == 200 and counted.json()["count"] >= 0
+    assert api.post(f"{base}/segments/count", headers=page, data={**form, "csrf": "x"}).status_code == 403
+
+    campaign = {"csrf": csrf_of(world.admin_a), "name": "sin texto", "trigger_type": "manual",
+                "step0_action": "message", "step0_channel": "whatsapp", "step0_delay_hours": "pronto",
+                "step0_wa_name": "Mi Plantilla", "do": "save"}
+    refused = api.post(f"{base}/campaigns/new", headers=page, data=campaign)
+    assert refused.status_code == 422
+    assert "Paso 1 · espera (horas): Input should be a valid number" in refused.text
+    assert 'value="pronto"' in refused.text
+    # The step's own checks come once its fields parse.
+    refused = api.post(f"{base}/campaigns/new", headers=page, data={**campaign, "step0_delay_hours": "2"})
+    for message in ("Paso 1 · texto: a message step needs a 'template'", "Paso 1 · plantilla de WhatsApp: "):
+        assert message in html.unescape(refused.text)
+    previewed = api.post(f"{base}/campaigns/new", headers=page, data={
+        **campaign, "step0_delay_hours": "0", "step0_wa_name": "seguimiento", "step0_template": "Hola {{first_name}}",
+        "do": "preview", "preview_lead_id": str(world.leads["Bruno"])})
+    assert previewed.status_code == 200 and "Hola Bruno" in previewed.text
+
+
+def test_the_inbox_offers_active_manual_campaigns_to_admins_only(api: TestClient, world: World) -> None:
+    campaign_id = new_campaign(api, world)
+    inbox = f"/dashboard/brokers/{world.a.broker_id}/inbox"
+    shown = api.get(inbox, headers=cookie(world.admin_a)).text
+    assert 'form="apply-campaign"' in shown and f'value="{campaign_id}"' in shown and ">Campañas</a>" in shown
+    as_agent = api.get(inbox, headers=cookie(world.agent_a)).text
+    assert "apply-campaign" not in as_agent and ">Campañas</a>" not in as_agent
+    assert api.get(f"/dashboard/brokers/{world.a.broker_id}/admin/campaigns",
+                   headers=cookie(world.agent_a)).status_code == 403

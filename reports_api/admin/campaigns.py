@@ -171,7 +171,7 @@ def check_name(value: Any, field: str = "name") -> str:
     return name
 
 
-def _stages(cur: psycopg2.extensions.cursor, broker_id: int) -> list[str]:
+def stage_codes(cur: psycopg2.extensions.cursor, broker_id: int) -> list[str]:
     cur.execute("SELECT pipeline FROM leadflow.broker_settings WHERE broker_id = %s", (broker_id,))
     row = cur.fetchone()
     pipeline = Pipeline.from_settings(row[0] if row else None)
@@ -183,46 +183,67 @@ def _segment_names(cur: psycopg2.extensions.cursor, broker_id: int) -> list[str]
     return [str(r[0]) for r in cur.fetchall()]
 
 
+def _against_broker(cur: psycopg2.extensions.cursor, broker_id: int, definition: dict[str, Any]) -> dict[str, str]:
+    """What the models do not know, read from the definition as given (so it is said together with their own
+    problems): template variables, WhatsApp's template names, the broker's segments and stages."""
+    problems: dict[str, str] = {}
+    stages = stage_codes(cur, broker_id)
+    trigger = definition.get("trigger")
+    if isinstance(trigger, dict):
+        segment = trigger.get("segment")
+        if isinstance(segment, str) and segment not in (segments := _segment_names(cur, broker_id)):
+            problems["trigger.segment"] = f"no segment {segment!r} for this broker" + (
+                f" (there are {', '.join(segments)})" if segments else " (create one first)")
+        stage = trigger.get("stage")
+        if trigger.get("type") == "stage_change" and isinstance(stage, str) and stage not in stages:
+            problems["trigger.stage"] = f"{stage!r} is not a stage of this broker: use {', '.join(stages)}"
+    steps = definition.get("steps")
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        if not isinstance(step, dict):
+            continue
+        at = f"steps[{i}]"
+        template = step.get("template")
+        unknown = unknown_variables(template) if isinstance(template, str) else []
+        if unknown:
+            problems[f"{at}.template"] = f"unknown variables {', '.join(unknown)}: use {', '.join(VARIABLES)}"
+        stage = step.get("stage")
+        if step.get("action") == "move_stage" and isinstance(stage, str) and stage not in stages:
+            problems[f"{at}.stage"] = f"{stage!r} is not a stage of this broker: use {', '.join(stages)}"
+        wa = step.get("whatsapp_template")
+        if isinstance(wa, dict):
+            if isinstance(wa.get("name"), str) and not _WA_NAME.match(wa["name"]):
+                problems[f"{at}.whatsapp_template.name"] = ("an approved template's name: lowercase letters, digits "
+                                                            "and underscores")
+            if isinstance(wa.get("language"), str) and not _WA_LANGUAGE.match(wa["language"]):
+                problems[f"{at}.whatsapp_template.language"] = "a language code such as es or es_MX"
+            parameters = wa.get("parameters")
+            unknown = [v for p in (parameters if isinstance(parameters, list) else []) if isinstance(p, str)
+                       for v in unknown_variables(p)]
+            if unknown:
+                problems[f"{at}.whatsapp_template.parameters"] = (f"unknown variables {', '.join(unknown)}: use "
+                                                                  f"{', '.join(VARIABLES)}")
+        conditions = step.get("conditions")
+        required = conditions.get("required_fields") if isinstance(conditions, dict) else None
+        missing = [f for f in (required if isinstance(required, list) else [])
+                   if isinstance(f, str) and f not in PROFILE_FIELDS]
+        if missing:
+            problems[f"{at}.conditions.required_fields"] = (f"unknown fields {', '.join(missing)}: use "
+                                                            f"{', '.join(sorted(PROFILE_FIELDS))}")
+    return problems
+
+
 def check_definition(cur: psycopg2.extensions.cursor, broker_id: int, definition: Any) -> CampaignDefinition:
     """The definition parsed and fit for this broker, or ``FieldsInvalid`` with one message per field."""
     problems: dict[str, str] = {}
     _texts(definition, "", problems)
-    if isinstance(definition, dict) and isinstance(definition.get("steps"), list) \
-            and len(definition["steps"]) > MAX_STEPS:
-        problems["steps"] = f"at most {MAX_STEPS} steps"
+    if isinstance(definition, dict):
+        if isinstance(definition.get("steps"), list) and len(definition["steps"]) > MAX_STEPS:
+            problems["steps"] = f"at most {MAX_STEPS} steps"
+        problems.update(_against_broker(cur, broker_id, definition))
     try:
         parsed = CampaignDefinition.model_validate(definition)
     except ValidationError as exc:
         raise FieldsInvalid({**_problems(exc), **problems}) from exc
-    stages = _stages(cur, broker_id)
-    trigger = parsed.trigger
-    if trigger.segment is not None and trigger.segment not in (segments := _segment_names(cur, broker_id)):
-        problems["trigger.segment"] = f"no segment {trigger.segment!r} for this broker" + (
-            f" (there are {', '.join(segments)})" if segments else " (create one first)")
-    if trigger.type == "stage_change" and trigger.stage not in stages:
-        problems["trigger.stage"] = f"{trigger.stage!r} is not a stage of this broker: use {', '.join(stages)}"
-    for i, step in enumerate(parsed.steps):
-        at = f"steps[{i}]"
-        unknown = unknown_variables(step.template or "")
-        if unknown:
-            problems[f"{at}.template"] = f"unknown variables {', '.join(unknown)}: use {', '.join(VARIABLES)}"
-        if step.action == "move_stage" and step.stage not in stages:
-            problems[f"{at}.stage"] = f"{step.stage!r} is not a stage of this broker: use {', '.join(stages)}"
-        wa = step.whatsapp_template
-        if wa is not None:
-            if not _WA_NAME.match(wa.name):
-                problems[f"{at}.whatsapp_template.name"] = ("an approved template's name: lowercase letters, digits "
-                                                            "and underscores")
-            if not _WA_LANGUAGE.match(wa.language):
-                problems[f"{at}.whatsapp_template.language"] = "a language code such as es or es_MX"
-            unknown = [v for p in wa.parameters for v in unknown_variables(p)]
-            if unknown:
-                problems[f"{at}.whatsapp_template.parameters"] = (f"unknown variables {', '.join(unknown)}: use "
-                                                                  f"{', '.join(VARIABLES)}")
-        missing = [f for f in step.conditions.required_fields if f not in PROFILE_FIELDS]
-        if missing:
-            problems[f"{at}.conditions.required_fields"] = (f"unknown fields {', '.join(missing)}: use "
-                                                            f"{', '.join(sorted(PROFILE_FIELDS))}")
     if problems:
         raise FieldsInvalid(problems)
     return parsed
