@@ -209,6 +209,16 @@ def test_a_segments_live_count_is_what_the_batch_finds(api: TestClient, world: W
     assert shown["members"] == 4 and shown["rules"] == rules
     assert [s["segment_id"] for s in api.get(url, headers=world.admin_a).json()
             if s["name"] == "con whatsapp"] == [segment_id]
+    # Both groups at once: the page shows and counts it, and leaves its editing to the API.
+    shown_page = api.get(f"/dashboard/brokers/{world.a.broker_id}/admin/segments/{segment_id}",
+                         headers=cookie(world.admin_a))
+    assert shown_page.status_code == 200 and 'id="not-editable"' in shown_page.text
+
+    # A manual campaign applied to the segment's members now (a draft keeps them until it is active).
+    campaign_id = new_campaign(api, world, activate=False)
+    applied = api.post(f"{url}/{segment_id}/enrollments", headers=world.admin_a, json={"campaign_id": campaign_id})
+    assert applied.status_code == 200 and applied.json()["enrolled"] == 4
+    assert log_of(api, world, campaign_id)["counts"]["pending"] == 4
 
 
 def test_a_campaigns_problems_are_named_field_by_field(api: TestClient, world: World) -> None:

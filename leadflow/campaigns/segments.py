@@ -34,6 +34,7 @@ _OPS: dict[str, set[str]] = {
     "bool": {"eq", "ne", "is_null", "not_null"},
     "list": {"any_of", "all_of", "none_of", "is_null", "not_null"},
 }
+OPERATORS = _OPS  # field kind → its operators, for the editors
 _LIST_OPS = ("in", "not_in", "any_of", "all_of", "none_of")
 Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "any_of", "all_of", "none_of", "is_null",
              "not_null"]

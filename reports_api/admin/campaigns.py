@@ -24,11 +24,11 @@ from leadflow.campaigns import store
 from leadflow.campaigns.definitions import CampaignDefinition
 from leadflow.campaigns.segments import PROFILE_FIELDS, Condition, SegmentRules, members
 from leadflow.campaigns.targeting import DEFAULT_CALL_TASK
-from leadflow.campaigns.templates import _FALLBACKS, render_expr, template_columns, unknown_variables
+from leadflow.campaigns.templates import VARIABLES, render_expr, template_columns, unknown_variables
 from leadflow.campaigns.visits import describe_slot, proposed_slot
 from leadflow.leads.stages import LOST, Pipeline
 from reports_api.admin import audit
-from reports_api.admin.access import AdminError, Conflict, Forbidden, Invalid, NotFound
+from reports_api.admin.access import Conflict, Forbidden, Invalid, NotFound
 from reports_api.security import Principal
 
 ADMINS_ONLY = "only the broker's admins edit its segments and campaigns and apply them to leads"
@@ -37,7 +37,6 @@ MAX_TEXT = 4096  # WhatsApp's limit on a text message's body
 MAX_STEPS = 20
 MAX_LEADS = 1000  # leads in one apply
 SAMPLE = 10
-VARIABLES = tuple(sorted(_FALLBACKS))
 LOG_STATUSES = ("pending", "sent", "delivered", "read", "replied", "failed", "skipped")
 _WA_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _WA_LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
@@ -576,6 +575,3 @@ def log(cur: psycopg2.extensions.cursor, who: Principal, broker_id: int, campaig
     return {"campaign": found, "entries": rows, "total": total, "counts": counts,
             "next_offset": offset + limit if offset + limit < total else None}
 
-
-__all__ = ["AdminError", "FieldsInvalid", "apply", "campaign", "change_status", "check_definition", "check_rules",
-           "count", "list_campaigns", "list_segments", "log", "preview", "save_campaign", "save_segment", "segment"]

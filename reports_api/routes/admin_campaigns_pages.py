@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from leadflow.campaigns.segments import _OPS, PROFILE_FIELDS
+from leadflow.campaigns.segments import OPERATORS, PROFILE_FIELDS
 from leadflow.campaigns.store import TRANSITIONS
 from reports_api.admin import campaigns
 from reports_api.admin.access import AdminError, Invalid
@@ -124,6 +124,13 @@ def rules_from_form(form: dict[str, list[str]]) -> tuple[dict[str, Any], list[in
         conditions.append(condition)
         places.append(i)
     return {match: conditions}, places, typed
+
+
+def flat(rules: dict[str, Any]) -> bool:
+    """Whether the form can show the rules: one group (all or any) of plain conditions, as it writes them.
+    Nested groups and both groups at once come from the JSON API; the page shows them, it does not save them."""
+    groups = [g for g in ("all", "any") if rules.get(g)]
+    return len(groups) <= 1 and all("field" in c for g in groups for c in rules[g])
 
 
 def rules_to_rows(rules: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
@@ -295,8 +302,10 @@ async def _segment_page(owner: OwnerConnections, tokens: Tokens, session: Sessio
         match, rows = rules_to_rows(segment["rules"]) if segment else ("all", [])
         context |= {"match": match, "rows": rows, "segment_name": segment["name"] if segment else ""}
     rows = (context["rows"] + [{}] * MAX_ROWS)[:max(len(context["rows"]) + 2, 3)]
+    editable = segment is None or flat(segment["rules"])
     return page("admin_segment.html", status_code, who=who, csrf=csrf.token_for(tokens.secret, session.token),
-                fields=PROFILE_FIELDS, kinds_ops={k: sorted(v) for k, v in _OPS.items()}, ops=OPS,
+                editable=editable,
+                fields=PROFILE_FIELDS, kinds_ops={k: sorted(v) for k, v in OPERATORS.items()}, ops=OPS,
                 **{"bad": {}, "errors": [], "saved": False, "applied": None, **context, "rows": rows}, **found)
 
 
@@ -449,7 +458,7 @@ async def apply_segment_form(request: Request, owner: Owner, tokens: Tokens, ses
 
     def members(cur: psycopg2.extensions.cursor) -> list[int]:
         found = campaigns.segment(cur, who, broker_id, segment_id)
-        return campaigns.member_ids(cur, broker_id, found["rules"]) or [0]  # none: refused, as an empty choice
+        return campaigns.member_ids(cur, broker_id, found["rules"])
 
     return await _apply(owner, session, broker_id, campaign[0] if campaign else None, members)
 
