@@ -29,7 +29,8 @@ router = APIRouter(prefix="/admin/brokers/{broker_id}", tags=["admin"], response
 
 
 class FieldProblems(BaseModel):
-    detail: str
+    detail: str | list[dict[str, Any]] = Field(description="what is wrong, naming each field; a body of the wrong "
+                                                           "shape is answered by FastAPI's own list of errors")
     fields: dict[str, str] = Field(default_factory=dict, description="input path → what is wrong with it")
 
 
