@@ -31,6 +31,8 @@ from reports_api.admin.health import OpsProbes
 from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
 from reports_api.routes import (
     admin,
+    admin_campaigns,
+    admin_campaigns_pages,
     admin_channels,
     admin_ops,
     admin_ops_pages,
@@ -146,7 +148,8 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.add_middleware(ClientAddressMiddleware, trusted_proxies=proxies)
     app.add_middleware(SessionCheckMiddleware)
     for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports,
-                 admin, admin_pages, admin_channels, admin_settings, admin_settings_pages, admin_ops, admin_ops_pages):
+                 admin, admin_pages, admin_channels, admin_settings, admin_settings_pages, admin_ops, admin_ops_pages,
+                 admin_campaigns, admin_campaigns_pages):
         app.include_router(area.router)
     if docs_dir is not None:
         # Routed even before the first `dbt docs generate` has written the site: it 404s until then.

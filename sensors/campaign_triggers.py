@@ -1,7 +1,8 @@
 """Launch a campaign batch as soon as leads move a stage or get a new score, for campaigns those events
-trigger; the hourly schedule covers the rest (inactivity, segments, due steps).
+trigger, or a person applies a manual campaign to leads; the hourly schedule covers the rest (inactivity,
+segments, due steps).
 
-The cursor is the watermark of those events (last stage event id, last scoring time).
+The cursor is the watermark of those events (last stage event id, last scoring time, last request).
 """
 
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
@@ -17,7 +18,7 @@ from sensors.runs import run_for_new_watermark
 def campaign_trigger_sensor(context: SensorEvaluationContext, postgres: PostgresResource) -> SensorResult | SkipReason:
     watermark = trigger_watermark(postgres.url)
     if watermark is None:
-        return SkipReason("no active campaign is triggered by stage changes or scores")
+        return SkipReason("no active campaign is triggered by stage changes, scores or leads applied by hand")
     return run_for_new_watermark(context, campaign_job.name, watermark, "triggers",
-                                 unchanged="no stage move or score since the last batch",
+                                 unchanged="no stage move, score or lead applied by hand since the last batch",
                                  running="a campaign batch is already running; the next tick looks again")

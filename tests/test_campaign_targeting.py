@@ -12,7 +12,7 @@ import pytest
 from leadflow.campaigns.definitions import CampaignDefinition
 from leadflow.campaigns.eligibility import ContactRules, opts_out, quiet_until
 from leadflow.campaigns.segments import SegmentRules, members
-from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll
+from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll, manual_outcomes
 from leadflow.campaigns.templates import render_expr, template_columns, unknown_variables
 
 NOON_SANTIAGO = datetime(2026, 11, 26, 15, tzinfo=UTC)  # 12:00 in Santiago (UTC-3)
@@ -48,6 +48,10 @@ def test_a_segment_is_data_and_reads_the_lead_profile() -> None:
     ({"all": [{"field": "salary", "op": "eq", "value": 1}]}, "unknown field 'salary'"),
     ({"all": [{"field": "locations", "op": "gte", "value": 1}]}, "locations is a list field"),
     ({"all": []}, "at least one condition"),
+    ({"all": [{"field": "score", "op": "gte", "value": "alto"}]}, "score is a number field: its value must be"),
+    ({"all": [{"field": "stalled", "op": "eq", "value": 1}]}, "its value must be true or false"),
+    ({"all": [{"field": "tags", "op": "any_of", "value": []}]}, "at least one value"),
+    ({"all": [{"field": "score", "op": "eq", "value": [1, 2]}]}, "takes one value, not a list"),
 ])
 def test_a_bad_segment_is_refused_with_the_reason(rules: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -88,6 +92,23 @@ def test_triggered_leads_are_enrolled_once_and_opted_out_leads_never() -> None:
     assert first["lead_id"].to_list() == [1]
     again = enroll([c], leads, pl.DataFrame(), first.select("campaign_id", "lead_id"), NOON_SANTIAGO)
     assert again.is_empty()
+
+
+def test_a_manual_campaign_enrolls_the_leads_applied_to_it_and_says_why_it_refused_the_others() -> None:
+    leads = profiles({"lead_id": 1}, {"lead_id": 2}, {"lead_id": 3, "opted_out": True}, {"lead_id": 4},
+                     {"lead_id": 5, "broker_id": 2})
+    by_hand = campaign([HELLO], {"type": "manual", "segment": "vip"})
+    members = pl.DataFrame({"broker_id": [1, 1, 1], "segment": ["vip"] * 3, "lead_id": [1, 2, 3]})
+    none = pl.DataFrame(schema={"campaign_id": pl.Int64, "lead_id": pl.Int64})
+    assert enroll([by_hand], leads, members, none, NOON_SANTIAGO).is_empty()  # nobody applied it yet
+    requested = pl.DataFrame({"campaign_id": [10] * 5, "lead_id": [1, 3, 4, 5, 9]})
+    new = enroll([by_hand], leads, members, none, NOON_SANTIAGO, requested)
+    assert new["lead_id"].to_list() == [1]  # lead 2 is in the segment, but nobody applied the campaign to it
+    outcomes = manual_outcomes([by_hand], requested, leads, members, new.select("campaign_id", "lead_id"))
+    assert sorted(outcomes.select("lead_id", "status", "reason").iter_rows()) == [
+        (1, "enrolled", None), (3, "refused", "opted out"), (4, "refused", "not in the campaign's segment 'vip'"),
+        (5, "refused", "no longer a live lead of this broker (merged into another lead)"),
+        (9, "refused", "no longer a live lead of this broker (merged into another lead)")]
 
 
 def test_an_opted_out_lead_is_stopped_not_contacted() -> None:

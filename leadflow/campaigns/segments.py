@@ -34,6 +34,8 @@ _OPS: dict[str, set[str]] = {
     "bool": {"eq", "ne", "is_null", "not_null"},
     "list": {"any_of", "all_of", "none_of", "is_null", "not_null"},
 }
+OPERATORS = _OPS  # field kind → its operators, for the editors
+_LIST_OPS = ("in", "not_in", "any_of", "all_of", "none_of")
 Op = Literal["eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "any_of", "all_of", "none_of", "is_null",
              "not_null"]
 
@@ -52,10 +54,23 @@ class Condition(BaseModel):
             raise ValueError(f"unknown field {self.field!r}; segments read {', '.join(sorted(PROFILE_FIELDS))}")
         if self.op not in _OPS[kind]:
             raise ValueError(f"{self.field} is a {kind} field: use one of {', '.join(sorted(_OPS[kind]))}")
-        if self.op in ("in", "not_in", "any_of", "all_of", "none_of") and not isinstance(self.value, list):
+        if self.op in _LIST_OPS and not isinstance(self.value, list):
             raise ValueError(f"{self.op} takes a list of values")
         if self.op not in ("is_null", "not_null") and self.value is None:
             raise ValueError(f"{self.field} {self.op} needs a value")
+        if self.op in ("is_null", "not_null"):
+            return self
+        # Checked here, not left to polars: a value of the wrong type fails every segment's evaluation in the batch.
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if not values:
+            raise ValueError(f"{self.field} {self.op} needs at least one value")
+        if isinstance(self.value, list) and self.op not in _LIST_OPS:
+            raise ValueError(f"{self.field} {self.op} takes one value, not a list")
+        fits = {"number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+                "bool": lambda v: isinstance(v, bool)}.get(kind, lambda v: isinstance(v, str))
+        if not all(fits(v) for v in values):
+            wanted = {"number": "a number", "bool": "true or false"}.get(kind, "text")
+            raise ValueError(f"{self.field} is a {kind} field: its value must be {wanted}")
         return self
 
     def expr(self) -> pl.Expr:

@@ -20,7 +20,7 @@ import psycopg2.extensions
 from leadflow.campaigns.definitions import CampaignDefinition, CampaignStatus
 from leadflow.campaigns.eligibility import ContactRules, opt_out_words_pattern, opts_out
 from leadflow.campaigns.segments import SegmentRules, members, membership_changes
-from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll
+from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll, manual_outcomes
 from leadflow.campaigns.templates import unknown_variables
 from leadflow.db.connection import transaction
 from leadflow.db.copy import copy_frame, read_frame
@@ -85,6 +85,101 @@ def save_campaign(url: str, broker_slug: str, name: str, definition: dict[str, A
         row = cur.fetchone()
         assert row is not None
         return int(row[0])
+
+
+# --- by hand: applying a manual campaign, switching a campaign's status ------------------------------
+
+@dataclass
+class Applied:
+    """What applying a campaign to leads did: requested now, requested or enrolled before, refused (why)."""
+
+    requested: list[int] = field(default_factory=list)
+    already: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+
+
+NOT_THE_BROKERS = "not a lead of this broker"
+
+
+def request_enrollments(cur: psycopg2.extensions.cursor, broker_id: int, campaign_id: int, lead_ids: list[int],
+                        requested_by: int | None) -> Applied:
+    """Apply a ``manual`` campaign (the caller checked it is the broker's) to these leads, in the caller's
+    transaction: each live lead of the broker becomes one request, which the next batch enrolls or refuses
+    with its reason. Applying twice requests once. Another broker's lead and an unknown id are refused alike
+    (the answer does not tell which exists); a merged lead is refused naming the lead it lives on as."""
+    applied = Applied()
+    wanted = sorted(set(lead_ids))
+    cur.execute("SELECT lead_id, broker_id, merged_into FROM leadflow.leads WHERE lead_id = ANY(%s)", (wanted,))
+    found = {int(lead): (int(broker), merged) for lead, broker, merged in cur.fetchall()}
+    live = []
+    for lead in wanted:
+        broker, merged = found.get(lead, (None, None))
+        if broker != broker_id:
+            applied.refused[lead] = NOT_THE_BROKERS
+        elif merged is not None:
+            applied.refused[lead] = f"merged into lead {merged}: apply the campaign to that one"
+        else:
+            live.append(lead)
+    cur.execute("""
+        INSERT INTO leadflow.manual_enrollments (campaign_id, broker_id, lead_id, requested_by)
+        SELECT %(campaign)s, %(broker)s, l, %(by)s FROM unnest(%(leads)s::bigint[]) AS l
+        WHERE NOT EXISTS (SELECT 1 FROM leadflow.campaign_enrollments e WHERE e.campaign_id = %(campaign)s
+                          AND e.lead_id = l)
+        ON CONFLICT (campaign_id, lead_id) DO NOTHING
+        RETURNING lead_id""", {"campaign": campaign_id, "broker": broker_id, "by": requested_by, "leads": live})
+    applied.requested = sorted(int(r[0]) for r in cur.fetchall())
+    applied.already = sorted(set(live) - set(applied.requested))
+    return applied
+
+
+# What a send owed when its campaign was paused or completed says; resuming sends those held by a pause.
+HELD_BY_PAUSE = "held: the campaign was paused before this was sent"
+DROPPED_BY_COMPLETION = "the campaign was completed before this was sent"
+# action → (statuses it applies to, status it sets)
+TRANSITIONS: dict[str, tuple[tuple[CampaignStatus, ...], CampaignStatus]] = {
+    "activate": (("draft",), "active"), "pause": (("active",), "paused"), "resume": (("paused",), "active"),
+    "complete": (("draft", "active", "paused"), "completed")}
+
+
+def change_status(cur: psycopg2.extensions.cursor, campaign_id: int, action: str) -> tuple[str, str]:
+    """Switch a campaign (the caller checked it is the broker's and locked nothing): (status before, after).
+
+    Paused, the batches neither enroll nor decide for it, and its sends still owed are held (the dispatcher
+    sends only ``pending`` ones) until it resumes; resuming keeps ``activated_at``, so what happened while
+    it was paused is caught up. Completed is final: its enrollments stop and its waiting requests are refused.
+    """
+    if action not in TRANSITIONS:
+        raise CampaignError(f"no action {action!r}: use {', '.join(TRANSITIONS)}")
+    allowed, target = TRANSITIONS[action]
+    cur.execute("SELECT status FROM leadflow.campaigns WHERE campaign_id = %s FOR UPDATE", (campaign_id,))
+    row = cur.fetchone()
+    if row is None:
+        raise CampaignError(f"no campaign {campaign_id}")
+    before = str(row[0])
+    if before not in allowed:
+        raise CampaignError(f"a {before} campaign cannot be {'resumed' if action == 'resume' else action + 'd'}"
+                            f" (only a {' or '.join(allowed)} one)")
+    cur.execute("""UPDATE leadflow.campaigns SET status = %s,
+                       activated_at = CASE WHEN %s = 'activate' THEN now() ELSE activated_at END
+                   WHERE campaign_id = %s""", (target, action, campaign_id))
+    if action in ("pause", "complete"):
+        cur.execute("""UPDATE leadflow.outbound_sends SET status = 'skipped', reason = %s, next_attempt_at = NULL,
+                           updated_at = now()
+                       WHERE campaign_id = %s AND (status = 'pending' OR (status = 'skipped' AND reason = %s))""",
+                    (HELD_BY_PAUSE if action == "pause" else DROPPED_BY_COMPLETION, campaign_id, HELD_BY_PAUSE))
+    if action == "resume":
+        # Due from when they were decided: whatever the dispatcher's clock (a replayed batch's as well).
+        cur.execute("""UPDATE leadflow.outbound_sends SET status = 'pending', reason = NULL,
+                           next_attempt_at = created_at, updated_at = now()
+                       WHERE campaign_id = %s AND status = 'skipped' AND reason = %s""", (campaign_id, HELD_BY_PAUSE))
+    if action == "complete":
+        cur.execute("""UPDATE leadflow.campaign_enrollments SET status = 'stopped', next_due_at = NULL,
+                           stopped_reason = 'campaign completed'
+                       WHERE campaign_id = %s AND status = 'active'""", (campaign_id,))
+        cur.execute("""UPDATE leadflow.manual_enrollments SET status = 'refused', decided_at = now(),
+                           reason = 'the campaign was completed before it enrolled the lead'
+                       WHERE campaign_id = %s AND status = 'requested'""", (campaign_id,))
+    return before, target
 
 
 # --- consent -------------------------------------------------------------------------------------
@@ -234,6 +329,7 @@ class TargetResult:
     deferred: dict[str, int] = field(default_factory=dict)
     stopped: int = 0
     already_decided: int = 0  # due steps that a previous run had already written (a rerun)
+    refused: dict[str, int] = field(default_factory=dict)  # leads applied to a manual campaign, not enrolled
 
 
 def _contact_rules(cur: psycopg2.extensions.cursor) -> dict[int, ContactRules]:
@@ -274,8 +370,15 @@ def target_campaigns(url: str, now: datetime, publish: Callable[[list[tuple[byte
         enrolled: pl.DataFrame = read_frame(cur, """
             SELECT campaign_id, lead_id FROM leadflow.campaign_enrollments WHERE campaign_id = ANY(%(campaigns)s)""",
             ids, {"campaign_id": pl.Int64, "lead_id": pl.Int64})
-        new = enroll(list(campaigns.values()), profiles, memberships, enrolled, now)
+        requested: pl.DataFrame = read_frame(cur, """
+            SELECT campaign_id, lead_id FROM leadflow.manual_enrollments
+            WHERE status = 'requested' AND campaign_id = ANY(%(campaigns)s)""",
+            ids, {"campaign_id": pl.Int64, "lead_id": pl.Int64})
+        new = enroll(list(campaigns.values()), profiles, memberships, enrolled, now, requested)
         result.enrolled = new.height
+        _record_requests(cur, manual_outcomes(
+            list(campaigns.values()), requested, profiles, memberships,
+            pl.concat([enrolled, new.select("campaign_id", "lead_id")])), now, result)
 
         cap_days = max((b.rules.cap_days for b in brokers.values()), default=7.0)
         recent: pl.DataFrame = read_frame(cur, """
@@ -300,6 +403,21 @@ def target_campaigns(url: str, now: datetime, publish: Callable[[list[tuple[byte
         commands = _write_decisions(cur, decisions, existing, now, result)
         publish(commands)
     return result
+
+
+def _record_requests(cur: psycopg2.extensions.cursor, outcomes: pl.DataFrame, now: datetime,
+                     result: TargetResult) -> None:
+    """Close each manual request this batch took: enrolled, or refused with its reason (shown in the log)."""
+    if outcomes.is_empty():
+        return
+    cur.execute("""
+        UPDATE leadflow.manual_enrollments m SET status = o.status, reason = o.reason, decided_at = %s
+        FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS o(campaign_id, lead_id, status, reason)
+        WHERE m.campaign_id = o.campaign_id AND m.lead_id = o.lead_id AND m.status = 'requested'""",
+                (now, outcomes["campaign_id"].to_list(), outcomes["lead_id"].to_list(), outcomes["status"].to_list(),
+                 outcomes["reason"].to_list()))
+    for (reason,), group in outcomes.filter(pl.col("status") == "refused").group_by("reason"):
+        result.refused[str(reason)] = group.height
 
 
 def _moved_on(enrollments: pl.DataFrame, now: datetime) -> pl.DataFrame:
@@ -393,20 +511,29 @@ def _commands(sends: pl.DataFrame, now: datetime) -> list[tuple[bytes, bytes]]:
 
 
 def trigger_watermark(url: str) -> str | None:
-    """How far the events that can enroll leads have come (stage moves, scores), for brokers with an
-    active campaign triggered by them; None when no such campaign is active."""
+    """How far the events that can enroll leads have come (stage moves, scores, leads applied by hand to
+    manual campaigns), for brokers with an active campaign triggered by them; None when no such campaign is
+    active."""
     with transaction(url) as conn, conn.cursor() as cur:
         cur.execute("""
             WITH brokers AS (
                 SELECT DISTINCT broker_id FROM leadflow.campaigns
                 WHERE status = 'active' AND definition -> 'trigger' ->> 'type' IN ('stage_change', 'score_threshold')
+            ), manual AS (
+                SELECT campaign_id FROM leadflow.campaigns
+                WHERE status = 'active' AND definition -> 'trigger' ->> 'type' = 'manual'
             )
-            SELECT (SELECT count(*) FROM brokers),
+            SELECT (SELECT count(*) FROM brokers), (SELECT count(*) FROM manual),
                    (SELECT coalesce(max(stage_event_id), 0) FROM leadflow.stage_events WHERE broker_id IN
                         (SELECT broker_id FROM brokers)),
                    (SELECT coalesce(extract(epoch FROM max(scored_at))::bigint, 0) FROM leadflow.lead_scores
-                    WHERE broker_id IN (SELECT broker_id FROM brokers))""")
+                    WHERE broker_id IN (SELECT broker_id FROM brokers)),
+                   (SELECT coalesce(max(extract(epoch FROM requested_at) * 1000000)::bigint, 0)
+                    FROM leadflow.manual_enrollments WHERE campaign_id IN (SELECT campaign_id FROM manual))""")
         row = cur.fetchone()
     assert row is not None
-    active, stage_event, scored = row
-    return None if not active else f"stages{stage_event}-scores{scored}"
+    active, manual, stage_event, scored, requested = row
+    if not active and not manual:
+        return None
+    # Requests are stamped when made, so a batch that decides them leaves this part as it was: no second run.
+    return f"stages{stage_event}-scores{scored}" + (f"-manual{requested}" if manual else "")

@@ -3,7 +3,8 @@
 One batch, at time ``now``:
 
 1. **Enroll**: each active campaign's trigger over its broker's lead profiles; a lead goes through a
-   campaign once, and an opted-out lead is never enrolled.
+   campaign once, and an opted-out lead is never enrolled. A ``manual`` campaign enrolls the leads a person
+   applied it to (``requested``); ``manual_outcomes`` says what became of each of those requests.
 2. **Decide** every due step (enrollment whose ``next_due_at`` ≤ now), in this order:
    opted out → ``stop`` (the enrollment ends; nothing is sent, on any channel); the step's conditions
    fail → ``skip`` (the enrollment moves on); no way to reach the lead on the step's channel →
@@ -54,12 +55,22 @@ class Broker:
     rules: ContactRules = field(default_factory=ContactRules)
 
 
-def _trigger(campaign: Campaign, profiles: pl.DataFrame, members: pl.DataFrame) -> pl.DataFrame:
+REQUEST_SCHEMA: dict[str, pl.DataType] = {"campaign_id": pl.Int64(), "lead_id": pl.Int64()}
+
+
+def _requested(campaign: Campaign, requested: pl.DataFrame | None) -> pl.DataFrame:
+    if requested is None:
+        return pl.DataFrame(schema={"lead_id": pl.Int64})
+    return requested.filter(pl.col("campaign_id") == campaign.campaign_id).select(pl.col("lead_id").cast(pl.Int64))
+
+
+def _trigger(campaign: Campaign, profiles: pl.DataFrame, members: pl.DataFrame,
+             requested: pl.DataFrame | None = None) -> pl.DataFrame:
     trigger = campaign.definition.trigger
     leads = profiles.filter((pl.col("broker_id") == campaign.broker_id) & ~pl.col("opted_out"))
     if trigger.type == "manual":
-        return leads.clear()
-    if trigger.type == "score_threshold":
+        leads = leads.join(_requested(campaign, requested), on="lead_id", how="semi")
+    elif trigger.type == "score_threshold":
         leads = leads.filter(pl.col("score") >= trigger.score_min)
     elif trigger.type == "stage_change":
         # Entered the stage since the campaign was switched on: a change, not a state.
@@ -74,11 +85,15 @@ def _trigger(campaign: Campaign, profiles: pl.DataFrame, members: pl.DataFrame) 
 
 
 def enroll(campaigns: list[Campaign], profiles: pl.DataFrame, members: pl.DataFrame, enrolled: pl.DataFrame,
-           now: datetime) -> pl.DataFrame:
-    """New enrollments (campaign_id, broker_id, lead_id, next_step 0, next_due_at): triggered, not yet in."""
+           now: datetime, requested: pl.DataFrame | None = None) -> pl.DataFrame:
+    """New enrollments (campaign_id, broker_id, lead_id, next_step 0, next_due_at): triggered, not yet in.
+
+    ``requested`` (campaign_id, lead_id): the leads people applied ``manual`` campaigns to, which are what
+    such a campaign's trigger enrolls (still never an opted-out lead, and narrowed by its segment, if any).
+    """
     found = []
     for campaign in campaigns:
-        leads = _trigger(campaign, profiles, members).select("lead_id")
+        leads = _trigger(campaign, profiles, members, requested).select("lead_id")
         already = enrolled.filter(pl.col("campaign_id") == campaign.campaign_id).select("lead_id")
         first_delay = timedelta(hours=campaign.definition.steps[0].delay_hours)
         found.append(leads.join(already, on="lead_id", how="anti").select(
@@ -87,6 +102,48 @@ def enroll(campaigns: list[Campaign], profiles: pl.DataFrame, members: pl.DataFr
             pl.lit(0, pl.Int64).alias("next_step"), pl.lit(now + first_delay).dt.cast_time_unit("us")
             .dt.convert_time_zone("UTC").alias("next_due_at")))
     return pl.concat(found) if found else pl.DataFrame(schema=ENROLLMENT_SCHEMA)
+
+
+OUTCOME_SCHEMA: dict[str, pl.DataType] = {"campaign_id": pl.Int64(), "lead_id": pl.Int64(), "status": pl.String(),
+                                          "reason": pl.String()}
+
+
+def manual_outcomes(campaigns: list[Campaign], requested: pl.DataFrame, profiles: pl.DataFrame,
+                    members: pl.DataFrame, enrolled: pl.DataFrame) -> pl.DataFrame:
+    """What became of each request (campaign_id, lead_id) of these campaigns: ``enrolled`` (in ``enrolled``,
+    which holds this batch's new enrollments too) or ``refused``, with the reason a person reads in the log.
+
+    The reasons follow ``_trigger``'s order: a lead that is no longer live (merged into another since it was
+    chosen), then consent, then the campaign's segment.
+    """
+    col, lit = pl.col, pl.lit
+    found = []
+    for campaign in campaigns:
+        asked = _requested(campaign, requested)
+        if asked.is_empty():
+            continue
+        segment = campaign.definition.trigger.segment
+        live = profiles.filter(col("broker_id") == campaign.broker_id).select(
+            "lead_id", pl.col("opted_out").fill_null(False).alias("_opted_out"))
+        inside = (members.filter((col("broker_id") == campaign.broker_id) & (col("segment") == segment))
+                  .select("lead_id", pl.lit(True).alias("_member")) if segment is not None
+                  else pl.DataFrame(schema={"lead_id": pl.Int64, "_member": pl.Boolean}))
+        done = enrolled.filter(col("campaign_id") == campaign.campaign_id).select(
+            pl.col("lead_id").cast(pl.Int64), pl.lit(True).alias("_enrolled"))
+        frame = (asked.join(done, on="lead_id", how="left").join(live, on="lead_id", how="left")
+                 .join(inside.unique("lead_id"), on="lead_id", how="left"))
+        reason = (pl.when(col("_enrolled").is_not_null()).then(lit(None, pl.String))
+                  .when(col("_opted_out").is_null())
+                  .then(lit("no longer a live lead of this broker (merged into another lead)"))
+                  .when(col("_opted_out")).then(lit("opted out"))
+                  .when(lit(segment is not None) & col("_member").is_null())
+                  .then(lit(f"not in the campaign's segment {segment!r}"))
+                  .otherwise(lit("not enrolled by the campaign's trigger")))
+        found.append(frame.select(
+            pl.lit(campaign.campaign_id, pl.Int64).alias("campaign_id"), "lead_id",
+            status=pl.when(col("_enrolled").is_not_null()).then(lit("enrolled")).otherwise(lit("refused")),
+            reason=reason))
+    return pl.concat(found) if found else pl.DataFrame(schema=OUTCOME_SCHEMA)
 
 
 DECISION_SCHEMA: dict[str, pl.DataType] = {

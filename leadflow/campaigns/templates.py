@@ -17,6 +17,7 @@ _WORDS = {"operation": PHRASES["es"]["operation"], "type": PHRASES["es"]["type"]
 _FALLBACKS = {"name": "", "first_name": "", "location": "la zona que buscas", "locations": "la zona que buscas",
               "budget": "tu presupuesto", "property_type": "propiedad", "bedrooms": "", "operation": "",
               "broker": "", "stage": "", "visit_time": "pronto"}
+VARIABLES = tuple(sorted(_FALLBACKS))  # what a template may name, for the editors' hints and refusals
 
 
 def template_columns() -> dict[str, pl.Expr]:

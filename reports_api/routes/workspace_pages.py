@@ -127,6 +127,7 @@ def inbox_page(pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id, s
             found = reads.inbox(cur, broker_id, who.user_id, f)
             counts = reads.inbox_counts(cur, broker_id, who.user_id, common["pipeline"], f)
             people = reads.people(cur, broker_id) if who.role != "AGENT" else []
+            manual = _manual_campaigns(cur, broker_id) if who.role != "AGENT" else []
     except HTTPException as exc:
         return _error_page(who, exc)
     filters = {"stage": f.stage, "temperature": f.temperature, "channel": f.channel, "assigned": f.assigned,
@@ -137,7 +138,14 @@ def inbox_page(pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id, s
                 next_url=f"{base}?{urlencode({**kept, 'after': found['next']})}" if found["next"] else None,
                 first_url=f"{base}?{urlencode(kept)}" if after else None, people=people,
                 can_assign=who.role != "AGENT", csrf=csrf.token_for(tokens.secret, session.token),
-                error=ERRORS.get(error or ""), **common)
+                error=ERRORS.get(error or ""), manual_campaigns=manual, **common)
+
+
+def _manual_campaigns(cur: psycopg2.extensions.cursor, broker_id: int) -> list[dict[str, Any]]:
+    """The broker's active manual campaigns, which an admin applies to leads chosen in the inbox."""
+    cur.execute("""SELECT campaign_id, name FROM leadflow.campaigns WHERE broker_id = %s AND status = 'active'
+                   AND definition -> 'trigger' ->> 'type' = 'manual' ORDER BY name""", (broker_id,))
+    return [{"campaign_id": int(r[0]), "name": str(r[1])} for r in cur.fetchall()]
 
 
 @router.get("/leads/{lead_id}")
