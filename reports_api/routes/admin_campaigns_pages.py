@@ -13,7 +13,7 @@ the count. Left out of the OpenAPI document: the JSON API is ``reports_api.route
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import psycopg2.extensions
 from fastapi import APIRouter, Query, Request, status
@@ -26,15 +26,16 @@ from reports_api.admin import campaigns
 from reports_api.admin.access import AdminError, Invalid
 from reports_api.deps import Id, Tokens
 from reports_api.routes.admin import Owner
+from reports_api.routes.admin_forms import EXPIRED_FORM
+from reports_api.routes.admin_forms import owner_run as _owner_run
+from reports_api.routes.admin_forms import to_login as _to_login
 from reports_api.routes.workspace_pages import Session, SessionDep
 from reports_api.routes.workspace_settings import form_lists
 from reports_api.sessions import OwnerConnections
 from reports_api.workspace import csrf
 from reports_api.workspace.render import page
 
-T = TypeVar("T")
 router = APIRouter(prefix="/dashboard/brokers/{broker_id}/admin", tags=["admin pages"], include_in_schema=False)
-EXPIRED_FORM = "El formulario venció. Vuelve a intentarlo."
 MAX_ROWS = 12  # condition rows of the segment form
 OPS = {"eq": "es igual a", "ne": "no es", "in": "es uno de", "not_in": "no es ninguno de", "gt": "mayor que",
        "gte": "mayor o igual a", "lt": "menor que", "lte": "menor o igual a", "any_of": "incluye alguno de",
@@ -62,13 +63,6 @@ TOP_LABELS = {"name": "Nombre", "trigger_type": "Disparador", "trigger_score_min
               "all": "Condiciones", "any": "Condiciones"}
 
 
-def _to_login() -> RedirectResponse:
-    return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _owner_run(owner: OwnerConnections, action: Callable[[psycopg2.extensions.cursor], T]) -> T:
-    with owner.cursor() as cur:
-        return action(cur)
 
 
 async def _form(request: Request, tokens: Tokens, session: Session) -> dict[str, list[str]] | None:

@@ -8,14 +8,12 @@ the parser's reason and a 422. Left out of the OpenAPI document.
 
 # No `from __future__ import annotations`: FastAPI must see the Annotated aliases as objects.
 
-from collections.abc import Callable
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-import psycopg2.extensions
 from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from ingest_api.intake import MAX_BODY_BYTES
@@ -23,26 +21,20 @@ from reports_api.admin import dead_letters, health, people, usage
 from reports_api.admin.access import AdminError
 from reports_api.deps import MAX_ID, Id, Tokens
 from reports_api.routes.admin import Owner
+from reports_api.routes.admin_forms import EXPIRED_FORM
+from reports_api.routes.admin_forms import owner_run as _owner_run
+from reports_api.routes.admin_forms import to_login as _to_login
 from reports_api.routes.workspace_pages import Session, SessionDep
 from reports_api.sessions import OwnerConnections
 from reports_api.workspace import csrf
 from reports_api.workspace.render import page
 
-T = TypeVar("T")
 router = APIRouter(prefix="/dashboard/brokers/{broker_id}/admin", tags=["admin pages"], include_in_schema=False)
-EXPIRED_FORM = "El formulario venció. Vuelve a intentarlo."
 # A payload may be as large as a webhook (512 KiB), and URL-encoding can triple it: the other forms' 64 KiB
 # (workspace_settings.form_lists) would refuse a VAPI report.
 MAX_REPLAY_FORM = 3 * MAX_BODY_BYTES + 4096
 
 
-def _to_login() -> RedirectResponse:
-    return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _owner_run(owner: OwnerConnections, action: Callable[[psycopg2.extensions.cursor], T]) -> T:
-    with owner.cursor() as cur:
-        return action(cur)
 
 
 def _refused(session: Session, exc: AdminError) -> Response:

@@ -9,8 +9,7 @@ backend refuses comes back with the values typed and a message naming the field,
 
 # No `from __future__ import annotations`: FastAPI must see the Annotated aliases as objects.
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
 import psycopg2.extensions
@@ -24,16 +23,17 @@ from reports_api.admin import audit, people
 from reports_api.admin.access import AdminError, Invalid, NotFound
 from reports_api.deps import MAX_ID, Id, Tokens
 from reports_api.routes.admin import Owner, forget_sessions, invitation_url
+from reports_api.routes.admin_forms import EXPIRED_FORM
+from reports_api.routes.admin_forms import owner_run as _owner_run
+from reports_api.routes.admin_forms import to_login as _to_login
 from reports_api.routes.workspace_pages import Session, SessionDep
 from reports_api.security import Principal
 from reports_api.sessions import OwnerConnections
 from reports_api.workspace import csrf
 from reports_api.workspace.render import page
 
-T = TypeVar("T")
 router = APIRouter(prefix="/dashboard", tags=["admin pages"], include_in_schema=False)
 MAX_FORM = 16 * 1024
-EXPIRED_FORM = "El formulario venció. Vuelve a intentarlo."
 INVALID_LINK = "Este enlace de invitación no sirve: ya se usó, se reemplazó por uno más nuevo o venció. " \
                "Pide uno nuevo a un administrador de tu corredora."
 # How a form names each field in its messages.
@@ -44,9 +44,6 @@ LABELS = {"slug": "Identificador (slug)", "name": "Nombre", "country": "País", 
 BROKER_FIELDS = ("slug", "name", "country", "timezone", "admin_email", "admin_display_name")
 INVITE_FIELDS = ("email", "display_name", "role")
 
-
-def _to_login() -> RedirectResponse:
-    return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -62,10 +59,6 @@ def _message(exc: AdminError) -> str:
     label = LABELS.get(exc.field or "")
     return f"{label}: {exc}" if label else str(exc)
 
-
-def _owner_run(owner: OwnerConnections, action: Callable[[psycopg2.extensions.cursor], T]) -> T:
-    with owner.cursor() as cur:
-        return action(cur)
 
 
 def _shown(request: Request, invitation: people.Invitation, email: str, timezone: str) -> dict[str, Any]:

@@ -12,9 +12,8 @@ Left out of the OpenAPI document: the JSON API is ``reports_api.routes.admin_set
 
 import dataclasses
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import psycopg2.extensions
 from fastapi import APIRouter, Query, Request, status
@@ -28,16 +27,17 @@ from reports_api.admin import people, settings
 from reports_api.admin.access import AdminError
 from reports_api.deps import Id, Tokens
 from reports_api.routes.admin import Owner
+from reports_api.routes.admin_forms import EXPIRED_FORM
+from reports_api.routes.admin_forms import owner_run as _owner_run
+from reports_api.routes.admin_forms import to_login as _to_login
 from reports_api.routes.workspace_pages import Session, SessionDep
 from reports_api.routes.workspace_settings import form_lists
 from reports_api.sessions import OwnerConnections
 from reports_api.workspace import csrf
 from reports_api.workspace.render import page
 
-T = TypeVar("T")
 router = APIRouter(prefix="/dashboard/brokers/{broker_id}/admin/settings", tags=["admin pages"],
                    include_in_schema=False)
-EXPIRED_FORM = "El formulario venció. Vuelve a intentarlo."
 TITLES = {"scoring": "Puntaje y temperatura", "pipeline": "Etapas del pipeline",
           "llm": "Calificación con LLM", "campaigns": "Contacto: horario, tope y palabras de baja",
           "agent": "Bot: persona y datos"}
@@ -160,13 +160,6 @@ def _field_of(section: str, problem_field: str) -> str | None:
     return None
 
 
-def _owner_run(owner: OwnerConnections, action: Callable[[psycopg2.extensions.cursor], T]) -> T:
-    with owner.cursor() as cur:
-        return action(cur)
-
-
-def _to_login() -> RedirectResponse:
-    return RedirectResponse("/dashboard/login", status_code=status.HTTP_303_SEE_OTHER)
 
 
 async def _page(owner: OwnerConnections, tokens: Tokens, session: Session, broker_id: int, status_code: int = 200,
