@@ -88,6 +88,15 @@ def test_an_opt_out_is_confirmed_even_after_a_handoff_and_in_english() -> None:
     assert decision.action == "confirm_opt_out" and decision.reply is not None and "won't" in decision.reply
 
 
+def test_the_brokers_own_opt_out_words_stop_the_bot_too_and_only_for_that_broker() -> None:
+    turns = [lead("Hola, busco depto en Ñuñoa"), bot("¿Cuántos dormitorios?", asks="bedrooms", minute=1),
+             lead("Ya no me interesa, gracias", minute=2)]
+    own = Conversation(turns, config(), "CL", "telegram", opt_out_words=("ya no me interesa",))
+    assert respond(own).action == "confirm_opt_out"
+    other = Conversation(turns, config(), "CL", "telegram", opt_out_words=("no más mensajes",))
+    assert respond(other).action != "confirm_opt_out"
+
+
 # --- handing over to a person ---------------------------------------------------------------------
 
 @pytest.mark.parametrize(("text", "country"), [

@@ -79,6 +79,8 @@ class Conversation:
     # A sentence the guardrails need said before the policy's own words (e.g. a refusal), so the
     # policy can place it after its greeting and still ask its question last.
     notice: str | None = None
+    # The broker's own opt-out words (``broker_settings.campaigns.opt_out_words``), on top of the built-in ones.
+    opt_out_words: tuple[str, ...] = ()
     lead_messages: tuple[Message, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

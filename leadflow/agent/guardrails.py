@@ -19,6 +19,7 @@ from datetime import timedelta
 from leadflow.agent import knowledge, words
 from leadflow.agent.decision import Conversation, Decision, Message, Policy, silence
 from leadflow.agent.voice import Voice, conversation_seed, voice_of
+from leadflow.campaigns.eligibility import broker_opt_out
 
 _MEDIA = ("audio", "image", "video", "document")  # a person can open these; the bot cannot
 _SENTENCES = re.compile(r"(?<=[.!?])\s+")
@@ -125,10 +126,13 @@ def _credit_record(conversation: Conversation, decision: Decision, voice: Voice,
 
 
 def opted_out(conversation: Conversation) -> bool:
-    """Any lead message with the campaigns' opt-out words, or a qualification that says so."""
+    """Any lead message with the campaigns' opt-out words (the built-in ones and the broker's own), or a
+    qualification that says so."""
     if conversation.qualification is not None and conversation.qualification.opted_out:
         return True
-    return any(m.type == "text" and words.OPT_OUT.search(m.text) for m in conversation.lead_messages)
+    own = broker_opt_out(conversation.opt_out_words)
+    return any(m.type == "text" and (words.OPT_OUT.search(m.text) or (own is not None and own.search(m.text)))
+               for m in conversation.lead_messages)
 
 
 def emoji_only(text: str) -> bool:

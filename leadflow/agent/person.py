@@ -18,7 +18,6 @@ PostgreSQL's row security keeps an AGENT to its own leads and every row signed b
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import psycopg2.extensions
 
 from leadflow.agent.history import AUTHOR_KEY
 from leadflow.agent.store import Handler
-from leadflow.campaigns.eligibility import OPT_OUT, in_whatsapp_window
+from leadflow.campaigns.eligibility import in_whatsapp_window, says_opt_out
 from leadflow.events import ChannelMessage, Contact, OutboundCommand
 from leadflow.outbound.errors import Rejected, RetryLater, Skip
 from leadflow.outbound.senders import Sender
@@ -130,15 +129,19 @@ def reply_target(cur: psycopg2.extensions.cursor, lead_id: int, now: datetime | 
 
 
 def _opted_out(cur: psycopg2.extensions.cursor, lead_id: int) -> bool:
-    """The qualification's opted_out, or any of the lead's messages in the consent authority's opt-out words."""
-    cur.execute("SELECT opted_out FROM leadflow.lead_qualifications WHERE lead_id = %s", (lead_id,))
+    """The qualification's opted_out, or any of the lead's messages in the consent authority's opt-out words
+    (the built-in ones and the broker's own)."""
+    cur.execute("""SELECT q.opted_out, s.campaigns -> 'opt_out_words' FROM leadflow.leads l
+                   LEFT JOIN leadflow.lead_qualifications q USING (lead_id)
+                   LEFT JOIN leadflow.broker_settings s ON s.broker_id = l.broker_id
+                   WHERE l.lead_id = %s""", (lead_id,))
     row = cur.fetchone()
     if row is not None and row[0]:
         return True
+    own = tuple(str(w) for w in row[1]) if row is not None and isinstance(row[1], list) else ()
     cur.execute("""SELECT m.body FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
                    WHERE ml.lead_id = %s AND m.direction = 'inbound' AND m.body IS NOT NULL""", (lead_id,))
-    pattern = re.compile(OPT_OUT)
-    return any(pattern.search(body) for (body,) in cur.fetchall())
+    return any(says_opt_out(body, own) for (body,) in cur.fetchall())
 
 
 def current_handler(cur: psycopg2.extensions.cursor, lead_id: int) -> Handler:

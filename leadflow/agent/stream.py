@@ -77,6 +77,7 @@ class Broker:
     country: str
     config: AgentConfig
     llm: dict[str, Any] = field(default_factory=dict)
+    opt_out_words: tuple[str, ...] = ()  # the broker's own, from its campaign settings
 
 
 @dataclass
@@ -136,11 +137,16 @@ class Directory:
             return
         with self.db.cursor() as cur:
             configs = agent_configs(cur)
-            cur.execute("""SELECT b.broker_id, b.slug, b.country, coalesce(s.llm, '{}') FROM leadflow.brokers b
-                           LEFT JOIN leadflow.broker_settings s USING (broker_id)""")
-            self.brokers = {int(b): Broker(int(b), slug, country, configs[int(b)], llm) for b, slug, country, llm
-                            in cur.fetchall() if int(b) in configs}
+            cur.execute("""SELECT b.broker_id, b.slug, b.country, coalesce(s.llm, '{}'),
+                                  coalesce(s.campaigns -> 'opt_out_words', '[]')
+                           FROM leadflow.brokers b LEFT JOIN leadflow.broker_settings s USING (broker_id)""")
+            self.brokers = {int(b): Broker(int(b), slug, country, configs[int(b)], llm, _words(own))
+                            for b, slug, country, llm, own in cur.fetchall() if int(b) in configs}
         self.loaded_at = time.monotonic()
+
+
+def _words(value: object) -> tuple[str, ...]:
+    return tuple(str(w) for w in value) if isinstance(value, list) else ()
 
 
 @dataclass
@@ -426,7 +432,7 @@ class LeadAgent:
         else:
             released = handler.switched_at if handler is not None and handler.handler == "bot" else None
             conversation = Conversation(history.since_release(turns, released), broker.config, broker.country,
-                                        burst.channel)
+                                        burst.channel, opt_out_words=broker.opt_out_words)
             decision = self._decide(broker, conversation)
         policy = _policy_name(broker.config, decision)
         self.stats.decisions[decision.action] += 1

@@ -7,6 +7,7 @@ time (a retried send may have left the 24-hour window meanwhile).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ import polars as pl
 # The window rule sits below campaigns, where the sender can check it again at send time.
 from leadflow.outbound.window import WHATSAPP_WINDOW, in_whatsapp_window
 
-__all__ = ["WHATSAPP_WINDOW", "ContactRules", "in_whatsapp_window", "opt_out_words_pattern", "opts_out",
-           "quiet_until"]
+__all__ = ["WHATSAPP_WINDOW", "ContactRules", "broker_opt_out", "in_whatsapp_window", "opt_out_words_pattern",
+           "opts_out", "quiet_until", "says_opt_out"]
 
 # Opt-out words as leads write them, in the languages they use; one match stops every campaign for
 # the lead on every channel. Same words the qualifier reads as ``opted_out`` (rules.py), kept here
@@ -46,6 +47,21 @@ def opt_out_words_pattern(words: Sequence[str]) -> str | None:
         if pieces:
             parts.append(r"\s+".join(pieces))
     return r"(?i)\b(?:" + "|".join(parts) + r")\b" if parts else None
+
+
+@functools.lru_cache(maxsize=4096)
+def broker_opt_out(words: tuple[str, ...]) -> re.Pattern[str] | None:
+    """``opt_out_words_pattern`` compiled, once per list of words (the agent checks every burst)."""
+    pattern = opt_out_words_pattern(words)
+    return re.compile(pattern) if pattern else None
+
+
+def says_opt_out(text: str, words: tuple[str, ...] = ()) -> bool:
+    """Whether ``text`` opts out: the built-in words, or the broker's own."""
+    if re.search(OPT_OUT, text):
+        return True
+    own = broker_opt_out(words)
+    return own is not None and own.search(text) is not None
 
 
 @dataclass(frozen=True)
