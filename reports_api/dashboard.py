@@ -7,16 +7,16 @@ as the JSON endpoints.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from reports_api.workspace.render import environment
 
 COOKIE = "leadflow_session"
 BAR_MAX_WIDTH = 440  # pixels of the widest funnel bar; the test measures bars against it
-_templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                         autoescape=select_autoescape(["html"]))
+# The workspace's environment: the funnel page shows the workspace's navigation, whose macros use its filters.
+_templates = environment()
 
 
 def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -38,6 +38,11 @@ _templates.filters["local"] = local_time
 _templates.globals.update(AUTHORS=AUTHORS, TEMPERATURES=TEMPERATURES, CHANNELS=CHANNELS)
 
 
+def environment() -> Environment:
+    """The one template environment, with the filters and names every page may use (the dashboard's too)."""
+    return _templates
+
+
 def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     # no-store: a page holds one person's leads and a CSRF token; no cache, shared or not, keeps it.
     return HTMLResponse(_templates.get_template(name).render(**context), status_code=status_code,
