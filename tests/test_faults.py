@@ -284,8 +284,14 @@ def test_nothing_accepted_is_lost_while_each_part_fails(stack: Stack) -> None:
         phase("Kafka restarted", 4)
         traffic.phase = "winding down (sending what is owed again)"
     lander_exits, agent_exits = dict(lander.exits), dict(agent.exits)
+    def still_missing() -> str:
+        landed = set(_landed(stack.database_url, broker))
+        missing = sorted(set(map(str, traffic.accepted)) - {str(x) for x in landed})
+        return (f"{len(landed)} of {len(traffic.accepted)} landed; missing e.g. {missing[:10]}; landing exits "
+                f"{dict(lander.exits)}")
+
     _wait(lambda: len(set(_landed(stack.database_url, broker))) >= len(traffic.accepted), "every accepted update "
-          "to land")
+          "to land", context=still_missing)
     # The agent is done when no reply waits for a send or a retry.
     _wait(lambda: not {"claimed", "retry"} & set(_replies(stack.database_url, broker)), "the agent to settle")
     agent.stop()
