@@ -184,8 +184,9 @@ class Settings(BaseModel):
     credentials_refresh_s: float = _env("LEADFLOW_CREDENTIALS_REFRESH_S", "how often a process looks for changed "
                                         "brokers and channel credentials, seconds", 2.0, gt=0, le=300)
     ingest_public_url: str = _env("LEADFLOW_INGEST_PUBLIC_URL", "the ingest API's address as providers reach it "
-                                  "(the webhook URLs the admin pages show and give Telegram's setWebhook)",
-                                  "http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
+                                  "(the webhook URLs the admin pages show and give Telegram's setWebhook); empty: "
+                                  "http://LEADFLOW_INGEST_HOST:LEADFLOW_INGEST_PORT", "",
+                                  pattern=r"^(https?://[^\s]+)?$")
     test_database_url: str = _env("LEADFLOW_TEST_DATABASE_URL", "a server the test suite creates its database on", "",
                                   repr=False)
     test_kafka_bootstrap_servers: str = _env("LEADFLOW_TEST_KAFKA_BOOTSTRAP_SERVERS", "Kafka for the test suite", "")
@@ -234,6 +235,11 @@ class Settings(BaseModel):
     def variables(cls) -> set[str]:
         """The name of every environment variable a field reads."""
         return {field.alias for field in cls.model_fields.values() if field.alias}
+
+    @property
+    def webhook_base_url(self) -> str:
+        """Where providers send webhooks: LEADFLOW_INGEST_PUBLIC_URL, else where this machine's ingest API listens."""
+        return (self.ingest_public_url or f"http://{self.ingest_host}:{self.ingest_port}").rstrip("/")
 
     @property
     def topics(self) -> Topics:

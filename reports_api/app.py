@@ -135,7 +135,7 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.state.credentials = credentials if credentials is not None else StoredCredentials(
         database_url, app.state.master_keys, configured.credentials_refresh_s)
     app.state.telegram_api_url = configured.telegram_api_url
-    app.state.ingest_public_url = configured.ingest_public_url
+    app.state.ingest_public_url = configured.webhook_base_url
     app.state.senders = senders if senders is not None else {
         "telegram": TelegramSender(configured.telegram_api_url, credentials=app.state.credentials),
         "whatsapp": WhatsAppSender(configured.whatsapp_api_url, credentials=app.state.credentials)}

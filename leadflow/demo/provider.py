@@ -56,6 +56,9 @@ class StandInProvider:
                     self._answer(400, {"ok": False, "description": "Bad Request: body is not JSON"})
                     return
                 n = next(ids)
+                if self.path.endswith("/setWebhook"):
+                    self._answer(200, {"ok": True, "result": True, "description": "Webhook was set"})
+                    return
                 if self.path.endswith("/sendMessage"):
                     provider.delivered.append(Delivered("telegram", str(body.get("chat_id")), str(body.get("text")),
                                                         datetime.now(UTC)))

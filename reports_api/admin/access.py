@@ -46,6 +46,6 @@ def require_admin_of(who: Principal, broker_id: int) -> None:
     if who.role == "SUPERADMIN":
         return
     if who.role != "ADMIN":
-        raise Forbidden("only the broker's admins manage its people and read its audit log")
+        raise Forbidden("only the broker's admins may do this")
     if who.broker_id != broker_id:
         raise Forbidden("this account may not manage that broker")

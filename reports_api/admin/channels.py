@@ -168,7 +168,7 @@ def set_telegram_webhook(token: str, secret: str, found: Broker, telegram_api_ur
     if response.status_code >= 500:
         raise HTTPException(status.HTTP_502_BAD_GATEWAY, f"Telegram answered {response.status_code}")
     if not isinstance(body, dict) or not body.get("ok"):
-        detail = str(body.get("description", "")) if isinstance(body, dict) else ""
+        detail = str(body.get("description", "") if isinstance(body, dict) else "") or "its answer did not say ok"
         # Telegram's words, without the token should it ever echo the request's path.
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"Telegram refused: {response.status_code} {detail.replace(token, '<token>')}".strip())
