@@ -1,0 +1,1 @@
+"""Appointments: availability, slots offered to leads, bookings, reminders and the broker's calendar."""
