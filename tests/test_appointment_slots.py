@@ -16,8 +16,8 @@ MADRID = "Europe/Madrid"
 BROKER = [AgentSchedule(None)]
 
 
-def local(tz: str, *args: int) -> datetime:
-    return datetime(*args, tzinfo=ZoneInfo(tz))  # type: ignore[misc]
+def local(tz: str, year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=ZoneInfo(tz))
 
 
 def starts(slots: list[Slot], tz: str) -> list[str]:
@@ -75,7 +75,7 @@ def test_a_nine_o_clock_visit_stays_at_nine_across_a_daylight_saving_change(
     rules = ScheduleRules(min_notice_minutes=0, horizon_days=5)
     now = local(tz, *before, 6)
     slots = free_slots(rules, tz, BROKER, {}, now, days=4)
-    firsts = {}
+    firsts: dict[date, Slot] = {}
     for slot in slots:
         day = slot.start.astimezone(ZoneInfo(tz)).date()
         firsts.setdefault(day, slot)
