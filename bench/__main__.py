@@ -19,6 +19,8 @@
   p95 under 16 concurrent users against a bare SELECT of the same rows through the same pool
   (bench/workspace.py; LEADFLOW_BENCH_WS_LEADS, LEADFLOW_BENCH_WS_MESSAGES shrink it;
   LEADFLOW_BENCH_WS_URL measures a database an earlier run seeded);
+- appointments: free visit slots for 200 people × 30 days with 10k busy intervals, against a per-minute
+  scan of the same (bench/appointments.py);
 - import: a 100k-row CSV through the workspace's import, end to end, against a COPY of the same file
   (bench/workspace_import.py; LEADFLOW_BENCH_IMPORT_ROWS).
 
@@ -234,6 +236,10 @@ def main() -> None:
 
         if wanted("qualification"):
             bench_qualification()
+        if wanted("appointments"):
+            from bench.appointments import bench_slots
+
+            bench_slots(repeats=repeats)
         if wanted("campaigns"):
             bench_targeting()
             # Dispatch first: the batch bench leaves ~450,000 pending sends that are due, and the dispatcher
