@@ -149,3 +149,21 @@ def test_an_offer_replaces_the_last_and_follows_the_lead_s_preference(database_u
                             offer_id=saturday.offer_id)
         assert isinstance(chosen, store.Appointment)
         assert store.open_offer(cur, broker.broker_id, lead) is None
+
+
+def test_the_next_free_slot_after_a_visit_is_its_end_plus_the_buffer_as_the_database_allows(
+        database_url: str, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    lead, other = _leads(database_url, broker.broker_id, 2)
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        assert isinstance(store.book(cur, broker.broker_id, lead, _slot(11), NOW, source="agent", actor="lead"),
+                          store.Appointment)
+        free = {s.start.astimezone(SANTIAGO).strftime("%H:%M") for s in store.available(cur, broker.broker_id, NOW)
+                if s.start.astimezone(SANTIAGO).day == 2}
+        # A 60-minute visit at 11:00 and a 30-minute buffer: 12:30 is the first start after it, 09:30 the last
+        # before it (ending 10:30, 30 minutes clear of 11:00).
+        assert {"09:30", "12:30"} <= free and not free & {"10:00", "10:30", "11:00", "11:30", "12:00"}
+        half_past_twelve = Slot(_slot(11).start + timedelta(minutes=90), _slot(11).end + timedelta(minutes=90),
+                                (None,))
+        assert isinstance(store.book(cur, broker.broker_id, other, half_past_twelve, NOW, source="agent",
+                                     actor="lead"), store.Appointment)

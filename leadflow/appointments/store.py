@@ -130,10 +130,12 @@ def schedules(cur: Cursor, broker_id: int) -> list[AgentSchedule]:
 
 def busy_times(cur: Cursor, broker_id: int, start: datetime, end: datetime,
                ignore: int | None = None) -> dict[AgentKey, list[Interval]]:
-    """What keeps each person busy between ``start`` and ``end``: their active visits (buffer included) and
+    """What keeps each person busy between ``start`` and ``end``: their active visits and
     their calendar's busy times. ``ignore``: an appointment being moved does not block its own new time."""
     busy: dict[AgentKey, list[Interval]] = defaultdict(list)
-    cur.execute("""SELECT agent_key, starts_at, held_until FROM leadflow.appointments
+    # The visit itself, not its held_until: ``free_slots`` pads every busy interval by the buffer on both sides,
+    # which is what the exclusion constraint asks (the end plus the buffer free before the next start).
+    cur.execute("""SELECT agent_key, starts_at, ends_at FROM leadflow.appointments
                    WHERE broker_id = %s AND status IN ('proposed', 'confirmed') AND starts_at < %s AND held_until > %s
                      AND appointment_id IS DISTINCT FROM %s""", (broker_id, end, start, ignore))
     for key, s, e in cur.fetchall():
