@@ -400,3 +400,37 @@ def test_a_visit_goes_to_its_persons_calendar_else_the_brokers_and_never_another
     connect(rig, b, 0, admin_b)
     assert calendar_row(rig, orphan.appointment_id)[0] == "pending"
     assert rig.sync(b).created == 1
+
+
+def test_the_dagster_asset_and_the_cli_run_the_sync(rig: Rig, make_broker: BrokerFactory, settings: Settings,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from dagster import materialize
+
+    from assets.appointment_calendar import appointment_calendar
+    from leadflow.cli import main
+    from pipelines.resources import GoogleCalendarResource, PostgresResource
+
+    for name, value in (("LEADFLOW_GOOGLE_CALENDAR_API_URL", rig.fake.api_url),
+                        ("LEADFLOW_GOOGLE_OAUTH_TOKEN_URL", rig.fake.token_url),
+                        ("LEADFLOW_GOOGLE_OAUTH_CLIENT_ID", CLIENT_ID),
+                        ("LEADFLOW_GOOGLE_OAUTH_CLIENT_SECRET", CLIENT_SECRET)):
+        monkeypatch.setenv(name, value)
+    broker = make_broker()
+    admin = person(rig, broker, "Admin", role="ADMIN", schedule=False)
+    connect(rig, broker, 0, admin)
+    first = book(rig, broker, lead(rig, broker), 11)
+    run = materialize([appointment_calendar], run_config={"ops": {"appointment_calendar": {"config": {
+        "as_of": NOW.isoformat()}}}}, resources={
+        "postgres": PostgresResource(url=settings.database_url),
+        "google_calendar": GoogleCalendarResource(api_url=rig.fake.api_url, token_url=rig.fake.token_url)})
+    assert run.success
+    [materialized] = run.asset_materializations_for_node("appointment_calendar")
+    assert materialized.metadata["created"].value == 1
+    assert calendar_row(rig, first.appointment_id)[0] == "synced"
+
+    second = book(rig, broker, lead(rig, broker, "Juana"), 15)
+    assert main(["calendar", "sync", "--broker", broker.slug]) == 0
+    assert "1 created" in capsys.readouterr().out
+    assert calendar_row(rig, second.appointment_id)[0] == "synced"
+    assert main(["calendar", "sync", "--broker", "no-such-broker"]) == 1
