@@ -211,3 +211,7 @@ def test_a_broken_connection_is_shown_to_the_admin(world: World) -> None:
     page = admin.get(base(world.a)).text
     assert 'id="broken"' in page and "rota" in page and "(401)" in page
     assert "Volver a conectar" in page
+    # The health page counts it too, with the way to fix it.
+    health = admin.get(f"/dashboard/brokers/{world.a.broker_id}/admin/health")
+    assert health.status_code == 200
+    assert re.search(r'class="calendars-broken"><span class="error">1</span>', health.text)
