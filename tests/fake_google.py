@@ -53,7 +53,9 @@ class FakeGoogle(LocalServer):
     codes: dict[str, dict[str, str]] = field(default_factory=dict)
     access: dict[str, bool] = field(default_factory=dict)  # access token → still valid
     refresh_tokens: dict[str, bool] = field(default_factory=dict)  # refresh token → not revoked
-    events: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # calendar → id → event
+    # "<account>/<calendar>" → id → event: each Google account has its own "primary".
+    events: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    account_of: dict[str, str] = field(default_factory=dict)  # access or refresh token → the account it opens
     deleted: set[str] = field(default_factory=set)
     busy: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # calendar → [{start, end}]
     scripts: deque[Scripted] = field(default_factory=deque)
@@ -77,6 +79,9 @@ class FakeGoogle(LocalServer):
     def script(self, *replies: Scripted) -> None:
         self.scripts.extend(replies)
 
+    def calendar(self, account: str = "agenda@corredora.example", calendar: str = "primary") -> dict[str, Any]:
+        return self.events.setdefault(f"{account}/{calendar}", {})
+
     def expire_access_tokens(self) -> None:
         for token in self.access:
             self.access[token] = False
@@ -95,9 +100,10 @@ class FakeGoogle(LocalServer):
     def secrets_issued(self) -> list[str]:
         return [*self.access, *self.refresh_tokens]
 
-    def _new_access(self) -> tuple[str, int]:
+    def _new_access(self, account: str) -> tuple[str, int]:
         token = f"ya29.fake-{secrets.token_urlsafe(24)}"
         self.access[token] = True
+        self.account_of[token] = account
         return token, 3599
 
     def start(self) -> FakeGoogle:
@@ -165,7 +171,8 @@ class FakeGoogle(LocalServer):
                     self._reply(record, 400, {"error": "invalid_request"})
                     return
                 code = f"4/fake-code-{secrets.token_urlsafe(12)}"
-                fake.codes[code] = {"challenge": q["code_challenge"], "redirect_uri": q["redirect_uri"]}
+                fake.codes[code] = {"challenge": q["code_challenge"], "redirect_uri": q["redirect_uri"],
+                                    "account": fake.email}
                 location = f"{q['redirect_uri']}?{urlencode({'state': q.get('state', ''), 'code': code})}"
                 self._reply(record, 302, None, {"location": location})
 
@@ -182,10 +189,12 @@ class FakeGoogle(LocalServer):
                             or issued["redirect_uri"] != form.get("redirect_uri")):
                         self._reply(record, 400, {"error": "invalid_grant"})
                         return
-                    access, expires = fake._new_access()
+                    access, expires = fake._new_access(issued["account"])
                     refresh = f"1//fake-refresh-{secrets.token_urlsafe(24)}"
                     fake.refresh_tokens[refresh] = True
-                    claims = base64.urlsafe_b64encode(json.dumps({"email": fake.email}).encode()).decode().rstrip("=")
+                    fake.account_of[refresh] = issued["account"]
+                    claims = base64.urlsafe_b64encode(json.dumps({"email": issued["account"]}).encode()).decode()
+                    claims = claims.rstrip("=")
                     self._reply(record, 200, {"access_token": access, "refresh_token": refresh, "expires_in": expires,
                                               "scope": "https://www.googleapis.com/auth/calendar.events",
                                               "token_type": "Bearer", "id_token": f"e30.{claims}.sig"})
@@ -193,7 +202,7 @@ class FakeGoogle(LocalServer):
                     if not fake.refresh_tokens.get(form.get("refresh_token", ""), False):
                         self._reply(record, 400, {"error": "invalid_grant", "error_description": "Token revoked"})
                         return
-                    access, expires = fake._new_access()
+                    access, expires = fake._new_access(fake.account_of[form["refresh_token"]])
                     self._reply(record, 200, {"access_token": access, "expires_in": expires, "token_type": "Bearer"})
                 else:
                     self._reply(record, 400, {"error": "unsupported_grant_type"})
@@ -218,19 +227,20 @@ class FakeGoogle(LocalServer):
                     self._reply(record, 200, {"kind": "calendar#freeBusy", "calendars": items})
                     return
                 # /calendars/{cal}/events[/{id}]
-                calendar = parts[2]
+                calendar = f"{fake.account_of[token]}/{parts[2]}"
                 events = fake.events.setdefault(calendar, {})
                 ident = parts[4] if len(parts) > 4 else None
+                gone = f"{calendar}/{ident}"
                 if record.method == "POST":
-                    self._insert(record, events)
+                    self._insert(record, events, calendar)
                 elif ident is None or ident not in events:
-                    self._reply(record, 410 if ident in fake.deleted else 404,
+                    self._reply(record, 410 if gone in fake.deleted else 404,
                                 {"error": {"code": 404, "message": "Not Found"}})
                 elif record.method == "GET":
                     self._reply(record, 200, events[ident])
                 elif record.method == "DELETE":
                     del events[ident]
-                    fake.deleted.add(ident)
+                    fake.deleted.add(gone)
                     self._reply(record, 204)
                 else:
                     current = events[ident]
@@ -243,10 +253,10 @@ class FakeGoogle(LocalServer):
                     current["etag"] = f'"{fake._serial}"'
                     self._reply(record, 200, current)
 
-            def _insert(self, record: Recorded, events: dict[str, dict[str, Any]]) -> None:
+            def _insert(self, record: Recorded, events: dict[str, dict[str, Any]], calendar: str) -> None:
                 fake._serial += 1
                 ident = record.body.get("id") or f"evt{fake._serial}"
-                if ident in events or ident in fake.deleted:
+                if ident in events or f"{calendar}/{ident}" in fake.deleted:
                     self._reply(record, 409, {"error": {"code": 409, "message": "The requested identifier "
                                                                                "already exists."}})
                     return

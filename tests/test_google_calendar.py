@@ -58,7 +58,8 @@ class Rig:
 
 
 @pytest.fixture
-def rig(settings: Settings, fake: FakeGoogle) -> Rig:
+def rig(settings: Settings, fake: FakeGoogle, monkeypatch: pytest.MonkeyPatch) -> Rig:
+    monkeypatch.setenv("LEADFLOW_BCRYPT_ROUNDS", "4")  # people are made by the dozen here; their passwords unused
     waits: list[float] = []
     client = google.Google(fake.api_url, fake.auth_url, fake.token_url, CLIENT_ID, CLIENT_SECRET,
                            sleep=waits.append, max_wait_s=20.0)
@@ -185,7 +186,7 @@ def test_an_expired_access_token_is_refreshed_stored_and_the_call_retried_once(
     assert rig.fake.access[new.access_token]
     state, ident, etag, _meet, error = calendar_row(rig, visit.appointment_id)
     assert (state, ident, error) == ("synced", event_id(broker.broker_id, visit.appointment_id), None)
-    event = rig.fake.events["primary"][str(ident)]
+    event = rig.fake.calendar()[str(ident)]
     assert event["etag"] == etag and event["transparency"] == "transparent"
     assert event["summary"] == "Visita: Carla Rojas" and event["location"] == "Av. Providencia 1234"
     assert event["start"] == {"dateTime": "2027-03-02T11:00:00-03:00", "timeZone": "America/Santiago"}
@@ -244,7 +245,7 @@ def test_an_event_edited_in_google_is_read_again_and_the_update_retried(rig: Rig
     rig.sync(broker)
     _state, ident, etag, _meet, _error = calendar_row(rig, visit.appointment_id)
     # Someone adds a note in Google: the etag we hold is stale now.
-    event = rig.fake.events["primary"][str(ident)]
+    event = rig.fake.calendar()[str(ident)]
     event["etag"], event["colorId"] = '"edited-in-google"', "5"
     change(rig, broker, visit.appointment_id, "confirmed")
     before = len(rig.fake.requests)
@@ -256,8 +257,8 @@ def test_an_event_edited_in_google_is_read_again_and_the_update_retried(rig: Rig
     assert calls == [("PATCH", 412, etag), ("GET", 200, None), ("PATCH", 200, '"edited-in-google"')]
     assert result.updated == 1
     state, _ident, new_etag, _meet, _error = calendar_row(rig, visit.appointment_id)
-    assert state == "synced" and new_etag == rig.fake.events["primary"][str(ident)]["etag"]
-    assert rig.fake.events["primary"][str(ident)]["colorId"] == "5"  # their edit kept, ours applied
+    assert state == "synced" and new_etag == rig.fake.calendar()[str(ident)]["etag"]
+    assert rig.fake.calendar()[str(ident)]["colorId"] == "5"  # their edit kept, ours applied
 
 
 def test_429_and_5xx_back_off_as_told_then_leave_the_visit_pending_with_the_reason(
@@ -307,9 +308,9 @@ def test_a_virtual_visit_gets_a_meet_link_a_cancelled_one_is_deleted_a_held_one_
     change(rig, broker, held.appointment_id, "completed", NOW + timedelta(days=2))
     result = rig.sync(broker, NOW + timedelta(days=2))
     assert result.deleted == 1
-    assert event_id(broker.broker_id, dropped.appointment_id) not in rig.fake.events["primary"]
+    assert event_id(broker.broker_id, dropped.appointment_id) not in rig.fake.calendar()
     assert calendar_row(rig, dropped.appointment_id)[:2] == ("synced", None)
-    assert rig.fake.events["primary"][event_id(broker.broker_id, held.appointment_id)]["summary"] == \
+    assert rig.fake.calendar()[event_id(broker.broker_id, held.appointment_id)]["summary"] == \
         "[Realizada] Visita: Gabriela"
     # Deleted in Google already (by a person): a later delete is fine, 404/410 means gone.
     with transaction(rig.url) as conn, conn.cursor() as cur:
@@ -333,7 +334,7 @@ def test_a_crash_between_insert_and_commit_does_not_make_a_second_event(rig: Rig
              "calendar_etag = NULL WHERE appointment_id = %s RETURNING 1", visit.appointment_id)
     result = rig.sync(broker)
     assert (result.created, result.updated) == (0, 1)
-    assert list(rig.fake.events["primary"]) == [event_id(broker.broker_id, visit.appointment_id)]
+    assert list(rig.fake.calendar()) == [event_id(broker.broker_id, visit.appointment_id)]
     assert calendar_row(rig, visit.appointment_id)[0] == "synced"
 
 
@@ -434,3 +435,27 @@ def test_the_dagster_asset_and_the_cli_run_the_sync(rig: Rig, make_broker: Broke
     assert "1 created" in capsys.readouterr().out
     assert calendar_row(rig, second.appointment_id)[0] == "synced"
     assert main(["calendar", "sync", "--broker", "no-such-broker"]) == 1
+
+
+def test_a_visit_moves_to_its_persons_calendar_once_they_connect_it(rig: Rig, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    admin = person(rig, broker, "Admin", role="ADMIN", schedule=False)
+    ana = person(rig, broker, "Ana")
+    rig.fake.email = "oficina@corredora.example"
+    connect(rig, broker, 0, admin)
+    visit = book(rig, broker, lead(rig, broker), 11, agent=ana)
+    rig.sync(broker)
+    ident = event_id(broker.broker_id, visit.appointment_id)
+    office, anas = rig.fake.calendar("oficina@corredora.example"), rig.fake.calendar("ana@corredora.example")
+    assert ident in office
+    # Ana connects her own calendar; the visit is confirmed: it leaves the office's calendar for hers.
+    rig.fake.email = "ana@corredora.example"
+    connect(rig, broker, ana, ana)
+    change(rig, broker, visit.appointment_id, "confirmed")
+    rig.sync(broker)
+    assert ident not in office and ident in anas
+    assert rig.rows("SELECT calendar_state, calendar_owner FROM leadflow.appointments WHERE appointment_id = %s",
+                    visit.appointment_id) == [("synced", ana)]
+    # Cancelled: deleted from where it is, Ana's.
+    change(rig, broker, visit.appointment_id, "cancelled")
+    assert rig.sync(broker).deleted == 1 and ident not in anas

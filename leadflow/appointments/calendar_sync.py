@@ -8,6 +8,10 @@ virtual visit asks for a Meet link (``conferenceData.createRequest``, ``conferen
 (``hangoutLink``) is kept in ``meet_link``. A cancelled or rescheduled visit's event is deleted (already gone is
 fine); a completed or missed one is patched with a title prefix ("[Realizada]", "[No asistió]").
 
+The calendar holding an event is kept (``calendar_owner``): when a visit belongs to another calendar than the one
+holding its event (its person connected their own calendar since, or another person took the visit), the event
+is deleted there and created where the visit belongs now.
+
 Our events carry an id derived from the appointment (``event_id``), so an insert repeated after a crash between
 Google's answer and our commit is a 409 on the same id, not a second event: the sync reads it and patches it.
 Google is called outside any row lock (a page moving a visit never waits on Google); the state is written only
@@ -31,7 +35,8 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -175,7 +180,7 @@ class _Broker:
             with transaction(self.url) as conn, conn.cursor() as cur:
                 cur.execute("""SELECT a.appointment_id, a.agent_key, a.lead_id, a.kind, a.address, a.starts_at,
                                       a.ends_at, a.timezone, a.status, a.calendar_event_id, a.calendar_etag,
-                                      a.meet_link, a.updated_at,
+                                      a.meet_link, a.updated_at, a.calendar_owner,
                                       coalesce(q.name, l.display_name, 'lead ' || a.lead_id), l.phone_e164,
                                       u.display_name
                                FROM leadflow.appointments a
@@ -192,18 +197,50 @@ class _Broker:
                 self.push_one(_Visit(*row))
 
     def push_one(self, visit: _Visit) -> None:
-        found = self.connections.get(visit.agent_key) or self.connections.get(0)
-        if found is None:
-            self.write(visit, "not_connected", error=None)
-            self.result.not_connected += 1
-            return
-        session = self.session(found)
-        if isinstance(session, str):
-            self.write(visit, "pending", error=session)
-            self.result.pending[session] += 1
-            return
+        target = self.connections.get(visit.agent_key) or self.connections.get(0)
+        holder = visit.calendar_owner if visit.event_id else None
         try:
-            self.apply(visit, session)
+            if holder is not None and (target is None or holder != target.agent_key):
+                # The event is in a calendar the visit no longer belongs to (its person connected their own, or
+                # another person took the visit): out of there first, then written where it belongs now.
+                if not self.take_out(visit, self.connections.get(holder)):
+                    return
+                visit = replace(visit, event_id=None, etag=None, meet_link=None, calendar_owner=None)
+            if target is None:
+                self.write(visit, "not_connected", error=None)
+                self.result.not_connected += 1
+                return
+            session = self.session(target)
+            if isinstance(session, str):
+                self.write(visit, "pending", error=session)
+                self.result.pending[session] += 1
+                return
+            ready, key = session, target.agent_key
+            self.guarded(visit, target, lambda: self.apply(visit, ready, key))
+        except _Stop:
+            return
+
+    def take_out(self, visit: _Visit, holder: Connection | None) -> bool:
+        """Delete the visit's event from the calendar holding it; False when that must wait (the visit is
+        left pending with the reason). A calendar since disconnected is out of reach: the event is let go."""
+        assert visit.event_id is not None
+        if holder is not None:
+            session = self.session(holder)
+            if isinstance(session, str):
+                self.write(visit, "pending", error=session)
+                self.result.pending[session] += 1
+                return False
+            event = visit.event_id
+            self.guarded(visit, holder, lambda: session.delete(event))
+            self.result.deleted += 1
+        self.write(visit, "pending", error=None, event=(None, None), owner=None, meet_link="")
+        return True
+
+    def guarded(self, visit: _Visit, found: Connection, call: Callable[[], object]) -> None:
+        """``call``, with Google's faults turned into the visit's state and reason (then ``_Stop``)."""
+        try:
+            call()
+            return
         except ConnectionBroken as exc:
             reason = self.broken(found, exc)
             self.write(visit, "pending", error=reason)
@@ -214,13 +251,14 @@ class _Broker:
         except (Refused, Gone, Conflict) as exc:
             self.write(visit, "failed", error=str(exc))
             self.result.failed[str(exc)] += 1
+        raise _Stop
 
-    def apply(self, visit: _Visit, session: CalendarSession) -> None:
+    def apply(self, visit: _Visit, session: CalendarSession, owner: int) -> None:
         if visit.status in ("cancelled", "rescheduled"):
             if visit.event_id:
                 session.delete(visit.event_id)
                 self.result.deleted += 1
-            self.write(visit, "synced", error=None, event=(None, None))
+            self.write(visit, "synced", error=None, event=(None, None), owner=None)
             return
         if visit.status in ("completed", "no_show") and not visit.event_id:
             self.write(visit, "synced", error=None)  # never in the calendar: nothing to mark there
@@ -238,8 +276,8 @@ class _Broker:
         else:
             answer = self.patch(session, visit.event_id, visit.etag, body, visit, meet)
         link = answer.get("hangoutLink") or _video_link(answer) or visit.meet_link
-        self.write(visit, "synced", error=None, event=(str(answer.get("id") or visit.event_id),
-                                                         answer.get("etag")), meet_link=link)
+        self.write(visit, "synced", error=None, event=(str(answer.get("id") or visit.event_id), answer.get("etag")),
+                   owner=owner, meet_link=link)
 
     def patch(self, session: CalendarSession, ident: str, etag: str | None, body: dict[str, Any], visit: _Visit,
               meet: bool) -> dict[str, Any]:
@@ -275,19 +313,23 @@ class _Broker:
                                                    "leadflow_broker": str(self.broker_id)}}}
 
     def write(self, visit: _Visit, state: str, *, error: str | None,
-              event: tuple[str | None, str | None] | None = None, meet_link: str | None = None) -> None:
-        """Facts about Google (event id, etag, link) are always kept; the state only if the visit did not change
-        while Google was called (then it stays pending, for the next run)."""
+              event: tuple[str | None, str | None] | None = None, owner: int | None = None,
+              meet_link: str | None = None) -> None:
+        """Facts about Google (event id, etag, whose calendar, link; ``meet_link=""`` clears it) are always kept;
+        the state only if the visit did not change while Google was called (then it stays pending, for the next
+        run)."""
         with transaction(self.url) as conn, conn.cursor() as cur:
             cur.execute("""UPDATE leadflow.appointments SET
-                               calendar_state = CASE WHEN updated_at = %s THEN %s ELSE calendar_state END,
-                               calendar_error = %s,
-                               calendar_event_id = CASE WHEN %s THEN %s ELSE calendar_event_id END,
-                               calendar_etag = CASE WHEN %s THEN %s ELSE calendar_etag END,
-                               meet_link = coalesce(%s, meet_link)
-                           WHERE appointment_id = %s""",
-                        (visit.updated_at, state, error, event is not None, event[0] if event else None,
-                         event is not None, event[1] if event else None, meet_link, visit.appointment_id))
+                               calendar_state = CASE WHEN updated_at = %(seen)s THEN %(state)s ELSE calendar_state END,
+                               calendar_error = %(error)s,
+                               calendar_event_id = CASE WHEN %(has_event)s THEN %(event)s ELSE calendar_event_id END,
+                               calendar_etag = CASE WHEN %(has_event)s THEN %(etag)s ELSE calendar_etag END,
+                               calendar_owner = CASE WHEN %(has_event)s THEN %(owner)s ELSE calendar_owner END,
+                               meet_link = CASE WHEN %(link)s = '' THEN NULL ELSE coalesce(%(link)s, meet_link) END
+                           WHERE appointment_id = %(id)s""",
+                        {"seen": visit.updated_at, "state": state, "error": error, "has_event": event is not None,
+                         "event": event[0] if event else None, "etag": event[1] if event else None,
+                         "owner": owner, "link": meet_link, "id": visit.appointment_id})
 
     # --- Google → calendar_busy ---------------------------------------------------------------------
 
@@ -323,6 +365,10 @@ class _Broker:
             self.result.busy_intervals += len(kept)
 
 
+class _Stop(Exception):
+    """The visit's fate for this run is written: go on with the next one."""
+
+
 @dataclass(frozen=True)
 class _Visit:
     appointment_id: int
@@ -338,6 +384,7 @@ class _Visit:
     etag: str | None
     meet_link: str | None
     updated_at: datetime
+    calendar_owner: int | None
     lead_name: str
     phone: str | None
     agent_name: str | None

@@ -7,6 +7,7 @@
   ``connected``, or ``broken`` once Google refused a refreshed token (the admin is told: an audit row and the
   page); a disconnected one is deleted. Who connected it, the Google account's email when Google said it, the
   calendar written to (default ``primary``) and the last error are kept beside.
+- ``appointments.calendar_owner``: the agent key of the calendar that holds the visit's event.
 - ``google_oauth_states``: an authorization started on the page and not yet finished: the hash of its ``state``
   (bound to the broker, the person starting it and the connection it will make), its PKCE verifier (sealed), and
   when it expires. Used once.
@@ -64,9 +65,14 @@ def upgrade() -> None:
             expires_at     timestamptz NOT NULL
         );
         CREATE INDEX google_oauth_states_expiry ON leadflow.google_oauth_states (expires_at);
+
+        -- Whose calendar holds the appointment's event (agent key): when the visit's calendar changes (its person
+        -- connects their own, or another person takes it), the event is taken out of the old one.
+        ALTER TABLE leadflow.appointments ADD COLUMN calendar_owner bigint;
         """
     )
 
 
 def downgrade() -> None:
-    op.execute("DROP TABLE leadflow.google_oauth_states; DROP TABLE leadflow.google_calendar_connections;")
+    op.execute("ALTER TABLE leadflow.appointments DROP COLUMN calendar_owner; "
+               "DROP TABLE leadflow.google_oauth_states; DROP TABLE leadflow.google_calendar_connections;")
