@@ -127,6 +127,8 @@ def test_a_connection_keeps_its_tokens_sealed_and_never_shows_them(rig: Rig, mak
     assert (saved.status, saved.account_email, saved.calendar_id) == ("connected", rig.fake.email, "primary")
     issued = rig.fake.secrets_issued()
     assert len(issued) == 2
+    with transaction(rig.url) as conn, conn.cursor() as cur:
+        assert all(secret not in repr(google.tokens_of(cur, rig.keys, saved)) for secret in issued)
     (row,) = rig.rows("SELECT wrapped_key, ciphertext, scopes, coalesce(last_error, '') FROM "
                       "leadflow.google_calendar_connections WHERE broker_id = %s", broker.broker_id)
     stored = b"".join(bytes(v) if isinstance(v, memoryview) else str(v).encode() for v in row)
@@ -271,18 +273,22 @@ def test_429_and_5xx_back_off_as_told_then_leave_the_visit_pending_with_the_reas
     rig.fake.script(Scripted(429, retry_after=7), Scripted(503))
     assert rig.sync(broker).created == 1
     assert rig.waits == [7.0, 2.0]
-    # Down for good: three tries (Retry-After 120 capped at 20 s), then pending with the reason, nothing lost.
+    # Down for good: three tries (Retry-After 120 capped at 20 s), then pending with the reason, nothing lost; the
+    # next visit on that calendar waits too, without three more tries; no freeBusy either.
     rig.waits.clear()
     other = book(rig, broker, lead(rig, broker, "Elena"), 15)
+    third = book(rig, broker, lead(rig, broker, "Fabián"), 17)
     rig.fake.script(Scripted(500), Scripted(429, retry_after=120), Scripted(500))
+    calls = len(rig.fake.calendar_calls())
     result = rig.sync(broker)
-    assert rig.waits == [1.0, 20.0]
-    state, ident, _etag, _meet, error = calendar_row(rig, other.appointment_id)
-    assert state == "pending" and ident is None and error == "Google Calendar answered 500 after 3 tries"
-    assert sum(result.pending.values()) == 1
+    assert rig.waits == [1.0, 20.0] and len(rig.fake.calendar_calls()) == calls + 3
+    for waiting in (other, third):
+        state, ident, _etag, _meet, error = calendar_row(rig, waiting.appointment_id)
+        assert state == "pending" and ident is None and error == "Google Calendar answered 500 after 3 tries"
+    assert sum(result.pending.values()) == 2 and result.busy_read == 0
     assert calendar_row(rig, visit.appointment_id)[0] == "synced"
     # The next run, Google back: written.
-    assert rig.sync(broker).created == 1 and calendar_row(rig, other.appointment_id)[0] == "synced"
+    assert rig.sync(broker).created == 2 and calendar_row(rig, other.appointment_id)[0] == "synced"
 
 
 def test_a_virtual_visit_gets_a_meet_link_a_cancelled_one_is_deleted_a_held_one_marked(

@@ -246,6 +246,9 @@ class _Broker:
             self.write(visit, "pending", error=reason)
             self.result.pending[reason] += 1
         except TryLater as exc:
+            # Google busy or away for this account: its other visits wait for the next run without a call each
+            # (an outage costs one visit's retries per calendar, not every visit's).
+            self.sessions[found.agent_key] = str(exc)
             self.write(visit, "pending", error=str(exc))
             self.result.pending[str(exc)] += 1
         except (Refused, Gone, Conflict) as exc:
