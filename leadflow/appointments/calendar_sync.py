@@ -18,7 +18,8 @@ Google is called outside any row lock (a page moving a visit never waits on Goog
 if the appointment did not change meanwhile, otherwise it stays ``pending`` for the next run. A person with a
 broken connection keeps their visits ``pending`` with the reason (written to no other calendar: a visit in the
 wrong diary is worse than a late one). 429/5xx after the bounded backoff: ``pending`` with the reason, and that
-calendar's other visits wait for the next run too, without a call each; any other refusal: ``failed`` with it. Nothing is lost: ``calendar_error`` says why.
+calendar's other visits wait for the next run too, without a call each; any other refusal: ``failed`` with it.
+Nothing is lost: ``calendar_error`` says why.
 
 **Google → ``calendar_busy``.** For every connected person, freeBusy over the broker's horizon replaces their
 rows. So that a visit does not block itself: our events are inserted ``transparent`` (freeBusy counts only
