@@ -306,6 +306,38 @@ def _json_argument(value: str) -> Any:
     return json.loads(text)
 
 
+def _calendar(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from leadflow.appointments.calendar_sync import sync_calendars
+    from leadflow.appointments.google import Google
+    from leadflow.credentials import MasterKeys, StoredCredentials
+    from leadflow.db.connection import transaction
+
+    settings = export_environment()
+    broker_ids = None
+    if args.broker:
+        with transaction(settings.database_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT broker_id FROM leadflow.brokers WHERE slug = %s", (args.broker,))
+            row = cur.fetchone()
+        if row is None:
+            print(f"leadflow: there is no broker {args.broker!r} (`leadflow brokers list`)", file=sys.stderr)
+            return 1
+        broker_ids = [int(row[0])]
+    client = Google.from_settings(settings, StoredCredentials.from_settings(settings))
+    result = sync_calendars(settings.database_url, MasterKeys.from_settings(settings), client, datetime.now(UTC),
+                            broker_ids)
+    print(f"calendar: {result.created} created, {result.updated} updated, {result.deleted} deleted, "
+          f"{result.not_connected} without a connected calendar, {sum(result.pending.values())} left pending, "
+          f"{sum(result.failed.values())} failed; busy times read for {result.busy_read} calendars "
+          f"({result.busy_intervals} intervals)")
+    for reason, count in {**result.pending, **result.failed}.items():
+        print(f"  {count} × {reason}")
+    for broken in result.broken:
+        print(f"  connection broken (broker/person {broken}): someone must connect it again")
+    return 0
+
+
 def _campaigns(args: argparse.Namespace) -> int:
     from leadflow.campaigns.outcomes import campaign_stats
     from leadflow.campaigns.store import CampaignError, save_campaign, save_segment
@@ -604,6 +636,13 @@ def build_parser() -> argparse.ArgumentParser:
     save.add_argument("--status", choices=["draft", "active", "paused", "completed"], default="draft")
     campaigns.add_parser("stats", help="sent, delivered, read, replied, failed per campaign")
     p.set_defaults(func=_campaigns)
+
+    p = sub.add_parser("calendar", help="Google Calendar of appointments: run the sync once")
+    cal = p.add_subparsers(dest="action", required=True)
+    once = cal.add_parser("sync", help="write pending appointments to Google Calendar and read busy times back, once "
+                                       "(what appointment_calendar_job does every 10 minutes)")
+    once.add_argument("--broker", help="only this broker (slug)")
+    p.set_defaults(func=_calendar)
 
     p = sub.add_parser("agent", help="the lead agent: run it; a broker's settings; a person takes a lead over or "
                                      "gives it back")

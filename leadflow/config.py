@@ -111,12 +111,14 @@ PROVIDER_URLS = {
     "LEADFLOW_VAPI_API_URL": "https://api.vapi.ai",
     "LEADFLOW_BLAND_API_URL": "https://api.bland.ai",
     "LEADFLOW_GOOGLE_CALENDAR_API_URL": "https://www.googleapis.com/calendar/v3",
+    "LEADFLOW_GOOGLE_OAUTH_AUTH_URL": "https://accounts.google.com/o/oauth2/v2/auth",
+    "LEADFLOW_GOOGLE_OAUTH_TOKEN_URL": "https://oauth2.googleapis.com/token",
 }
 
 
 # Never echoed in a validation error.
 _HIDDEN = frozenset({"LEADFLOW_REPORTS_JWT_SECRET", "LEADFLOW_REPORTS_DB_PASSWORD", "LEADFLOW_MASTER_KEY",
-                     "LEADFLOW_MASTER_KEYS_PREVIOUS"})
+                     "LEADFLOW_MASTER_KEYS_PREVIOUS", "LEADFLOW_GOOGLE_OAUTH_CLIENT_SECRET"})
 
 
 def _env(name: str, description: str, default: Any = None, **constraints: Any) -> Any:
@@ -198,6 +200,15 @@ class Settings(BaseModel):
     bland_api_url: str = _env("LEADFLOW_BLAND_API_URL", "Bland AI", PROVIDER_URLS["LEADFLOW_BLAND_API_URL"])
     google_calendar_api_url: str = _env("LEADFLOW_GOOGLE_CALENDAR_API_URL", "Google Calendar API",
                                         PROVIDER_URLS["LEADFLOW_GOOGLE_CALENDAR_API_URL"])
+    google_oauth_auth_url: str = _env("LEADFLOW_GOOGLE_OAUTH_AUTH_URL", "Google's OAuth authorization endpoint",
+                                      PROVIDER_URLS["LEADFLOW_GOOGLE_OAUTH_AUTH_URL"])
+    google_oauth_token_url: str = _env("LEADFLOW_GOOGLE_OAUTH_TOKEN_URL", "Google's OAuth token endpoint",
+                                       PROVIDER_URLS["LEADFLOW_GOOGLE_OAUTH_TOKEN_URL"])
+    google_oauth_client_id: str = _env("LEADFLOW_GOOGLE_OAUTH_CLIENT_ID", "the OAuth client (a Google Cloud "
+                                       "\"web application\") every broker's calendar connects through, unless the "
+                                       "broker stored its own", "")
+    google_oauth_client_secret: str = _env("LEADFLOW_GOOGLE_OAUTH_CLIENT_SECRET", "that client's secret", "",
+                                           repr=False)
 
     agent_burst_ms: int = _env("LEADFLOW_AGENT_BURST_MS", "the lead agent answers a contact once it has been quiet "
                                "this long (a burst of messages gets one reply)", 1200, ge=0, le=30_000)

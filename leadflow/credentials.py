@@ -101,6 +101,10 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          shape="16 or more characters without spaces"),
     Kind("google_calendar_id", "google_calendar", "Calendar ID", secret=False, pattern=r"^[^\s/]{1,254}$",
          shape="the calendar's ID (an email address, or primary)"),
+    # The broker's own OAuth client for connecting calendars (page Google Calendar); else LEADFLOW_GOOGLE_OAUTH_*.
+    Kind("google_oauth_client_id", "google_calendar", "OAuth client ID (Google Cloud)", secret=False,
+         pattern=r"^[A-Za-z0-9._-]{8,200}$", shape="the client ID Google Cloud gives (…apps.googleusercontent.com)"),
+    Kind("google_oauth_client_secret", "google_calendar", "OAuth client secret (Google Cloud)"),
 )}
 CHANNELS: tuple[str, ...] = tuple(dict.fromkeys(k.channel for k in KINDS.values()))
 

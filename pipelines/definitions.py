@@ -6,6 +6,7 @@ from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
 from assets.analytics import dbt_docs, dbt_project, leadflow_dbt_models
+from assets.appointment_calendar import appointment_calendar
 from assets.campaigns import (
     campaign_results,
     campaign_sends,
@@ -26,8 +27,15 @@ from assets.leads import (
     scores_in_range,
 )
 from leadflow.config import Settings
-from pipelines.jobs import analytics_job, campaign_batch_schedule, campaign_job, landing_job
-from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
+from pipelines.jobs import (
+    analytics_job,
+    appointment_calendar_job,
+    appointment_calendar_schedule,
+    campaign_batch_schedule,
+    campaign_job,
+    landing_job,
+)
+from pipelines.resources import ChannelSendersResource, GoogleCalendarResource, KafkaResource, PostgresResource
 from sensors.analytics_refresh import analytics_refresh_sensor
 from sensors.campaign_triggers import campaign_trigger_sensor
 from sensors.kafka_landing import kafka_landing_sensor
@@ -39,11 +47,12 @@ _settings = Settings.from_environment()
 defs = Definitions(
     assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_assignments,
             lead_consent, segment_memberships,
-            campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models, dbt_docs],
+            campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models, dbt_docs,
+            appointment_calendar],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
                   scores_in_range, no_stage_regression, assignments_stay_in_their_broker],
-    jobs=[landing_job, analytics_job, campaign_job],
-    schedules=[campaign_batch_schedule],
+    jobs=[landing_job, analytics_job, campaign_job, appointment_calendar_job],
+    schedules=[campaign_batch_schedule, appointment_calendar_schedule],
     sensors=[kafka_landing_sensor, campaign_trigger_sensor, analytics_refresh_sensor],
     resources={
         "postgres": PostgresResource(url=EnvVar("LEADFLOW_DATABASE_URL")),
@@ -58,6 +67,9 @@ defs = Definitions(
             google_calendar_api_url=_settings.google_calendar_api_url,
             database_url=EnvVar("LEADFLOW_DATABASE_URL"),
         ),
+        "google_calendar": GoogleCalendarResource(api_url=_settings.google_calendar_api_url,
+                                                  auth_url=_settings.google_oauth_auth_url,
+                                                  token_url=_settings.google_oauth_token_url),
         "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir)),
     },
 )

@@ -35,3 +35,16 @@ campaign_job = define_asset_job(
 campaign_batch_schedule = ScheduleDefinition(name="campaign_batch_schedule", job=campaign_job,
                                              cron_schedule="5 * * * *", execution_timezone="UTC",
                                              default_status=DefaultScheduleStatus.RUNNING)
+
+appointment_calendar_job = define_asset_job(
+    "appointment_calendar_job",
+    selection=AssetSelection.assets("appointment_calendar"),
+    description="The calendar sync: pending appointments written to Google Calendar, then every connected person's "
+                "busy times read back (launched every 10 minutes by appointment_calendar_schedule).",
+)
+
+# Every 10 minutes: a visit booked in the chat reaches the agent's calendar soon after, and a meeting the agent
+# adds in Google stops being offered to leads within minutes.
+appointment_calendar_schedule = ScheduleDefinition(name="appointment_calendar_schedule", job=appointment_calendar_job,
+                                                   cron_schedule="*/10 * * * *", execution_timezone="UTC",
+                                                   default_status=DefaultScheduleStatus.RUNNING)

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from dagster import ConfigurableResource
 
-from leadflow.config import Settings, Topics
+from leadflow.appointments.google import Google
+from leadflow.config import ConfigurationError, Settings, Topics
 from leadflow.credentials import CredentialSource, EnvironmentCredentials, MasterKeys, StoredCredentials
 from leadflow.outbound.senders import (
     BlandCaller,
@@ -68,3 +69,30 @@ class ChannelSendersResource(ConfigurableResource):
 
     def calendar(self) -> GoogleCalendar:
         return GoogleCalendar(self.google_calendar_api_url or None, self.timeout_s, credentials=self.credentials())
+
+
+class GoogleCalendarResource(ConfigurableResource):
+    """Google Calendar and Google's OAuth endpoints (``LEADFLOW_GOOGLE_CALENDAR_API_URL``,
+    ``LEADFLOW_GOOGLE_OAUTH_TOKEN_URL``; empty: Google's). The OAuth client (``LEADFLOW_GOOGLE_OAUTH_CLIENT_ID`` /
+    ``_SECRET``, or a broker's stored one) and the master key opening each connection's tokens are read when a run
+    starts, so no secret is a field shown in the UI."""
+
+    api_url: str = ""
+    auth_url: str = ""
+    token_url: str = ""
+    timeout_s: float = 10.0
+
+    def client(self, database_url: str) -> Google:
+        settings = Settings.from_environment()
+        stored = StoredCredentials(database_url, lambda: MasterKeys.from_settings(settings, database_url),
+                                   settings.credentials_refresh_s)
+        base = Google.from_settings(settings, stored)
+        return Google(self.api_url.rstrip("/") or base.api_url, self.auth_url or base.auth_url,
+                      self.token_url or base.token_url, base.client_id, base.client_secret, stored, self.timeout_s)
+
+    def master_keys(self, database_url: str) -> MasterKeys | None:
+        """None when no key can be had (then connections are reported, not opened)."""
+        try:
+            return MasterKeys.from_settings(Settings.from_environment(), database_url)
+        except ConfigurationError:
+            return None

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
+from leadflow.appointments.google import Google
 from leadflow.config import Settings, load_settings
 from leadflow.credentials import MasterKeys, StoredCredentials
 from leadflow.outbound.senders import Sender, TelegramSender, WhatsAppSender
@@ -31,6 +32,7 @@ from reports_api.admin.health import OpsProbes
 from reports_api.proxies import ClientAddressMiddleware, parse_trusted_proxies
 from reports_api.routes import (
     admin,
+    admin_calendar,
     admin_campaigns,
     admin_campaigns_pages,
     admin_channels,
@@ -134,6 +136,8 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.state.master_keys = functools.cache(lambda: MasterKeys.from_settings(configured, database_url))
     app.state.credentials = credentials if credentials is not None else StoredCredentials(
         database_url, app.state.master_keys, configured.credentials_refresh_s)
+    # Google Calendar connections (the admin page's OAuth): Google's endpoints and the OAuth client (tests replace it).
+    app.state.google = Google.from_settings(configured, app.state.credentials)
     app.state.telegram_api_url = configured.telegram_api_url
     app.state.ingest_public_url = configured.webhook_base_url
     app.state.senders = senders if senders is not None else {
@@ -149,7 +153,7 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.add_middleware(SessionCheckMiddleware)
     for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports,
                  admin, admin_pages, admin_channels, admin_settings, admin_settings_pages, admin_ops, admin_ops_pages,
-                 admin_campaigns, admin_campaigns_pages):
+                 admin_campaigns, admin_campaigns_pages, admin_calendar):
         app.include_router(area.router)
     if docs_dir is not None:
         # Routed even before the first `dbt docs generate` has written the site: it 404s until then.

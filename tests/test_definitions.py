@@ -27,7 +27,7 @@ def test_the_campaign_batch_is_scheduled_and_its_assets_follow_the_leads() -> No
     graph = defs.resolve_asset_graph()
     assert AssetKey("lead_stages") in graph.get(AssetKey("lead_consent")).parent_keys
     assert AssetKey("campaign_sends") in graph.get(AssetKey("outbound_dispatch")).parent_keys
-    [schedule] = defs.schedules or []
+    schedule = next(s for s in defs.schedules or [] if s.name == "campaign_batch_schedule")
     assert isinstance(schedule, ScheduleDefinition)
     assert (schedule.name, schedule.job_name, schedule.cron_schedule) == ("campaign_batch_schedule", "campaign_job",
                                                                           "5 * * * *")
@@ -46,3 +46,13 @@ def test_the_funnel_marts_follow_stages_and_sends_and_the_docs_follow_the_marts(
         frontier = {key for child in frontier for key in graph.get(child).parent_keys} - ancestors
         ancestors |= frontier
     assert {AssetKey("lead_stages"), AssetKey("campaign_sends"), AssetKey("landed_messages")} <= ancestors
+
+
+def test_the_calendar_sync_runs_on_its_own_schedule() -> None:
+    from pipelines.definitions import defs
+
+    schedule = next(s for s in defs.schedules or [] if s.name == "appointment_calendar_schedule")
+    assert isinstance(schedule, ScheduleDefinition)
+    assert (schedule.job_name, schedule.cron_schedule) == ("appointment_calendar_job", "*/10 * * * *")
+    job = defs.resolve_job_def("appointment_calendar_job")
+    assert AssetKey("appointment_calendar") in job.asset_layer.executable_asset_keys

@@ -180,11 +180,16 @@ def _figures(cur: psycopg2.extensions.cursor, broker_id: int | None, now: dateti
                            (SELECT count(*) FROM leadflow.agent_replies
                             WHERE {mine} status IN ('claimed', 'retry')),
                            (SELECT count(*) FROM leadflow.agent_replies
-                            WHERE {mine} status = 'sending' AND decided_at < now() - interval '{UNKNOWN_AFTER}')""",
+                            WHERE {mine} status = 'sending' AND decided_at < now() - interval '{UNKNOWN_AFTER}'),
+                           (SELECT count(*) FROM leadflow.google_calendar_connections
+                            WHERE {mine} status = 'broken'),
+                           (SELECT count(*) FROM leadflow.appointments
+                            WHERE {mine} calendar_state IN ('pending', 'failed') AND calendar_error IS NOT NULL)""",
                 {"broker": broker_id})
-    counts = cur.fetchone() or (0, 0, 0)
+    counts = cur.fetchone() or (0, 0, 0, 0, 0)
     return {"newest_landed_at": newest, "newest_landed_age_s": _age(newest, now),
-            "dead_letters_24h": int(counts[0]), "agent_pending": int(counts[1]), "agent_unknown": int(counts[2])}
+            "dead_letters_24h": int(counts[0]), "agent_pending": int(counts[1]), "agent_unknown": int(counts[2]),
+            "calendars_broken": int(counts[3]), "visits_not_in_calendar": int(counts[4])}
 
 
 def _offsets(cur: psycopg2.extensions.cursor, topics: list[str]) -> list[tuple[str, str, str, int, int, datetime]]:

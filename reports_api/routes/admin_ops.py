@@ -133,6 +133,10 @@ class Figures(BaseModel):
     agent_pending: int = Field(description="replies decided and waiting to be sent (claimed or retry)")
     agent_unknown: int = Field(description="replies left 'sending' by a crash over a minute ago: whether the lead "
                                            "got them is unknown, so they are not resent")
+    calendars_broken: int = Field(0, description="Google Calendar connections Google refused even after a refresh: "
+                                                 "someone must connect them again (page Google Calendar)")
+    visits_not_in_calendar: int = Field(0, description="appointments the calendar sync could not write yet, or "
+                                                       "at all, with the reason kept on each")
 
 
 class Landing(BaseModel):
