@@ -333,6 +333,11 @@ def test_booking_from_the_lead_page_and_the_calendar_week(tenant: Tenant, databa
         assert "por sincronizar" in day and 'class="to-completed"' not in day  # not started yet
         assert f'href="/dashboard/brokers/{a}/calendar"' in week.text  # the navigation's "Calendario"
         assert "Sin visitas." in tenant.app.client.get(f"/dashboard/brokers/{a}/calendar?day=2027-03-08").text
+        # The filter form's "everyone" is an empty value; one person's calendar leaves out the broker's own.
+        one_day = tenant.app.client.get(f"/dashboard/brokers/{a}/calendar?view=day&day=2027-03-01&agent=")
+        assert one_day.status_code == 200 and one_day.text.count('class="day') == 1 and "Tomás Pérez" in one_day.text
+        agent = tenant.users["agent_a"].user_id
+        assert "Tomás Pérez" not in tenant.app.client.get(f"/dashboard/brokers/{a}/calendar?agent={agent}").text
     finally:
         tenant.app.client.cookies.clear()
     logged_in(tenant, "admin_b")
@@ -365,9 +370,16 @@ def test_the_availability_page_names_the_field_and_saves_a_version(tenant: Tenan
         assert refused.status_code == 422 and "escribe el día" in refused.text
     finally:
         tenant.app.client.cookies.clear()
-    logged_in(tenant, "agent_a")
+    token = logged_in(tenant, "agent_a")
     try:
         assert tenant.app.client.get(path).status_code == 403
         assert f'href="{path}"' not in tenant.app.client.get(f"/dashboard/brokers/{a}/calendar").text
+        # An AGENT writes its own days off from the calendar; that alone does not make it take visits.
+        own = tenant.app.client.post(f"/dashboard/brokers/{a}/calendar/days-off",
+                                     data={"days_off": "2027-03-05\n2027-03-04", "csrf": token}, follow_redirects=False)
+        assert own.status_code == 303
+        assert "2027-03-04\n2027-03-05" in tenant.app.client.get(own.headers["location"]).text
     finally:
         tenant.app.client.cookies.clear()
+    assert rows(database_url, "SELECT takes_visits, blocked::text FROM leadflow.agent_schedules WHERE user_id = %s",
+                tenant.users["agent_a"].user_id) == [(False, "{2027-03-04,2027-03-05}")]

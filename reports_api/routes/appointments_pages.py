@@ -93,13 +93,17 @@ def _week_start(day: date) -> date:
 def calendar_page(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id,
                   view: Annotated[str, Query(pattern="^(day|week)$")] = "week",
                   day: Annotated[str | None, Query(max_length=10)] = None,
-                  agent: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+                  person: Annotated[str | None, Query(alias="agent", max_length=19)] = None,
                   error: Code = None, saved: Code = None) -> Response:
     if session is None:
         return _to_login()
     who = session.principal
     now = now_of(request)
     try:
+        # The filter form sends an empty value for "everyone".
+        if person and not (person.isdigit() and 1 <= int(person) <= MAX_ID):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "no es una persona")
+        agent = int(person) if person else None
         with broker_cursor(pool, who, broker_id) as cur:
             broker = queries.broker(cur, broker_id)
             if broker is None:
