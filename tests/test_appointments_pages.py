@@ -383,3 +383,34 @@ def test_the_availability_page_names_the_field_and_saves_a_version(tenant: Tenan
         tenant.app.client.cookies.clear()
     assert rows(database_url, "SELECT takes_visits, blocked::text FROM leadflow.agent_schedules WHERE user_id = %s",
                 tenant.users["agent_a"].user_id) == [(False, "{2027-03-04,2027-03-05}")]
+
+
+def test_a_visit_is_rescheduled_from_its_page_and_a_taken_time_comes_back_with_the_reason(
+        tenant: Tenant, database_url: str) -> None:
+    a = tenant.a.broker_id
+    visit = tenant.book("admin_a", tenant.leads[1], at(2, 10)).json()
+    tenant.book("admin_a", tenant.leads[2], at(2, 15))
+    path = f"/dashboard/brokers/{a}/appointments/{visit['appointment_id']}/reschedule"
+    token = logged_in(tenant, "admin_a")
+    try:
+        shown = tenant.app.client.get(path)
+        assert shown.status_code == 200 and 'id="reschedule-form"' in shown.text
+        assert f'value="{at(2, 15).astimezone(ZoneInfo("UTC")).isoformat()}"' not in shown.text  # taken: not offered
+        taken = tenant.app.client.post(path, data={"slot": at(2, 15).isoformat(), "csrf": token},
+                                       follow_redirects=False)
+        assert taken.status_code == 303 and taken.headers["location"] == f"{path}?error=not_free"
+        assert appointments.MESSAGES["not_free"] in tenant.app.client.get(taken.headers["location"]).text
+        moved = tenant.app.client.post(path, data={"slot": at(3, 12).isoformat(), "csrf": token},
+                                       follow_redirects=False)
+        assert moved.status_code == 303 and moved.headers["location"].endswith("/calendar?saved=moved")
+    finally:
+        tenant.app.client.cookies.clear()
+    assert rows(database_url, "SELECT status, starts_at FROM leadflow.appointments WHERE lead_id = %s "
+                              "ORDER BY appointment_id", tenant.leads[1]) == [("rescheduled", at(2, 10)),
+                                                                               ("proposed", at(3, 12))]
+    logged_in(tenant, "admin_b")
+    try:
+        assert tenant.app.client.get(path).status_code == 403
+        assert tenant.app.client.get(f"/dashboard/brokers/{a}/admin/appointments").status_code == 403
+    finally:
+        tenant.app.client.cookies.clear()
