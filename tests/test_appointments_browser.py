@@ -88,6 +88,7 @@ def test_an_admin_books_from_the_lead_page_finds_it_in_the_week_and_marks_it_com
             page.wait_for_url("**saved=booked*")
             booked = page.inner_text("#past-visits")
             assert "10:00–11:00" in booked and "confirmada" in booked and "Jefa Costa" in booked
+            page.screenshot(path=str(tmp_path / "lead.png"), full_page=True)
 
             page.click(".ws-nav a:text-is('Calendario')")
             page.wait_for_url(f"**/dashboard/brokers/{broker_id}/calendar")

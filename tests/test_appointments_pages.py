@@ -214,6 +214,10 @@ def test_another_brokers_admin_is_refused_and_an_agent_sees_only_its_own_leads_v
     cancelled = tenant.post("agent_a", f"/brokers/{a}/appointments/{own['appointment_id']}/status",
                             {"status": "cancelled", "note": "el lead viaja"})
     assert cancelled.status_code == 200 and cancelled.json()["events"][-1]["by_name"] == "Beto Agente"
+    # Its own lead, at a free slot: booked, signed by the AGENT.
+    rebooked = tenant.book("agent_a", tenant.leads[0], at(1, 17))
+    assert rebooked.status_code == 201, rebooked.text
+    assert rebooked.json()["events"][0]["user_id"] == tenant.users["agent_a"].user_id
 
 
 def test_a_visit_is_marked_held_only_once_it_started_and_moves_the_lead_signed_by_the_person(
