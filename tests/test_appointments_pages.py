@@ -372,21 +372,28 @@ def test_the_availability_page_names_the_field_and_saves_a_version(tenant: Tenan
         refused = tenant.app.client.post(f"{path}/people/{person}", data={
             "takes_visits": "true", "own_hours": "true", "hours": "lunes 9 a 13", "csrf": token})
         assert refused.status_code == 422 and "escribe el día" in refused.text
+        marked = tenant.app.client.post(f"{path}/people/{person}", data={
+            "takes_visits": "true", "own_hours": "true", "hours": "mon 9:00-13:00", "days_off": "2027-03-02",
+            "csrf": token}, follow_redirects=False)
+        assert marked.status_code == 303
+        assert "mon 09:00-13:00" in tenant.app.client.get(path).text
     finally:
         tenant.app.client.cookies.clear()
     token = logged_in(tenant, "agent_a")
     try:
         assert tenant.app.client.get(path).status_code == 403
         assert f'href="{path}"' not in tenant.app.client.get(f"/dashboard/brokers/{a}/calendar").text
-        # An AGENT writes its own days off from the calendar; that alone does not make it take visits.
+        # An AGENT writes its own days off from the calendar.
         own = tenant.app.client.post(f"/dashboard/brokers/{a}/calendar/days-off",
                                      data={"days_off": "2027-03-05\n2027-03-04", "csrf": token}, follow_redirects=False)
         assert own.status_code == 303
         assert "2027-03-04\n2027-03-05" in tenant.app.client.get(own.headers["location"]).text
     finally:
         tenant.app.client.cookies.clear()
-    assert rows(database_url, "SELECT takes_visits, blocked::text FROM leadflow.agent_schedules WHERE user_id = %s",
-                tenant.users["agent_a"].user_id) == [(False, "{2027-03-04,2027-03-05}")]
+    # Its own days off replaced the admin's; its hours and taking visits stayed as the admin set them.
+    assert rows(database_url, "SELECT takes_visits, hours, blocked::text FROM leadflow.agent_schedules "
+                              "WHERE user_id = %s", tenant.users["agent_a"].user_id) == [
+        (True, {"mon": [{"start": "09:00", "end": "13:00"}]}, "{2027-03-04,2027-03-05}")]
 
 
 def test_a_visit_is_rescheduled_from_its_page_and_a_taken_time_comes_back_with_the_reason(
