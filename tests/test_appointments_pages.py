@@ -214,6 +214,12 @@ def test_another_brokers_admin_is_refused_and_an_agent_sees_only_its_own_leads_v
     cancelled = tenant.post("agent_a", f"/brokers/{a}/appointments/{own['appointment_id']}/status",
                             {"status": "cancelled", "note": "el lead viaja"})
     assert cancelled.status_code == 200 and cancelled.json()["events"][-1]["by_name"] == "Beto Agente"
+    # Days off of its own do not make it take visits it did not take.
+    agent = tenant.users["agent_a"].user_id
+    assert tenant.app.client.put(f"/brokers/{a}/schedules/{agent}/days-off", headers=tenant.headers("agent_a"),
+                                 json={"days_off": ["2027-03-03"]}).status_code == 200
+    listed = {p["user_id"]: p for p in tenant.get("admin_a", f"/brokers/{a}/schedules").json()}
+    assert listed[agent]["days_off"] == ["2027-03-03"] and not listed[agent]["takes_visits"]
     # Its own lead, at a free slot: booked, signed by the AGENT.
     rebooked = tenant.book("agent_a", tenant.leads[0], at(1, 17))
     assert rebooked.status_code == 201, rebooked.text
