@@ -105,6 +105,11 @@ def test_an_admin_books_from_the_lead_page_finds_it_in_the_week_and_marks_it_com
             assert page.get_attribute(visit, "data-status") == "completed"
             assert "realizada" in page.inner_text(f"{visit} .status")
             assert page.locator(f"{visit} button.to-completed").count() == 0
+
+            page.click(".ws-nav a:text-is('Disponibilidad')")
+            page.wait_for_url(f"**/dashboard/brokers/{broker_id}/admin/appointments")
+            assert page.input_value("input[name=mon_start1]") == "09:00"
+            page.screenshot(path=str(tmp_path / "rules.png"), full_page=True)
         finally:
             browser.close()
     start = datetime(2024, 3, 12, 10, tzinfo=ZoneInfo("America/Santiago"))
