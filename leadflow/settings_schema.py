@@ -2,7 +2,8 @@
 
 Sections are the JSON columns of ``leadflow.broker_settings``: ``scoring`` (``ScoringConfig``), ``pipeline``
 (``leads.stages.Pipeline``), ``llm`` (the qualifier's provider, model and prompt additions), ``campaigns``
-(``campaigns.eligibility.ContactRules`` and the broker's own opt-out words) and ``agent`` (``AgentConfig``).
+(``campaigns.eligibility.ContactRules`` and the broker's own opt-out words), ``agent`` (``AgentConfig``) and
+``appointments`` (``appointments.rules.ScheduleRules``: the visiting rules).
 The models those readers build stay the one source of each rule; this module adds what only shows
 across fields (thresholds that cross, steps out of order, a pipeline that would send leads back).
 
@@ -24,13 +25,14 @@ from typing import Any, Literal, get_args
 from pydantic import TypeAdapter, ValidationError
 
 from leadflow.agent.config import COUNTRY_LANGUAGE, DEFAULT_LANGUAGE, AgentConfig
+from leadflow.appointments.rules import ScheduleRules, hours_json
 from leadflow.campaigns.eligibility import ContactRules
 from leadflow.leads.stages import CONDITIONS, DEFAULT_PIPELINE, LOST, Pipeline
 from leadflow.qualification.llm import PROVIDERS
 from leadflow.qualification.schema import Commitment, Financing, Hesitation
 from leadflow.qualification.scoring import ScoringConfig
 
-Section = Literal["scoring", "pipeline", "llm", "campaigns", "agent"]
+Section = Literal["scoring", "pipeline", "llm", "campaigns", "agent", "appointments"]
 SECTIONS: tuple[Section, ...] = get_args(Section)
 
 MAX_POINTS = 100  # a score is clipped to 0–100: a weight beyond that says nothing more
@@ -362,6 +364,40 @@ def effective_agent(stored: Mapping[str, Any] | None, country: str | None = None
     return result
 
 
+# --- appointments (visiting rules) -----------------------------------------------------------------------
+
+def _rules_json(rules: ScheduleRules) -> dict[str, Any]:
+    # Hours as people write them ("09:00"), days in week order.
+    return {**rules.model_dump(mode="json"), "hours": hours_json(rules.hours)}
+
+
+_APPOINTMENTS_DEFAULTS: dict[str, Any] = _rules_json(ScheduleRules())
+
+
+def validate_appointments(value: Any) -> dict[str, Any]:
+    data = _object("appointments", value)
+    try:
+        rules = ScheduleRules.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError("appointments", _appointment_problems(exc)) from exc
+    stored: dict[str, Any] = _without_defaults(_rules_json(rules), _APPOINTMENTS_DEFAULTS)
+    return stored
+
+
+def _appointment_problems(exc: ValidationError) -> list[Problem]:
+    # A rule across fields (no window fits a visit) has no location of its own: it is about the hours.
+    return [Problem(_path(tuple(e["loc"])) if e["loc"] else "hours",
+                    str(e["msg"]).removeprefix("Value error, ")) for e in exc.errors()]
+
+
+def effective_appointments(stored: Mapping[str, Any] | None) -> dict[str, Any]:
+    try:
+        result: dict[str, Any] = _rules_json(ScheduleRules.model_validate(dict(stored or {})))
+    except ValidationError:  # stored before it was validated: show the defaults rather than fail the page
+        result = dict(_APPOINTMENTS_DEFAULTS)
+    return result
+
+
 # --- every section ----------------------------------------------------------------------------------------
 
 def validate(section: str, value: Any, *, country: str | None = None, current: Mapping[str, Any] | None = None,
@@ -371,7 +407,7 @@ def validate(section: str, value: Any, *, country: str | None = None, current: M
     validators: dict[str, Callable[[Any], dict[str, Any]]] = {
         "scoring": validate_scoring, "llm": validate_llm, "campaigns": validate_campaigns,
         "pipeline": lambda v: validate_pipeline(v, current, occupied),
-        "agent": lambda v: validate_agent(v, country)}
+        "agent": lambda v: validate_agent(v, country), "appointments": validate_appointments}
     if section not in validators:
         raise SettingsError(section, [Problem("section", f"unknown; known: {', '.join(SECTIONS)}")])
     unstorable = _unstorable(value)
@@ -420,6 +456,8 @@ def effective(section: str, stored: Mapping[str, Any] | None, country: str | Non
         return effective_campaigns(stored)
     if section == "agent":
         return effective_agent(stored, country)
+    if section == "appointments":
+        return effective_appointments(stored)
     raise SettingsError(section, [Problem("section", f"unknown; known: {', '.join(SECTIONS)}")])
 
 

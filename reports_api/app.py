@@ -13,6 +13,7 @@ handling of X-Forwarded-For does not decide first.
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ from reports_api.routes import (
     admin_pages,
     admin_settings,
     admin_settings_pages,
+    appointments,
+    appointments_pages,
     auth,
     dashboard,
     docs,
@@ -130,6 +133,8 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
         attempts=configured.reports_login_attempts, window_s=configured.reports_login_window_s)
     app.state.cookie_secure = cookie_secure(configured, bind_host) if secure_cookie is None else secure_cookie
     app.state.docs_dir = docs_dir
+    # The visits' "now" (what is free, whether a visit has started): tests replace it with a fixed instant.
+    app.state.clock = functools.partial(datetime.now, UTC)
     reads.COUNTS.ttl_s = configured.inbox_counts_ttl_s
     # The admin pages write credentials as the owner (the reports role cannot read them), sealed under the
     # master key, resolved on first use.
@@ -153,7 +158,7 @@ def create_app(database_url: str, tokens: TokenSettings, *, pool_size: int | Non
     app.add_middleware(SessionCheckMiddleware)
     for area in (auth, reports, ops, dashboard, workspace, workspace_pages, workspace_settings, workspace_imports,
                  admin, admin_pages, admin_channels, admin_settings, admin_settings_pages, admin_ops, admin_ops_pages,
-                 admin_campaigns, admin_campaigns_pages, admin_calendar):
+                 admin_campaigns, admin_campaigns_pages, admin_calendar, appointments, appointments_pages):
         app.include_router(area.router)
     if docs_dir is not None:
         # Routed even before the first `dbt docs generate` has written the site: it 404s until then.

@@ -237,7 +237,7 @@ def test_every_section_reads_with_its_defaults_and_version_1(world: World) -> No
     answer = world.client.get(world.url(broker=world.b), headers=world.headers("admin_b"))
     assert answer.status_code == 200, answer.text
     found = {s["section"]: s for s in answer.json()}
-    assert list(found) == ["scoring", "pipeline", "llm", "campaigns", "agent"]
+    assert list(found) == ["scoring", "pipeline", "llm", "campaigns", "agent", "appointments"]
     assert all(s["version"] == 1 and s["changed_by"] is None for s in found.values())
     assert found["scoring"]["value"]["hot"] == 70 and found["scoring"]["stored"] == {}
     assert found["campaigns"]["value"]["quiet_start"] == 21

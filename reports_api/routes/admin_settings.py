@@ -1,4 +1,4 @@
-"""A broker's settings (tag "admin"): scoring, pipeline, the qualifier's LLM, contact rules, the agent.
+"""A broker's settings (tag "admin"): scoring, pipeline, the qualifier's LLM, contact rules, the agent, visits.
 
 Each section is validated (a 422 lists every bad field), versioned (who, when, what changed, revert) and read by
 the next run of the leads job, campaign or agent message, without a restart. Its ADMINs and a SUPERADMIN only:
@@ -26,9 +26,9 @@ from reports_api.sessions import OwnerConnections
 
 T = TypeVar("T")
 router = APIRouter(prefix="/admin", tags=["admin"], responses=ERRORS)
-SectionName = Annotated[Literal["scoring", "pipeline", "llm", "campaigns", "agent"],
+SectionName = Annotated[Literal["scoring", "pipeline", "llm", "campaigns", "agent", "appointments"],
                         PathParam(description="scoring, pipeline, llm (the qualifier), campaigns (contact rules), "
-                                              "agent")]
+                                              "agent, appointments (visiting rules)")]
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"description": "the value is not valid: `detail` is a list of {field, message}, one per bad field "
                          "(\"hot\", \"stages[2].code\", \"facts.commission\")"}}

@@ -87,8 +87,10 @@ FIELDS: dict[str, tuple[Field, ...]] = {
               Field("visit_slots", "Horarios de visita (uno por línea)", "lines"),
               Field("max_replies_per_hour", "Máximo de respuestas por hora", "int")),
 }
-assert set(FIELDS) == set(SECTIONS) and {f.name for f in FIELDS["agent"] if "." not in f.name} | {"facts"} == set(
-    AgentConfig.model_fields)
+# The visiting rules have a page of their own (weekday windows, each person's hours): routes/appointments_pages.py.
+OWN_PAGE: frozenset[str] = frozenset({"appointments"})
+assert set(FIELDS) == {str(s) for s in SECTIONS} - OWN_PAGE
+assert {f.name for f in FIELDS["agent"] if "." not in f.name} | {"facts"} == set(AgentConfig.model_fields)
 
 
 def _get(value: dict[str, Any], path: str) -> Any:
@@ -172,7 +174,7 @@ async def _page(owner: OwnerConnections, tokens: Tokens, session: Session, broke
                                                        dict[str, list[dict[str, Any]]]]:
         broker = people.broker(cur, who, broker_id)
         return (broker, settings.read_all(cur, who, broker_id),
-                {s: settings.versions(cur, who, broker_id, s) for s in SECTIONS})
+                {s: settings.versions(cur, who, broker_id, s) for s in SECTIONS if s not in OWN_PAGE})
 
     try:
         broker, states, history = await run_in_threadpool(_owner_run, owner, read)
@@ -183,7 +185,7 @@ async def _page(owner: OwnerConnections, tokens: Tokens, session: Session, broke
                  "values": typed.get(state["section"]) or shown(state["section"], state["value"]),
                  "errors": (errors or {}).get(state["section"], {}),
                  "general": (general or {}).get(state["section"], []),
-                 "versions": history[state["section"]]} for state in states]
+                 "versions": history[state["section"]]} for state in states if state["section"] not in OWN_PAGE]
     return page("admin_settings.html", status_code, who=who, broker=broker, sections=sections, preview=preview,
                 saved=saved if saved in SECTIONS else None, csrf=csrf.token_for(tokens.secret, session.token))
 
@@ -209,7 +211,7 @@ async def section_form(request: Request, owner: Owner, tokens: Tokens, session: 
     form = {key: values[0] for key, values in (await form_lists(request)).items()}
     if not csrf.valid(tokens.secret, session.token, form.get(csrf.FIELD)):
         return page("error.html", status.HTTP_403_FORBIDDEN, who=session.principal, message=EXPIRED_FORM)
-    if section not in SECTIONS:
+    if section not in SECTIONS or section in OWN_PAGE:
         return page("error.html", status.HTTP_404_NOT_FOUND, who=session.principal, message="No existe esa sección.")
     who = session.principal
     typed = {f.name: form.get(f.name, "") for f in FIELDS[section]}

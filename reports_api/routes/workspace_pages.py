@@ -21,12 +21,13 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from leadflow.agent import person
+from leadflow.appointments import store
 from reports_api import queries
 from reports_api.dashboard import COOKIE
 from reports_api.deps import Id, Pool, Tokens, broker_cursor
 from reports_api.routes.workspace import AssignedQ, inbox_filter, lead_workspace, send_reply, switch_handler
 from reports_api.security import InvalidToken, Principal, read_token
-from reports_api.workspace import csrf, db, reads
+from reports_api.workspace import appointments, csrf, db, reads
 from reports_api.workspace.render import page
 from reports_api.workspace.schemas import HandlerIn, ReplyIn, TemplateIn
 
@@ -149,23 +150,31 @@ def _manual_campaigns(cur: psycopg2.extensions.cursor, broker_id: int) -> list[d
 
 
 @router.get("/leads/{lead_id}")
-def lead_page(pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id, lead_id: Id,
-              error: Field = None) -> Response:
+def lead_page(request: Request, pool: Pool, tokens: Tokens, session: SessionDep, broker_id: Id, lead_id: Id,
+              error: Field = None, saved: Field = None) -> Response:
     if session is None:
         return _to_login()
     who = session.principal
+    now = appointments.now_of(request)
     try:
         with broker_cursor(pool, who, broker_id) as cur:
             common = _common(cur, broker_id)
             found = lead_workspace(cur, broker_id, lead_id, 500)
             people = reads.people(cur, broker_id) if who.role != "AGENT" else []
             target = person.reply_target(cur, lead_id)
+            visits = appointments.of_lead(cur, broker_id, lead_id)
+            rules, _ = store.broker_rules(cur, broker_id)
+            slot_days = appointments.days_of(cur, broker_id, now, rules.horizon_days)
+            takers = [p for p in store.schedules(cur, broker_id) if p.agent_id is not None]
     except HTTPException as exc:
         return _error_page(who, exc)
     # A new key per page view: a double click or a resent form sends once; a new reply needs a new page.
     return page("ws_lead.html", who=who, lead=found, people=people, can_assign=who.role != "AGENT", limit=500,
                 reply_target=target, reply_key=uuid.uuid4().hex,
-                csrf=csrf.token_for(tokens.secret, session.token), error=ERRORS.get(error or ""), **common)
+                csrf=csrf.token_for(tokens.secret, session.token),
+                error=ERRORS.get(error or "") or appointments.MESSAGES.get(error or ""),
+                visits=visits, slot_days=slot_days, visit_rules=rules, takers=takers, now=now,
+                visit_saved=saved in ("booked", "status", "moved"), **appointments.LABELS, **common)
 
 
 @router.get("/board")
