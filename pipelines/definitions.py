@@ -6,6 +6,7 @@ from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
 from assets.analytics import dbt_docs, dbt_project, leadflow_dbt_models
+from assets.appointment_reminders import appointment_reminders
 from assets.campaigns import (
     campaign_results,
     campaign_sends,
@@ -26,7 +27,14 @@ from assets.leads import (
     scores_in_range,
 )
 from leadflow.config import Settings
-from pipelines.jobs import analytics_job, campaign_batch_schedule, campaign_job, landing_job
+from pipelines.jobs import (
+    analytics_job,
+    appointment_reminders_job,
+    appointment_reminders_schedule,
+    campaign_batch_schedule,
+    campaign_job,
+    landing_job,
+)
 from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
 from sensors.analytics_refresh import analytics_refresh_sensor
 from sensors.campaign_triggers import campaign_trigger_sensor
@@ -39,11 +47,11 @@ _settings = Settings.from_environment()
 defs = Definitions(
     assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_assignments,
             lead_consent, segment_memberships,
-            campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models, dbt_docs],
+            campaign_sends, outbound_dispatch, campaign_results, appointment_reminders, leadflow_dbt_models, dbt_docs],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
                   scores_in_range, no_stage_regression, assignments_stay_in_their_broker],
-    jobs=[landing_job, analytics_job, campaign_job],
-    schedules=[campaign_batch_schedule],
+    jobs=[landing_job, analytics_job, campaign_job, appointment_reminders_job],
+    schedules=[campaign_batch_schedule, appointment_reminders_schedule],
     sensors=[kafka_landing_sensor, campaign_trigger_sensor, analytics_refresh_sensor],
     resources={
         "postgres": PostgresResource(url=EnvVar("LEADFLOW_DATABASE_URL")),
