@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from dagster import AssetKey, materialize
+from dagster import materialize
 from dagster_dbt import DbtCliResource
 from fastapi.testclient import TestClient
 
@@ -32,11 +32,6 @@ pytestmark = pytest.mark.services
 # one visit is ahead then, and one marked two hours after that is still unmarked as of then.
 AS_OF = T0 + timedelta(days=1)
 PASSWORD = "una-clave-larga-de-prueba"
-MODELS = [AssetKey(["staging", m]) for m in ("stg_leadflow__brokers", "stg_leadflow__leads", "stg_leadflow__messages",
-                                             "stg_leadflow__message_leads", "stg_leadflow__appointments",
-                                             "stg_leadflow__appointment_events")] + \
-    [AssetKey(["intermediate", "int_leads_sourced"]), AssetKey(["intermediate", "int_appointments_as_of"]),
-     AssetKey(["marts", "fct_appointments"]), AssetKey(["marts", "fct_appointment_rates"])]
 
 
 @dataclass(frozen=True)
@@ -102,13 +97,11 @@ def funnel(settings: Settings) -> Funnel:
         _book(cur, b, _lead(settings, b, "Lucía"), 3, "whatsapp", None, "no_show")
     from assets.analytics import dbt_project, leadflow_dbt_models
 
-    # Only the appointment models and what they read (a fraction of the whole build), and only the tests of
-    # those: dbt's default would also run tests that join them to marts this build leaves alone.
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("DBT_INDIRECT_SELECTION", "cautious")
-        result = materialize([leadflow_dbt_models], selection=MODELS, resources={
-            "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir))},
-            run_config={"ops": {leadflow_dbt_models.op.name: {"config": {"as_of": AS_OF.isoformat()}}}})
+    # The whole build, as the analytics job runs it: the appointment marts beside every other (the dashboard reads
+    # them all), their tests with the others'.
+    result = materialize([leadflow_dbt_models], resources={
+        "dbt": DbtCliResource(project_dir=dbt_project, profiles_dir=str(dbt_project.profiles_dir))},
+        run_config={"ops": {leadflow_dbt_models.op.name: {"config": {"as_of": AS_OF.isoformat()}}}})
     assert result.success
     return Funnel(a, b, ana, admin_a, TokenSettings.ephemeral())
 
@@ -157,9 +150,12 @@ def test_the_reports_api_gives_a_broker_its_rates_per_agent_and_channel(client: 
     assert (totals["leads"], totals["leads_with_appointment"], totals["appointments_due"]) == (4, 3, 3)
     assert (totals["appointment_set_rate"], totals["held_rate"], totals["no_show_rate"]) == (0.75, 0.3333, 0.3333)
     assert [p["period_start"] for p in body["periods"]] == ["2026-11-02"]
-    agents = {r["agent_name"]: (r["appointment_set_rate"], r["held_rate"], r["no_show_rate"]) for r in body["by_agent"]}
+    def rates(row: dict[str, Any]) -> tuple[float | None, ...]:
+        return row["appointment_set_rate"], row["held_rate"], row["no_show_rate"]
+
+    agents = {r["agent_name"]: rates(r) for r in body["by_agent"]}
     assert agents == {"Ana": (1.0, 1.0, 0.0), "Sin agente": (0.6667, 0.0, 0.5)}
-    channels = {r["channel"]: (r["appointment_set_rate"], r["held_rate"], r["no_show_rate"]) for r in body["by_channel"]}
+    channels = {r["channel"]: rates(r) for r in body["by_channel"]}
     assert channels == {"whatsapp": (1.0, 0.5, 0.5), "telegram": (0.5, 0.0, 0.0)}
     monthly = client.get(f"/brokers/{funnel.a.broker_id}/appointments/rates",
                          params={"start": "2026-11-01", "end": "2026-11-30", "period": "month"}, headers=headers)
@@ -189,3 +185,23 @@ def test_rates_with_nothing_to_divide_are_null_not_zero(client: TestClient, funn
     body = client.get(f"/brokers/{funnel.a.broker_id}/appointments/rates",
                       params={"start": "2025-01-01", "end": "2025-01-31"}, headers=headers).json()
     assert body["periods"] == [] and body["totals"]["held_rate"] is None and body["totals"]["leads"] == 0
+
+
+def test_the_dashboard_shows_the_appointment_rates_per_agent_and_channel(client: TestClient, funnel: Funnel) -> None:
+    from reports_api.dashboard import COOKIE
+
+    client.cookies.set(COOKIE, issue_token(funnel.tokens, funnel.admin_a))
+    try:
+        page = client.get(f"/dashboard/brokers/{funnel.a.broker_id}", params={"start": "2026-11-01",
+                                                                              "end": "2026-11-30"})
+    finally:
+        client.cookies.clear()
+    assert page.status_code == 200
+    section = page.text[page.text.index('<table id="appointments">'):]
+    section = section[:section.index("</table>")]
+    rows_shown = [" ".join(cell.split("<")[0] for cell in row.split("<td>")[1:])
+                  for row in section.split("<tr")[2:]]
+    assert rows_shown[0].split() == ["Total", "4", "3", "75.0%", "5", "3", "1", "1", "1", "33.3%", "33.3%"]
+    shown = {" ".join(r.split()) for r in rows_shown}
+    assert {"Ana 1 1 100.0% 2 1 1 0 0 100.0% 0.0%", "Sin agente 3 2 66.7% 3 2 0 1 1 0.0% 50.0%",
+            "Canal whatsapp 2 2 100.0% 4 2 1 1 0 50.0% 50.0%", "Canal telegram 2 1 50.0% 1 1 0 0 1 0.0% 0.0%"} <= shown
