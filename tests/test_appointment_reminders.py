@@ -250,3 +250,60 @@ def test_only_the_shortest_due_reminder_goes_when_the_batch_was_down() -> None:
     assert plan(visit, booked, (24, 1), visit - timedelta(hours=2)) == [
         plan(visit, booked, (24,), visit - timedelta(hours=2))[0]]
     assert plan(visit, booked, (24, 1), visit - timedelta(minutes=30), recorded=(24, 1)) == []
+
+
+def test_a_reminder_the_provider_refused_once_goes_out_on_the_next_run(
+        db: str, fake: FakeChannels, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = broker_in(db, monkeypatch)
+    visit = book(db, broker, lead(db, broker, "telegram", "811", BOOKED), VISIT)
+    fake.script("telegram", Reply(status=429, retry_after=90))
+    due = VISIT - timedelta(hours=24)
+    assert batch(db, fake, due).retry_later == {"Telegram rate limit (429)": 1}
+    assert batch(db, fake, due + timedelta(seconds=60)).sent == 0  # Telegram asked for 90 seconds
+    assert batch(db, fake, due + timedelta(seconds=95)).sent == 1
+    assert [(h, s, a) for h, s, _r, a, _d in reminders(db, visit)] == [(24, "sent", 2)]
+    assert len(fake.sent("telegram")) == 1
+
+
+def test_the_batch_asset_sends_as_of_its_configured_instant(
+        db: str, fake: FakeChannels, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster import materialize
+
+    from assets.appointment_reminders import appointment_reminders
+    from pipelines.resources import ChannelSendersResource, PostgresResource
+
+    broker = broker_in(db, monkeypatch)
+    visit = book(db, broker, lead(db, broker, "telegram", "821", BOOKED), VISIT + timedelta(days=7))
+    result = materialize([appointment_reminders], resources={
+        "postgres": PostgresResource(url=db),
+        "channels": ChannelSendersResource(telegram_api_url=fake.url, whatsapp_api_url=fake.url, timeout_s=2)},
+        run_config={"ops": {"appointment_reminders": {"config": {
+            "as_of": (VISIT + timedelta(days=7, minutes=-30)).isoformat()}}}})
+    assert result.success
+    [materialization] = result.asset_materializations_for_node("appointment_reminders")
+    assert materialization.metadata["sent"].value == 1
+    assert [(h, s) for h, s, *_ in reminders(db, visit)] == [(24, "skipped"), (1, "sent")]
+
+
+def test_a_brokers_people_read_only_their_own_reminders(db: str, fake: FakeChannels,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from leadflow.appointments.reminders import sent_reminders
+    from leadflow.users import add_user
+    from reports_api.scope import ScopedPool
+    from reports_api.security import Principal
+
+    mine, theirs = broker_in(db, monkeypatch), broker_in(db, monkeypatch)
+    own = book(db, mine, lead(db, mine, "telegram", "831", BOOKED), VISIT + timedelta(days=14))
+    other = book(db, theirs, lead(db, theirs, "telegram", "832", BOOKED), VISIT + timedelta(days=14))
+    assert batch(db, fake, VISIT + timedelta(days=13, hours=1)).sent == 2
+    monkeypatch.setenv("LEADFLOW_BCRYPT_ROUNDS", "4")
+    admin = add_user(db, f"admin-{mine.slug}@example.com", "a-long-password-1", role="ADMIN", broker_slug=mine.slug)
+    pool = ScopedPool(db, 1)
+    try:
+        with pool.cursor(Principal(admin.user_id, "a", "ADMIN", mine.broker_id), mine.broker_id) as cur:
+            cur.execute("SELECT DISTINCT broker_id FROM leadflow.appointment_reminders")
+            assert cur.fetchall() == [(mine.broker_id,)]
+            assert set(sent_reminders(cur, mine.broker_id, [own, other])) == {own}
+            assert sent_reminders(cur, theirs.broker_id, [other]) == {}
+    finally:
+        pool.close()
