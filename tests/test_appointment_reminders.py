@@ -307,3 +307,22 @@ def test_a_brokers_people_read_only_their_own_reminders(db: str, fake: FakeChann
             assert sent_reminders(cur, theirs.broker_id, [other]) == {}
     finally:
         pool.close()
+
+
+def test_a_reminder_waiting_for_a_retry_is_not_sent_once_the_visit_is_cancelled_or_the_lead_opts_out(
+        db: str, fake: FakeChannels, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = broker_in(db, monkeypatch)
+    quits = lead(db, broker, "telegram", "841", BOOKED)
+    cancels = lead(db, broker, "telegram", "842", BOOKED)
+    quitting, cancelled = book(db, broker, quits, VISIT), book(db, broker, cancels, VISIT + timedelta(hours=2))
+    fake.script("telegram", *[Reply(status=503)] * 4)
+    batch(db, fake, VISIT - timedelta(hours=22))
+    with transaction(db) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO leadflow.lead_consent (lead_id, broker_id, opted_out_at, reason)
+                       VALUES (%s, %s, %s, 'no me escriban más')""", (quits, broker.broker_id, VISIT))
+        store.change_status(cur, broker.broker_id, cancelled, "cancelled", VISIT - timedelta(hours=21), actor="lead")
+    result = batch(db, fake, VISIT - timedelta(hours=20))
+    assert result.sent == 0 and fake.sent("telegram") == []
+    assert [r[1:3] for r in reminders(db, quitting)] == [("skipped", "the lead opted out")]
+    [(_, status, reason, _, _)] = reminders(db, cancelled)
+    assert status == "skipped" and reason.startswith("the visit was cancelled before the reminder went out")

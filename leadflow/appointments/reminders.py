@@ -190,13 +190,15 @@ _CANDIDATES = """
     FROM leadflow.appointments a
     JOIN leadflow.brokers b ON b.broker_id = a.broker_id
     JOIN leadflow.leads l ON l.lead_id = a.lead_id AND l.broker_id = a.broker_id
+    -- a lead merged since the booking: its messages, consent and name are the kept lead's now
+    CROSS JOIN LATERAL (SELECT coalesce(l.merged_into, l.lead_id) AS lead_id) kept
     LEFT JOIN leadflow.broker_settings bs ON bs.broker_id = a.broker_id
-    LEFT JOIN leadflow.lead_qualifications q ON q.lead_id = a.lead_id
-    LEFT JOIN leadflow.lead_consent lc ON lc.lead_id = a.lead_id
+    LEFT JOIN leadflow.lead_qualifications q ON q.lead_id = kept.lead_id
+    LEFT JOIN leadflow.lead_consent lc ON lc.lead_id = kept.lead_id
     LEFT JOIN LATERAL (
         SELECT m.channel, m.conversation_id, m.contact_channel_id, m.contact_phone
         FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
-        WHERE ml.lead_id = a.lead_id AND m.broker_id = a.broker_id AND m.direction = 'inbound'
+        WHERE ml.lead_id = kept.lead_id AND m.broker_id = a.broker_id AND m.direction = 'inbound'
           AND m.channel IN ('telegram', 'whatsapp')
         ORDER BY m.channel IS NOT DISTINCT FROM a.channel DESC, m.sent_at DESC, m.message_id DESC LIMIT 1) d ON true
     WHERE a.status IN ('proposed', 'confirmed')
@@ -275,6 +277,7 @@ class _Claimed:
     last_reason: str | None
     visit_status: str
     starts_at: datetime
+    opted_out: bool  # since the reminder was planned: a retry must not reach them
 
 
 def _claim_next_due(cur: Cursor, now: datetime) -> _Claimed | None:
@@ -287,15 +290,20 @@ def _claim_next_due(cur: Cursor, now: datetime) -> _Claimed | None:
               WHERE status = 'pending' AND next_attempt_at <= %s
               ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)
         RETURNING r.appointment_id, r.hours_before, r.broker_id, b.slug, r.lead_id, r.channel, r.destination, r.body,
-                  r.template, r.reason, a.status, a.starts_at""", (now,))
+                  r.template, r.reason, a.status, a.starts_at,
+                  EXISTS (SELECT 1 FROM leadflow.leads l JOIN leadflow.lead_consent lc
+                                 ON lc.lead_id = coalesce(l.merged_into, l.lead_id)
+                          WHERE l.lead_id = r.lead_id)""", (now,))
     row = cur.fetchone()
     return None if row is None else _Claimed(*row)
 
 
 def _last_whatsapp_inbound(cur: Cursor, lead_id: int) -> datetime | None:
     """Read at send time: a lead who wrote since the reminder was planned reopened the window."""
-    cur.execute("""SELECT max(m.sent_at) FROM leadflow.message_leads ml JOIN leadflow.raw_messages m USING (message_id)
-                   WHERE ml.lead_id = %s AND m.direction = 'inbound' AND m.channel = 'whatsapp'""", (lead_id,))
+    cur.execute("""SELECT max(m.sent_at) FROM leadflow.leads l
+                   JOIN leadflow.message_leads ml ON ml.lead_id = coalesce(l.merged_into, l.lead_id)
+                   JOIN leadflow.raw_messages m USING (message_id)
+                   WHERE l.lead_id = %s AND m.direction = 'inbound' AND m.channel = 'whatsapp'""", (lead_id,))
     row = cur.fetchone()
     return row[0] if row else None
 
@@ -338,12 +346,18 @@ def send_due(conn: psycopg2.extensions.connection, senders: dict[str, Sender], c
             gone = (f"the visit was {claimed.visit_status} before the reminder went out"
                     if claimed.visit_status not in ("proposed", "confirmed")
                     else "the visit had started before the reminder went out")
-            # A reminder the provider kept refusing until too late failed; one overtaken by a change was skipped.
-            status = "failed" if claimed.last_reason else "skipped"
+            # A reminder the provider kept refusing until the visit began failed; one overtaken by a cancellation or
+            # a move (or a batch that ran late) was skipped.
+            status = "failed" if claimed.last_reason and now >= claimed.starts_at else "skipped"
             reason = f"{gone} (last error: {claimed.last_reason})" if claimed.last_reason else gone
             with conn, conn.cursor() as cur:
                 _settle(cur, claimed, status, reason)
             _count(result.failed if status == "failed" else result.skipped, gone)
+            continue
+        if claimed.opted_out:
+            with conn, conn.cursor() as cur:
+                _settle(cur, claimed, "skipped", "the lead opted out")
+            _count(result.skipped, "the lead opted out")
             continue
         _send_one(conn, claimed, senders, last_inbound, now, result, max_attempts)
 
