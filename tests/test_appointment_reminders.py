@@ -326,3 +326,15 @@ def test_a_reminder_waiting_for_a_retry_is_not_sent_once_the_visit_is_cancelled_
     assert [r[1:3] for r in reminders(db, quitting)] == [("skipped", "the lead opted out")]
     [(_, status, reason, _, _)] = reminders(db, cancelled)
     assert status == "skipped" and reason.startswith("the visit was cancelled before the reminder went out")
+
+
+def test_a_broker_chooses_its_own_lead_times(db: str, fake: FakeChannels, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = broker_in(db, monkeypatch)
+    with transaction(db) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO leadflow.broker_settings (broker_id, appointments) VALUES (%s, %s)",
+                    (broker.broker_id, json.dumps({"reminder_hours": [48, 3]})))
+    visit = book(db, broker, lead(db, broker, "telegram", "851", BOOKED), VISIT)
+    assert batch(db, fake, VISIT - timedelta(hours=47)).sent == 1
+    assert batch(db, fake, VISIT - timedelta(hours=3)).sent == 1
+    assert batch(db, fake, VISIT - timedelta(hours=1)).planned == 0
+    assert [(h, s) for h, s, *_ in reminders(db, visit)] == [(48, "sent"), (3, "sent")]

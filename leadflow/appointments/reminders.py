@@ -203,6 +203,15 @@ _CANDIDATES = """
         ORDER BY m.channel IS NOT DISTINCT FROM a.channel DESC, m.sent_at DESC, m.message_id DESC LIMIT 1) d ON true
     WHERE a.status IN ('proposed', 'confirmed')
       AND a.starts_at > %(now)s - interval '2 days' AND a.starts_at <= %(now)s + interval '169 hours'
+      -- only visits with a reminder due and not yet recorded: most runs find none, and skip the chat lookups
+      AND EXISTS (
+          SELECT 1 FROM jsonb_array_elements(
+              CASE WHEN jsonb_typeof(bs.appointments -> 'reminder_hours') = 'array'
+                   THEN bs.appointments -> 'reminder_hours' ELSE '[24, 1]'::jsonb END) AS h (hours)
+          WHERE jsonb_typeof(h.hours) = 'number'
+            AND a.starts_at - (h.hours::text || ' hours')::interval <= %(now)s
+            AND NOT EXISTS (SELECT 1 FROM leadflow.appointment_reminders r
+                            WHERE r.appointment_id = a.appointment_id AND r.hours_before::text = h.hours::text))
     ORDER BY a.starts_at"""
 
 
