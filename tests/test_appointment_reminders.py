@@ -37,6 +37,14 @@ def db(pg_admin_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def no_visits_left_over(db: str) -> None:
+    """Each batch reminds every broker of the database: a test starts with no other test's visit still owed."""
+    with transaction(db) as conn, conn.cursor() as cur:
+        cur.execute("UPDATE leadflow.appointment_reminders SET status = 'skipped' WHERE status = 'pending'")
+        cur.execute("UPDATE leadflow.appointments SET status = 'cancelled' WHERE status IN ('proposed', 'confirmed')")
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeChannels]:
     server = FakeChannels().start()
