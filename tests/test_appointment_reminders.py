@@ -39,9 +39,11 @@ def db(pg_admin_url: str) -> Iterator[str]:
 
 @pytest.fixture(autouse=True)
 def no_visits_left_over(db: str) -> None:
-    """Each batch reminds every broker of the database: a test starts with no other test's visit still owed."""
+    """Each batch reminds every broker of the database (and produces every sent reminder not yet produced): a
+    test starts with nothing of another test's still owed."""
     with transaction(db) as conn, conn.cursor() as cur:
         cur.execute("UPDATE leadflow.appointment_reminders SET status = 'skipped' WHERE status = 'pending'")
+        cur.execute("UPDATE leadflow.appointment_reminders SET produced = true WHERE status = 'sent'")
         cur.execute("UPDATE leadflow.appointments SET status = 'cancelled' WHERE status IN ('proposed', 'confirmed')")
 
 
@@ -273,24 +275,40 @@ def test_a_reminder_the_provider_refused_once_goes_out_on_the_next_run(
     assert len(fake.sent("telegram")) == 1
 
 
-def test_the_batch_asset_sends_as_of_its_configured_instant(
-        db: str, fake: FakeChannels, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_batch_asset_sends_as_of_its_instant_and_puts_the_reminder_in_the_lead_conversation_once(
+        db: str, kafka_bootstrap: str, fake: FakeChannels, monkeypatch: pytest.MonkeyPatch) -> None:
     from dagster import materialize
 
     from assets.appointment_reminders import appointment_reminders
-    from pipelines.resources import ChannelSendersResource, PostgresResource
+    from leadflow.config import Topics
+    from leadflow.kafka import ensure_topics
+    from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
+    from tests.kafka_helpers import events_for
 
+    topics = Topics(f"t{uuid.uuid4().hex[:8]}")
+    ensure_topics(kafka_bootstrap, topics.all(), 1)
     broker = broker_in(db, monkeypatch)
     visit = book(db, broker, lead(db, broker, "telegram", "821", BOOKED), VISIT + timedelta(days=7))
-    result = materialize([appointment_reminders], resources={
-        "postgres": PostgresResource(url=db),
-        "channels": ChannelSendersResource(telegram_api_url=fake.url, whatsapp_api_url=fake.url, timeout_s=2)},
-        run_config={"ops": {"appointment_reminders": {"config": {
-            "as_of": (VISIT + timedelta(days=7, minutes=-30)).isoformat()}}}})
-    assert result.success
-    [materialization] = result.asset_materializations_for_node("appointment_reminders")
-    assert materialization.metadata["sent"].value == 1
+
+    def run() -> dict[str, Any]:
+        result = materialize([appointment_reminders], resources={
+            "postgres": PostgresResource(url=db),
+            "kafka": KafkaResource(bootstrap_servers=kafka_bootstrap, topic_prefix=topics.prefix),
+            "channels": ChannelSendersResource(telegram_api_url=fake.url, whatsapp_api_url=fake.url, timeout_s=2)},
+            run_config={"ops": {"appointment_reminders": {"config": {
+                "as_of": (VISIT + timedelta(days=7, minutes=-30)).isoformat()}}}})
+        assert result.success
+        [materialization] = result.asset_materializations_for_node("appointment_reminders")
+        return {k: v.value for k, v in materialization.metadata.items()}
+
+    first, second = run(), run()
+    assert (first["sent"], first["produced"], second["sent"], second["produced"]) == (1, 1, 0, 0)
     assert [(h, s) for h, s, *_ in reminders(db, visit)] == [(24, "skipped"), (1, "sent")]
+    [produced] = events_for(kafka_bootstrap, topics.messages, broker.broker_id)
+    assert (produced["direction"], produced["provider_message_id"], produced["conversation_id"]) == (
+        "outbound", f"reminder:{visit}:1", "821")
+    assert produced["contact"]["channel_user_id"] == "821" and produced["text"] == fake.sent("telegram")[0]["text"]
+    assert produced["raw"]["leadflow"]["author"] == "reminder"
 
 
 def test_a_brokers_people_read_only_their_own_reminders(db: str, fake: FakeChannels,

@@ -13,6 +13,9 @@
    (also written into ``appointments.reminders``), ``pending`` again with backoff (429, 5xx, timeouts: the
    next run retries, never after the visit has started), or ``failed`` with the reason. A visit cancelled or
    moved meanwhile gets nothing. A crash during the call leaves ``sending``: visible, never resent blindly.
+3. **Into the conversation.** Each sent reminder is produced onto the messages topic as an outbound message of
+   the lead's contact (``reminder:<appointment>:<hours>``, author "reminder"), so the landing puts it in the
+   lead's conversation (the workspace, the agent's history); one Kafka did not acknowledge goes next run.
 
 Times: a reminder is due ``hours`` of real time before the visit's instant; its text gives the wall-clock date
 and time in the timezone the visit was booked in, so a daylight-saving change in between moves neither.
@@ -31,10 +34,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import psycopg2.extensions
+from confluent_kafka import KafkaException
 
 from leadflow.appointments.rules import RulesError, ScheduleRules
 from leadflow.db.connection import connect
-from leadflow.events import OutboundCommand
+from leadflow.events import ChannelMessage, Contact, OutboundCommand
 from leadflow.outbound.errors import Rejected, RetryLater, Skip
 from leadflow.outbound.senders import Sender
 
@@ -55,6 +59,8 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "November", "December")
 
 Action = Literal["send", "skip"]
+# Produces messages onto the messages topic; raises KafkaException unless every one was acknowledged.
+Publish = Callable[[list[ChannelMessage]], None]
 
 
 @dataclass(frozen=True)
@@ -171,6 +177,7 @@ class ReminderResult:
     skipped: dict[str, int] = field(default_factory=dict)
     retry_later: dict[str, int] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
+    produced: int = 0  # sent reminders produced onto the messages topic
 
 
 def _count(bucket: dict[str, int], reason: str) -> None:
@@ -216,12 +223,15 @@ _CANDIDATES = """
 
 
 def _destination(channel: str | None, conversation_id: str | None, channel_user: str | None,
-                 phone: str | None) -> dict[str, str] | None:
+                 phone: str | None) -> dict[str, Any] | None:
+    # The contact as the lead's own messages carry it: the reminder, produced back as an outbound message of
+    # that contact, lands in the lead's conversation.
+    contact = {k: v for k, v in {"channel_user_id": channel_user, "phone_e164": phone}.items() if v}
     if channel == "telegram" and (conversation_id or channel_user):
-        return {"chat_id": str(conversation_id or channel_user)}
+        return {"chat_id": str(conversation_id or channel_user), "contact": contact}
     if channel == "whatsapp" and (channel_user or phone):
         # WhatsApp writes to the lead's WhatsApp id: its number without '+'.
-        return {"to": str(channel_user or (phone or "").lstrip("+"))}
+        return {"to": str(channel_user or (phone or "").lstrip("+")), "contact": contact}
     return None
 
 
@@ -410,15 +420,62 @@ def _send_one(conn: psycopg2.extensions.connection, claimed: _Claimed, senders: 
     result.sent += 1
 
 
+# The payload key that says who wrote an outbound message (``leadflow.agent.history.AUTHOR_KEY``; not imported:
+# the agent may use appointments, so appointments do not import the agent).
+AUTHOR_KEY = "leadflow"
+
+
+def message_of(appointment_id: int, hours: int, broker_id: int, broker_slug: str, channel: str,
+               destination: dict[str, Any], body: str, template: dict[str, Any] | None, sent_at: datetime,
+               provider_message_id: str | None) -> ChannelMessage:
+    """A sent reminder as an outbound message of the lead's contact (same Kafka key as the lead's messages):
+    landed, it is part of the lead's conversation, the bot's side, saying which visit it reminded of."""
+    chat = destination.get("chat_id") or destination.get("to")
+    return ChannelMessage.build(
+        broker_id=broker_id, broker_slug=broker_slug, channel=channel,  # type: ignore[arg-type]
+        provider_message_id=f"reminder:{appointment_id}:{hours}",
+        conversation_id=chat if channel == "telegram" else None,
+        contact=Contact.model_validate(destination.get("contact") or {"channel_user_id": chat}),
+        direction="outbound", message_type="text", text=body, sent_at=sent_at,
+        raw={AUTHOR_KEY: {"author": "reminder", "appointment_id": appointment_id, "hours_before": hours,
+                          "template": (template or {}).get("name"), "provider_message_id": provider_message_id}})
+
+
+def publish_sent(conn: psycopg2.extensions.connection, publish: Publish, limit: int = 1000) -> int:
+    """Produce the sent reminders Kafka has not acknowledged yet; how many now are. A failure leaves them for the
+    next run (the landing absorbs a twin: the provider id is the reminder's)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("""SELECT r.appointment_id, r.hours_before, r.broker_id, b.slug, r.channel, r.destination, r.body,
+                              r.template, r.sent_at, r.provider_message_id
+                       FROM leadflow.appointment_reminders r JOIN leadflow.brokers b ON b.broker_id = r.broker_id
+                       WHERE r.status = 'sent' AND NOT r.produced ORDER BY r.sent_at LIMIT %s""", (limit,))
+        rows = cur.fetchall()
+    if not rows:
+        return 0
+    try:
+        publish([message_of(*row) for row in rows])
+    except KafkaException as exc:
+        log.warning("%s sent reminders not produced to Kafka yet (%s); the next run produces them", len(rows), exc)
+        return 0
+    with conn, conn.cursor() as cur:
+        cur.execute("""UPDATE leadflow.appointment_reminders SET produced = true
+                       WHERE (appointment_id, hours_before) IN (SELECT * FROM unnest(%s::bigint[], %s::int[]))""",
+                    ([r[0] for r in rows], [r[1] for r in rows]))
+    return len(rows)
+
+
 def send_reminders(url: str, senders: dict[str, Sender], clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                   max_attempts: int = MAX_ATTEMPTS) -> ReminderResult:
-    """Plan the reminders whose moment has come, then send every due one (new and retried)."""
+                   max_attempts: int = MAX_ATTEMPTS, publish: Publish | None = None) -> ReminderResult:
+    """Plan the reminders whose moment has come, send every due one (new and retried), then produce the sent
+    ones onto the messages topic through ``publish`` (None: not produced, e.g. a tool without Kafka)."""
     result = ReminderResult()
     conn = connect(url)
     try:
         with conn, conn.cursor() as cur:
             plan_reminders(cur, clock(), result)
         send_due(conn, senders, clock, result, max_attempts)
+        if publish is not None:
+            result.produced = publish_sent(conn, publish)
     finally:
         conn.close()
     return result

@@ -45,11 +45,16 @@ def upgrade() -> None:
             created_at           timestamptz NOT NULL,
             sent_at              timestamptz,
             updated_at           timestamptz NOT NULL,
+            -- A sent reminder is also produced onto the messages topic (the lead's conversation shows it);
+            -- false until Kafka acknowledged it, produced again by the next run.
+            produced             boolean NOT NULL DEFAULT false,
             PRIMARY KEY (appointment_id, hours_before)
         );
         CREATE INDEX appointment_reminders_due ON leadflow.appointment_reminders (next_attempt_at)
             WHERE status = 'pending';
         CREATE INDEX appointment_reminders_broker ON leadflow.appointment_reminders (broker_id, due_at);
+        CREATE INDEX appointment_reminders_unproduced ON leadflow.appointment_reminders (sent_at)
+            WHERE status = 'sent' AND NOT produced;
 
         ALTER TABLE leadflow.appointment_reminders ENABLE ROW LEVEL SECURITY;
         GRANT SELECT ON leadflow.appointment_reminders TO leadflow_reports;
