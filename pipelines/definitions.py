@@ -7,6 +7,7 @@ from dagster_dbt import DbtCliResource
 
 from assets.analytics import dbt_docs, dbt_project, leadflow_dbt_models
 from assets.appointment_calendar import appointment_calendar
+from assets.appointment_reminders import appointment_reminders
 from assets.campaigns import (
     campaign_results,
     campaign_sends,
@@ -31,6 +32,8 @@ from pipelines.jobs import (
     analytics_job,
     appointment_calendar_job,
     appointment_calendar_schedule,
+    appointment_reminders_job,
+    appointment_reminders_schedule,
     campaign_batch_schedule,
     campaign_job,
     landing_job,
@@ -47,12 +50,12 @@ _settings = Settings.from_environment()
 defs = Definitions(
     assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_assignments,
             lead_consent, segment_memberships,
-            campaign_sends, outbound_dispatch, campaign_results, leadflow_dbt_models, dbt_docs,
+            campaign_sends, outbound_dispatch, campaign_results, appointment_reminders, leadflow_dbt_models, dbt_docs,
             appointment_calendar],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
                   scores_in_range, no_stage_regression, assignments_stay_in_their_broker],
-    jobs=[landing_job, analytics_job, campaign_job, appointment_calendar_job],
-    schedules=[campaign_batch_schedule, appointment_calendar_schedule],
+    jobs=[landing_job, analytics_job, campaign_job, appointment_reminders_job, appointment_calendar_job],
+    schedules=[campaign_batch_schedule, appointment_reminders_schedule, appointment_calendar_schedule],
     sensors=[kafka_landing_sensor, campaign_trigger_sensor, analytics_refresh_sensor],
     resources={
         "postgres": PostgresResource(url=EnvVar("LEADFLOW_DATABASE_URL")),

@@ -24,10 +24,10 @@ analytics_job = define_asset_job(
 campaign_job = define_asset_job(
     "campaign_job",
     selection=AssetSelection.assets("lead_consent", "segment_memberships", "campaign_sends", "outbound_dispatch",
-                                    "campaign_results"),
-    description="The campaign batch: consent, segments, targeting of every active campaign, and dispatch of the "
-                "sends it decided (launched hourly by campaign_batch_schedule; quiet hours follow each broker's "
-                "timezone).",
+                                    "campaign_results", "appointment_reminders"),
+    description="The campaign batch: consent, segments, targeting of every active campaign, dispatch of the "
+                "sends it decided, and visit reminders (launched hourly by campaign_batch_schedule; quiet hours "
+                "follow each broker's timezone).",
 )
 
 # Hourly: each run acts only where a broker's local time allows (quiet hours are per broker timezone),
@@ -48,3 +48,17 @@ appointment_calendar_job = define_asset_job(
 appointment_calendar_schedule = ScheduleDefinition(name="appointment_calendar_schedule", job=appointment_calendar_job,
                                                    cron_schedule="*/10 * * * *", execution_timezone="UTC",
                                                    default_status=DefaultScheduleStatus.RUNNING)
+
+appointment_reminders_job = define_asset_job(
+    "appointment_reminders_job",
+    selection=AssetSelection.assets("appointment_reminders"),
+    description="Visit reminders alone, between campaign batches (launched every 15 minutes by "
+                "appointment_reminders_schedule): a 1-hour reminder goes out 45 to 60 minutes before the visit.",
+)
+
+# The hourly batch alone would send a "1 h" reminder anywhere from 60 to 5 minutes ahead; every 15 minutes
+# keeps it near its hour. Runs of both jobs at once are harmless: each reminder is claimed before it is sent.
+appointment_reminders_schedule = ScheduleDefinition(name="appointment_reminders_schedule",
+                                                    job=appointment_reminders_job, cron_schedule="*/15 * * * *",
+                                                    execution_timezone="UTC",
+                                                    default_status=DefaultScheduleStatus.RUNNING)

@@ -237,3 +237,51 @@ def lead(cur: psycopg2.extensions.cursor, broker_id: int, lead_id: int) -> dict[
                    WHERE lead_id = %s ORDER BY occurred_at, sequence, stage_event_id""", (lead_id,))
     result["stage_history"] = _rows(cur)
     return result
+
+
+AppointmentPeriod = Literal["week", "month"]
+_APPOINTMENT_COUNTS = ("leads", "leads_with_appointment", "appointments_set", "appointments_due", "appointments_held",
+                       "appointments_no_show", "appointments_cancelled", "appointments_unmarked")
+
+
+def _appointment_rates(row: dict[str, Any]) -> dict[str, Any]:
+    """Rates from the summed counts (a rate of rates over periods would weigh a quiet week like a busy one)."""
+    return {**row, "appointment_set_rate": rate(row["leads_with_appointment"], row["leads"]),
+            "held_rate": rate(row["appointments_held"], row["appointments_due"]),
+            "no_show_rate": rate(row["appointments_no_show"], row["appointments_due"])}
+
+
+def appointment_rates(cur: psycopg2.extensions.cursor, broker_id: int, period: AppointmentPeriod, start: date,
+                      end: date) -> dict[str, Any]:
+    """The appointment funnel over the periods (weeks or months, in the broker's timezone) that start between
+    ``start`` and ``end``: totals, per period, per agent and per channel. None for a rate with nothing to divide."""
+    sums = ", ".join(f"sum({c})::int AS {c}" for c in _APPOINTMENT_COUNTS)
+    cur.execute(f"""
+        SELECT r.agent, r.channel, {sums}
+        FROM marts.fct_appointment_rates r
+        WHERE r.broker_id = %s AND r.period = %s AND r.period_start BETWEEN date_trunc(%s, %s::date)::date AND %s
+          AND (r.agent = 'all' OR r.channel = 'all')
+        GROUP BY r.agent, r.channel""", (broker_id, period, period, start, end))
+    cells = _rows(cur)
+    cur.execute(f"""
+        SELECT r.period_start, {sums}
+        FROM marts.fct_appointment_rates r
+        WHERE r.broker_id = %s AND r.period = %s AND r.period_start BETWEEN date_trunc(%s, %s::date)::date AND %s
+          AND r.agent = 'all' AND r.channel = 'all'
+        GROUP BY r.period_start ORDER BY r.period_start""", (broker_id, period, period, start, end))
+    periods = [_appointment_rates(p) for p in _rows(cur)]
+    cur.execute("SELECT user_id::text, display_name FROM leadflow.users WHERE broker_id = %s", (broker_id,))
+    names = dict(cur.fetchall())
+    empty = dict.fromkeys(_APPOINTMENT_COUNTS, 0)
+    totals = next((c for c in cells if c["agent"] == ALL and c["channel"] == ALL), None)
+    by_agent = [{"agent": c["agent"], "agent_name": names.get(c["agent"]) or (
+                    "Sin agente" if c["agent"] == "none" else f"Agente {c['agent']}"),
+                 **_appointment_rates({k: c[k] for k in _APPOINTMENT_COUNTS})}
+                for c in cells if c["channel"] == ALL and c["agent"] != ALL]
+    by_channel = [{"channel": c["channel"], **_appointment_rates({k: c[k] for k in _APPOINTMENT_COUNTS})}
+                  for c in cells if c["agent"] == ALL and c["channel"] != ALL]
+    return {"period": period, "start": start, "end": end,
+            "totals": _appointment_rates({k: (totals or empty)[k] for k in _APPOINTMENT_COUNTS}),
+            "periods": periods,
+            "by_agent": sorted(by_agent, key=lambda r: (-r["appointments_set"], r["agent_name"])),
+            "by_channel": sorted(by_channel, key=lambda r: (-r["appointments_set"], r["channel"]))}

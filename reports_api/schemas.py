@@ -195,3 +195,40 @@ class LeadDetail(LeadBase):
 
 class Problem(BaseModel):
     detail: str
+
+
+class AppointmentCounts(BaseModel):
+    leads: int = Field(description="leads whose first contact fell in the periods")
+    leads_with_appointment: int = Field(description="of those, the leads that got an appointment")
+    appointments_set: int = Field(description="visits of the periods (a rescheduled one counts once)")
+    appointments_due: int = Field(description="visits that came due: started, not cancelled")
+    appointments_held: int
+    appointments_no_show: int
+    appointments_cancelled: int
+    appointments_unmarked: int = Field(description="came due, not yet marked held or missed")
+    appointment_set_rate: float | None = Field(description="leads_with_appointment / leads")
+    held_rate: float | None = Field(description="appointments_held / appointments_due")
+    no_show_rate: float | None = Field(description="appointments_no_show / appointments_due")
+
+
+class AppointmentPeriodRates(AppointmentCounts):
+    period_start: date
+
+
+class AppointmentAgentRates(AppointmentCounts):
+    agent: str = Field(description="a user id, or 'none': the broker's calendar, an unassigned lead")
+    agent_name: str
+
+
+class AppointmentChannelRates(AppointmentCounts):
+    channel: str
+
+
+class AppointmentRates(BaseModel):
+    period: str
+    start: date
+    end: date
+    totals: AppointmentCounts
+    periods: list[AppointmentPeriodRates]
+    by_agent: list[AppointmentAgentRates]
+    by_channel: list[AppointmentChannelRates]

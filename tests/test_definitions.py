@@ -27,10 +27,16 @@ def test_the_campaign_batch_is_scheduled_and_its_assets_follow_the_leads() -> No
     graph = defs.resolve_asset_graph()
     assert AssetKey("lead_stages") in graph.get(AssetKey("lead_consent")).parent_keys
     assert AssetKey("campaign_sends") in graph.get(AssetKey("outbound_dispatch")).parent_keys
-    schedule = next(s for s in defs.schedules or [] if s.name == "campaign_batch_schedule")
+    schedules = {s.name: s for s in defs.schedules or []}
+    assert set(schedules) == {"campaign_batch_schedule", "appointment_reminders_schedule",
+                              "appointment_calendar_schedule"}
+    schedule = schedules["campaign_batch_schedule"]
     assert isinstance(schedule, ScheduleDefinition)
-    assert (schedule.name, schedule.job_name, schedule.cron_schedule) == ("campaign_batch_schedule", "campaign_job",
-                                                                          "5 * * * *")
+    assert (schedule.job_name, schedule.cron_schedule) == ("campaign_job", "5 * * * *")
+    # Reminders also run between batches, so a 1-hour reminder is not 55 minutes late; they follow consent.
+    reminders = schedules["appointment_reminders_schedule"]
+    assert isinstance(reminders, ScheduleDefinition) and reminders.job_name == "appointment_reminders_job"
+    assert AssetKey("lead_consent") in graph.get(AssetKey("appointment_reminders")).parent_keys
 
 
 def test_the_funnel_marts_follow_stages_and_sends_and_the_docs_follow_the_marts() -> None:

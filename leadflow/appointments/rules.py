@@ -89,6 +89,11 @@ class ScheduleRules(BaseModel):
     address: str | None = Field(default=None, min_length=1, max_length=300)
     # Reminders before the visit, in hours (the scheduled batch sends them on the lead's channel).
     reminder_hours: tuple[Annotated[int, Field(ge=1, le=168)], ...] = (24, 1)
+    # Outside WhatsApp's 24-hour window a reminder can only be this approved template, with four body
+    # parameters: the lead's first name, the date, the time and the place (address or Meet link).
+    reminder_template: str = Field(default="recordatorio_visita", pattern=r"^[a-z0-9_]{1,512}$")
+    # The template's language as approved in WhatsApp ("es", "es_MX", "en_US"); unset: the broker's language.
+    reminder_template_language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
 
     _weekday_keys = field_validator("hours", mode="before")(_weekdays)
 

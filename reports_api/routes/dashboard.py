@@ -7,9 +7,11 @@ Server-rendered (``reports_api.dashboard``), no JavaScript; left out of the Open
 
 import json
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
+import psycopg2.errors
+import psycopg2.extensions
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -109,6 +111,7 @@ def broker_page(pool: Pool, who: Session, broker_id: Id, start: date | None = No
             by_channel = queries.conversion_by(cur, broker_id, "channel", start, end)
             by_campaign = queries.conversion_by(cur, broker_id, "campaign", start, end)
             cohorts = queries.cohorts(cur, broker_id, start, end)
+            appointments = _appointments(cur, broker_id, start, end)
     except HTTPException as exc:
         # A page, not the API's JSON problem: the 403/404 is read by a person in a browser.
         message = NOT_BUILT if exc.status_code == 503 else exc.detail
@@ -118,4 +121,18 @@ def broker_page(pool: Pool, who: Session, broker_id: Id, start: date | None = No
                 bars=funnel_bars(stages), stages=stages, by_channel=by_channel, by_campaign=by_campaign,
                 cohorts=cohorts, later_stages=later_stages(*by_channel, *by_campaign),
                 cohort_stages=[s["stage_name"] for s in (cohorts[0]["stages"] if cohorts else [])],
-                lost=next((s for s in stages if s["stage"] == "perdido"), None), bar_max=BAR_MAX_WIDTH)
+                lost=next((s for s in stages if s["stage"] == "perdido"), None), bar_max=BAR_MAX_WIDTH,
+                appointments=appointments)
+
+
+def _appointments(cur: psycopg2.extensions.cursor, broker_id: int, start: date, end: date) -> dict[str, Any] | None:
+    """The appointment funnel, or None while its marts are not built (an install upgraded before its next analytics
+    build): the rest of the page does not wait for them."""
+    cur.execute("SAVEPOINT appointments")
+    try:
+        found = queries.appointment_rates(cur, broker_id, "week", start, end)
+    except psycopg2.errors.UndefinedTable:
+        cur.execute("ROLLBACK TO SAVEPOINT appointments")
+        return None
+    cur.execute("RELEASE SAVEPOINT appointments")
+    return found

@@ -13,7 +13,16 @@ from fastapi.responses import Response
 
 from reports_api import queries
 from reports_api.deps import ERRORS, Caller, End, Id, Pool, Slug, Start, broker_cursor, date_range
-from reports_api.schemas import Broker, Campaign, Cohort, Conversion, Funnel, LeadDetail, LeadPage
+from reports_api.schemas import (
+    AppointmentRates,
+    Broker,
+    Campaign,
+    Cohort,
+    Conversion,
+    Funnel,
+    LeadDetail,
+    LeadPage,
+)
 
 router = APIRouter(tags=["reports"], responses=ERRORS)
 
@@ -64,6 +73,17 @@ def campaigns(pool: Pool, who: Caller, broker_id: Id) -> list[dict[str, Any]]:
     """Every campaign with its sends (sent, delivered, read, replied, failed…) and attributed advances."""
     with broker_cursor(pool, who, broker_id) as cur:
         return queries.campaigns(cur, broker_id)
+
+
+@router.get("/brokers/{broker_id}/appointments/rates", response_model=AppointmentRates)
+def appointment_rates(pool: Pool, who: Caller, broker_id: Id, start: Start = None, end: End = None,
+                      period: Annotated[queries.AppointmentPeriod, Query()] = "week") -> dict[str, Any]:
+    """The appointment funnel over the weeks (or months) starting between start and end, in the broker's timezone:
+    set rate (leads first contacted then that got an appointment / those leads), held rate (visits completed /
+    visits that came due) and no-show rate, in total, per period, per agent and per channel."""
+    start, end = date_range(start, end)
+    with broker_cursor(pool, who, broker_id) as cur:
+        return queries.appointment_rates(cur, broker_id, period, start, end)
 
 
 @router.get("/brokers/{broker_id}/leads", response_model=LeadPage)
