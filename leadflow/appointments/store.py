@@ -45,6 +45,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "cancelled": frozenset(),
     "rescheduled": frozenset(),
 }
+_LOCK_SPACE = 15_000  # pg_advisory_xact_lock's first key: bookings (the second is the person)
 # The pipeline stage a status puts the lead in, when the broker's pipeline has it.
 STAGE_OF: dict[str, str] = {"confirmed": "agendado", "completed": "seguimiento"}
 Cursor = psycopg2.extensions.cursor
@@ -202,6 +203,11 @@ def close_offer(cur: Cursor, offer_id: int, status: Literal["taken", "declined",
 
 # --- booking ----------------------------------------------------------------------------------------------
 
+def _person_lock(broker_id: int, agent_id: int | None) -> int:
+    """The advisory lock's second key for one person of one broker (int4: collisions only serialize more)."""
+    return (broker_id * 1_000_003 + (agent_id or 0)) % 2_147_483_647
+
+
 def _still_free(cur: Cursor, broker_id: int, slot: Slot, agent_id: int | None, now: datetime,
                 ignore: int | None) -> bool:
     """The slot is still on the grid for this person: within hours, not in a calendar busy time (our own
@@ -227,10 +233,15 @@ def book(cur: Cursor, broker_id: int, lead_id: int, slot: Slot, now: datetime, *
     candidates: tuple[int | None, ...] = (agent_id,) if agent_id is not None else (slot.agents or (None,))
     held_until = slot.end + timedelta(minutes=rules.buffer_minutes)
     for candidate in candidates:
-        if check_free and not _still_free(cur, broker_id, slot, candidate, now, rescheduled_from):
-            continue
         cur.execute("SAVEPOINT booking")
         try:
+            # One booking per person at a time: a second one waits for the first to commit and then meets its
+            # row in the constraint, instead of both waiting on each other's uncommitted rows (a deadlock
+            # PostgreSQL would break only after deadlock_timeout).
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_LOCK_SPACE, _person_lock(broker_id, candidate)))
+            if check_free and not _still_free(cur, broker_id, slot, candidate, now, rescheduled_from):
+                cur.execute("ROLLBACK TO SAVEPOINT booking")
+                continue
             cur.execute(f"""INSERT INTO leadflow.appointments (broker_id, lead_id, agent_id, kind, address, starts_at,
                                 ends_at, held_until, timezone, status, source, channel, offer_id, rescheduled_from,
                                 created_at, updated_at)
@@ -239,7 +250,8 @@ def book(cur: Cursor, broker_id: int, lead_id: int, slot: Slot, now: datetime, *
                         (broker_id, lead_id, candidate, kind or rules.default_kind,
                          address if address is not None else rules.address, slot.start, slot.end, held_until,
                          timezone, status, source, channel, offer_id, rescheduled_from, now, now))
-        except psycopg2.errors.ExclusionViolation:
+        except (psycopg2.errors.ExclusionViolation, psycopg2.errors.DeadlockDetected):
+            # Taken meanwhile (or two bookers each holding a person the other wanted): this person is not free.
             cur.execute("ROLLBACK TO SAVEPOINT booking")
             continue
         appointment = _appointment(cur.fetchone())  # type: ignore[arg-type]
