@@ -36,11 +36,19 @@ from leadflow.services import postgres as embedded_postgres  # noqa: E402
 from leadflow.services.ports import free_port  # noqa: E402
 
 
+# The service tests whose code reads the clock the most (quiet hours, delays, the WhatsApp window, reminders,
+# visits across daylight-saving changes): CI runs them, with every test that needs no service, a year ahead
+# and a year back (`make test-clock-quick`). `make test-clock` runs everything so.
+CLOCK_FILES = frozenset({"test_campaigns.py", "test_appointments_store.py", "test_appointment_reminders.py"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that use the real services are marked so `make test-fast` can leave them out.
     for item in items:
         if {"settings", "database_url", "kafka_bootstrap"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.services)
+        if item.path.name in CLOCK_FILES:
+            item.add_marker(pytest.mark.clock)
 
 
 @pytest.fixture(scope="session")
