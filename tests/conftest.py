@@ -35,11 +35,13 @@ from leadflow.services import kafka as embedded_kafka  # noqa: E402
 from leadflow.services import postgres as embedded_postgres  # noqa: E402
 from leadflow.services.ports import free_port  # noqa: E402
 
-
 # The service tests whose code reads the clock the most (quiet hours, delays, the WhatsApp window, reminders,
 # visits across daylight-saving changes): CI runs them, with every test that needs no service, a year ahead
 # and a year back (`make test-clock-quick`). `make test-clock` runs everything so.
 CLOCK_FILES = frozenset({"test_campaigns.py", "test_appointments_store.py", "test_appointment_reminders.py"})
+# Slow tests that read no date (the embedded services' start and stop, the labelled conversations' provenance):
+# left out of that run.
+CLOCKLESS_FILES = frozenset({"test_services.py", "test_qualification_provenance.py"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,6 +51,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.services)
         if item.path.name in CLOCK_FILES:
             item.add_marker(pytest.mark.clock)
+        if item.path.name in CLOCKLESS_FILES:
+            item.add_marker(pytest.mark.clockless)
 
 
 @pytest.fixture(scope="session")
