@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,6 +21,7 @@ from leadflow.demo.run import BackgroundServer
 from leadflow.users import add_user
 from reports_api.app import create_app
 from reports_api.security import LoginLimiter, TokenSettings
+from tests.bare_leads import give_first_messages
 from tests.browser import require_chromium
 from tests.test_admin_browser import log_in
 
@@ -49,6 +50,7 @@ def world(database_url: str) -> Iterator[World]:
                        VALUES (nextval('leadflow.lead_id_seq'), %s, 'Camila Rojas') RETURNING lead_id""",
                     (broker.broker_id,))
         (lead_id,) = cur.fetchone()  # type: ignore[misc]
+        give_first_messages(cur, broker.broker_id, [lead_id], datetime(2024, 3, 1, 12, tzinfo=UTC))
     with pytest.MonkeyPatch.context() as env:
         env.setenv("LEADFLOW_BCRYPT_ROUNDS", "4")
         admin = add_user(database_url, f"jefa-{tag}@costa.test", PASSWORD, role="ADMIN", broker_slug=broker.slug,

@@ -27,6 +27,7 @@ from reports_api.dashboard import COOKIE
 from reports_api.routes.appointments_pages import person_hours_parsed, rules_parsed, rules_shown
 from reports_api.security import TokenSettings, issue_token
 from reports_api.workspace import appointments, csrf
+from tests.bare_leads import give_first_messages
 
 SANTIAGO = ZoneInfo("America/Santiago")
 # A Monday in March 2027, weeks from Chile's change in April; "now" for the app.
@@ -144,6 +145,7 @@ def tenant(database_url: str, app: App, monkeypatch: pytest.MonkeyPatch) -> Tena
                        SELECT nextval('leadflow.lead_id_seq'), %s, name FROM unnest(%s::text[]) AS name
                        RETURNING lead_id""", (a.broker_id, ["Camila Rojas", "Tomás Pérez", "Rosa Díaz"]))
         leads = sorted(row[0] for row in cur.fetchall())
+        give_first_messages(cur, a.broker_id, leads, NOW)
     assign_leads(database_url, users["agent_a"].email, leads[:1])
     return Tenant(a, b, users, leads, app)
 

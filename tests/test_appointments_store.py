@@ -13,6 +13,7 @@ from leadflow.appointments import store
 from leadflow.appointments.slots import Preference, Slot
 from leadflow.db.connection import transaction
 from leadflow.users import add_user
+from tests.bare_leads import give_first_messages
 from tests.conftest import BrokerFactory
 
 pytestmark = pytest.mark.services
@@ -26,18 +27,7 @@ def _leads(database_url: str, broker_id: int, count: int) -> list[int]:
         cur.execute("""INSERT INTO leadflow.leads (lead_id, broker_id) SELECT nextval('leadflow.lead_id_seq'), %s
                        FROM generate_series(1, %s) RETURNING lead_id""", (broker_id, count))
         leads = [row[0] for row in cur.fetchall()]
-        # Each with its first message, as landing leaves a lead: the funnel's dbt build (run later in the same
-        # session's database by other tests) refuses a lead without a first contact.
-        cur.execute("""WITH m AS (
-                           INSERT INTO leadflow.raw_messages (broker_id, event_id, channel, provider_message_id,
-                               contact_channel_id, direction, message_type, body, sent_at, received_at, schema_version,
-                               payload, kafka_topic, kafka_partition, kafka_offset)
-                           SELECT %s, gen_random_uuid(), 'whatsapp', 'store-test-' || l, l::text, 'inbound', 'text',
-                                  'hola', %s, %s, 1, '{}', 'test', 0, 0
-                           FROM unnest(%s::bigint[]) AS l RETURNING message_id, contact_channel_id)
-                       INSERT INTO leadflow.message_leads (message_id, broker_id, lead_id)
-                       SELECT message_id, %s, contact_channel_id::bigint FROM m""",
-                    (broker_id, NOW, NOW, leads, broker_id))
+        give_first_messages(cur, broker_id, leads, NOW)
         return leads
 
 

@@ -23,6 +23,7 @@ from leadflow.config import Settings
 from leadflow.credentials import MasterKeys
 from leadflow.db.connection import transaction
 from leadflow.users import add_user
+from tests.bare_leads import give_first_messages
 from tests.conftest import BrokerFactory
 from tests.fake_google import CLIENT_ID, CLIENT_SECRET, FakeGoogle, Scripted
 
@@ -92,9 +93,13 @@ def connect(rig: Rig, broker: Broker, agent_key: int, by: int) -> google.Connect
 
 
 def lead(rig: Rig, broker: Broker, name: str = "Carla Rojas") -> int:
-    return int(rig.rows("""INSERT INTO leadflow.leads (lead_id, broker_id, display_name, phone_e164)
-                           VALUES (nextval('leadflow.lead_id_seq'), %s, %s, '+56911112222') RETURNING lead_id""",
-                        broker.broker_id, name)[0][0])  # type: ignore[call-overload]
+    with transaction(rig.url) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO leadflow.leads (lead_id, broker_id, display_name, phone_e164)
+                       VALUES (nextval('leadflow.lead_id_seq'), %s, %s, '+56911112222') RETURNING lead_id""",
+                    (broker.broker_id, name))
+        lead_id = int(cur.fetchone()[0])  # type: ignore[index]
+        give_first_messages(cur, broker.broker_id, [lead_id], NOW)
+    return lead_id
 
 
 def book(rig: Rig, broker: Broker, lead_id: int, hour: int = 11, *, agent: int | None = None,
