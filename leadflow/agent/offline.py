@@ -153,11 +153,14 @@ class OfflinePolicy:
                          else voice.say("greeting", seed, kind="anonymous"))
         if conversation.notice:
             parts.append(conversation.notice)
+        step = visit_move(conversation)
         acknowledgement, reasons = self._acknowledge(conversation, q, voice, seed, text)
+        if step is not None:
+            # An answer about the visit is not a fact to thank for ("no voy a poder" read as a name).
+            acknowledgement = None
         answers, answer_reasons = self._answer_facts(conversation, voice, seed, text,
                                                      learned=bool(reasons) or acknowledgement is not None)
         parts += ([acknowledgement] if acknowledgement else []) + answers
-        step = visit_move(conversation)
         move = self._visit(conversation, q, voice, seed, step) if step is not None \
             else self._next_move(conversation, q, voice, seed)
         reply = " ".join([*parts, move.reply or ""]).strip()

@@ -100,7 +100,8 @@ def when(start: datetime, timezone: str, voice: Voice) -> str:
     else:
         meridiem = "AM" if local.hour < 12 else "PM"
         day, clock = f"{weekday}, {month} {local.day}", f"{local.hour % 12 or 12}:{local:%M} {meridiem}"
-    return _phrase(voice, "at", day=day, clock=clock)
+    # Not sentence-cased: a time sits inside a sentence or after a list number ("1) martes …").
+    return (SPANISH if voice.spanish else ENGLISH)["at"].format(day=day, clock=clock)
 
 
 def listing(options: Sequence[tuple[int, Slot]], timezone: str, voice: Voice) -> str:

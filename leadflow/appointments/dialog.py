@@ -123,7 +123,9 @@ def carry_out(cur: Cursor, broker_id: int, lead_id: int, move: Move, now: dateti
             return Outcome("unchanged", timezone, address=rules.address)
         cancelled = store.change_status(cur, broker_id, upcoming.appointment_id, "cancelled", now, actor="lead",
                                         note="the lead wrote that it cannot come")
-        again = store.make_offer(cur, broker_id, lead_id, now, source=source, channel=channel)
+        # Not the time the lead just said it cannot make.
+        again = store.make_offer(cur, broker_id, lead_id, now, source=source, channel=channel,
+                                 exclude=(cancelled.starts_at,))
         return Outcome("cancelled", timezone, again, cancelled, address=rules.address)
     assert isinstance(choice, Unrelated)
     return Outcome("unchanged", timezone, address=rules.address)

@@ -1,0 +1,97 @@
+"""A lead's answer carried out in PostgreSQL (``appointments.dialog``) and worded back (``agent.visit_texts``):
+the wall-clock time the lead read is the one booked across a daylight-saving change, a time nobody has is
+answered with what there is, a broker never acts on another's lead. "Now" is always passed."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from leadflow.agent.visit_texts import render
+from leadflow.agent.voice import Voice
+from leadflow.appointments import store
+from leadflow.appointments.choice import Chose, Wants, parse
+from leadflow.appointments.dialog import Move, carry_out
+from leadflow.appointments.slots import Preference
+from leadflow.db.connection import transaction
+from tests.conftest import BrokerFactory
+from tests.test_appointments_store import _leads
+
+pytestmark = pytest.mark.services
+
+
+@pytest.mark.parametrize(("timezone", "offered_at", "chosen_at", "text", "day"), [
+    # Chile leaves summer time on Sunday 4 April 2027 (UTC-3 → UTC-4).
+    ("America/Santiago", datetime(2027, 4, 1, 9, 0), datetime(2027, 4, 4, 12, 0), "el lunes a las 10", 5),
+    # Spain enters summer time on Sunday 28 March 2027 (UTC+1 → UTC+2).
+    ("Europe/Madrid", datetime(2027, 3, 25, 9, 0), datetime(2027, 3, 28, 12, 0), "el lunes a las 10", 29),
+])
+def test_an_offer_made_before_a_daylight_saving_change_books_the_time_the_lead_read_after_it(
+        database_url: str, make_broker: BrokerFactory, timezone: str, offered_at: datetime, chosen_at: datetime,
+        text: str, day: int) -> None:
+    zone = ZoneInfo(timezone)
+    broker = make_broker(country="ES" if "Madrid" in timezone else "CL", timezone=timezone)
+    (lead,) = _leads(database_url, broker.broker_id, 1)
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        offered = carry_out(cur, broker.broker_id, lead, Move(Wants(Preference(weekday=0, after=time(10)))),
+                            offered_at.replace(tzinfo=zone), source="agent", channel="telegram")
+        assert offered.kind == "offered" and offered.offer is not None
+        read = render(offered, Voice("es", "CL"))
+        assert f"lunes {day} de" in read and "a las 10:00" in read
+        now = chosen_at.replace(tzinfo=zone)
+        choice = parse(text, slots=offered.offer.slots, now=now, timezone=timezone)
+        assert choice == Chose(0)
+        booked = carry_out(cur, broker.broker_id, lead, Move(choice, offered.offer.offer_id), now, source="agent",
+                           channel="telegram")
+    assert booked.kind == "booked" and booked.appointment is not None
+    local = booked.appointment.starts_at.astimezone(zone)
+    assert (local.day, local.hour, local.minute) == (day, 10, 0)
+    assert "a las 10:00" in render(booked, Voice("es", "CL"))
+
+
+def test_a_time_nobody_has_is_answered_with_what_there_is(database_url: str, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    (lead,) = _leads(database_url, broker.broker_id, 1)
+    now = datetime(2027, 3, 1, 8, 0, tzinfo=ZoneInfo("America/Santiago"))
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        sunday = carry_out(cur, broker.broker_id, lead, Move(Wants(Preference(weekday=6))), now, source="agent",
+                           channel="whatsapp")
+    assert sunday.kind == "offered" and sunday.note == "none_fitting"
+    assert render(sunday, Voice("en", "US")).startswith("Nothing is free for what you asked")
+
+
+def test_a_slot_taken_between_offer_and_choice_is_answered_with_others(database_url: str,
+                                                                      make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    lead, other = _leads(database_url, broker.broker_id, 2)
+    now = datetime(2027, 3, 1, 8, 0, tzinfo=ZoneInfo("America/Santiago"))
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        offer = store.make_offer(cur, broker.broker_id, lead, now, source="agent")
+        assert offer is not None
+        assert isinstance(store.book(cur, broker.broker_id, other, offer.slots[0], now, source="person",
+                                     actor="person"), store.Appointment)
+        outcome = carry_out(cur, broker.broker_id, lead, Move(Chose(0), offer.offer_id), now, source="agent",
+                            channel="telegram")
+    assert outcome.kind == "offered" and outcome.note == "taken" and outcome.offer is not None
+    assert offer.slots[0] not in outcome.offer.slots
+    assert "se acaba de ocupar" in render(outcome, Voice("es", "MX"))
+
+
+def test_a_broker_never_offers_or_books_for_another_broker_s_lead(database_url: str,
+                                                                  make_broker: BrokerFactory) -> None:
+    mine, theirs = make_broker(), make_broker()
+    (lead,) = _leads(database_url, theirs.broker_id, 1)
+    now = datetime(2027, 3, 1, 8, 0, tzinfo=ZoneInfo("America/Santiago"))
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        offer = store.make_offer(cur, theirs.broker_id, lead, now, source="agent")
+        assert offer is not None
+        with pytest.raises(store.AppointmentError, match="not found"):
+            carry_out(cur, mine.broker_id, lead, Move(Wants()), now, source="agent", channel="telegram")
+        # Their open offer is not this broker's to book from: it offers (and fails) rather than book theirs.
+        with pytest.raises(store.AppointmentError, match="not found"):
+            carry_out(cur, mine.broker_id, lead, Move(Chose(0), offer.offer_id), now, source="agent",
+                      channel="telegram")
+        cur.execute("SELECT count(*) FROM leadflow.appointments WHERE lead_id = %s", (lead,))
+        assert cur.fetchone() == (0,)
