@@ -11,19 +11,25 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
+from ingest_api.app import create_app
 from leadflow.agent.visit_texts import when
 from leadflow.agent.voice import Voice
 from leadflow.appointments import store
 from leadflow.appointments.slots import Slot
+from leadflow.config import Settings
 from leadflow.db.connection import transaction
-from tests.agent_world import AgentWorld, Lead
+from leadflow.demo.run import BackgroundServer
+from tests.agent_world import AgentWorld, Lead, world_settings
 from tests.conftest import BrokerFactory
-from tests.test_agent_stream import _make_lead, world  # noqa: F401  (the agent world fixture)
+from tests.fake_channels import FakeChannels
+from tests.test_agent_stream import _make_lead
 
 pytestmark = pytest.mark.services
 SANTIAGO = ZoneInfo("America/Santiago")
@@ -31,6 +37,19 @@ ADDRESS = "Av. Providencia 1234, Providencia"
 READY = "Hola, busco arrendar un depto de 2 dormitorios en Providencia, hasta 600 lucas"
 DAYS = ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo")
 SPANISH = Voice("es", "CL")
+
+
+@pytest.fixture
+def world(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[AgentWorld]:
+    ws = world_settings(settings)
+    fake = FakeChannels().start()
+    with BackgroundServer(create_app(ws, broker_reload_interval_s=0)) as ingest, httpx.Client(timeout=10) as http:
+        w = AgentWorld(ws, fake, ingest, http, monkeypatch)
+        try:
+            yield w
+        finally:
+            w.stop_agents()
+            fake.stop()
 
 
 def _visiting_rules(world: AgentWorld, broker_id: int, **rules: object) -> None:
@@ -115,15 +134,11 @@ def test_two_leads_choosing_one_slot_at_once_one_is_booked_the_other_offered_oth
     broker = first.broker
     second = world.lead(broker, name="Bea")
     second_id = _make_lead(world, broker.broker_id, second.user)
-    now = datetime.now(SANTIAGO)
-    with transaction(world.settings.database_url) as conn, conn.cursor() as cur:
-        offers = [store.make_offer(cur, broker.broker_id, lead, now, source="agent", channel="telegram")
-                  for lead in (first_id, second_id)]
-    assert offers[0] is not None and offers[1] is not None and offers[0].slots[0] == offers[1].slots[0]
-    for lead in (first, second):  # as if each had read the offer in the chat
+    for lead in (first, second):
         lead.say(READY)
     world.start_agent()
     first.next_reply(), second.next_reply()
+    # Nobody booked yet: both were offered the same earliest slot.
     offers = [_offer(world, broker.broker_id, lead) for lead in (first_id, second_id)]
     slot = offers[0].slots[0]
     assert offers[1].slots[0] == slot
