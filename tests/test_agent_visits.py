@@ -19,10 +19,10 @@ import httpx
 import pytest
 
 from ingest_api.app import create_app
-from leadflow.agent.visit_texts import when
 from leadflow.agent.voice import Voice
 from leadflow.appointments import store
 from leadflow.appointments.slots import Slot
+from leadflow.appointments.texts import when
 from leadflow.config import Settings
 from leadflow.db.connection import transaction
 from leadflow.demo.run import BackgroundServer

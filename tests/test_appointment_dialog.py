@@ -1,4 +1,4 @@
-"""A lead's answer carried out in PostgreSQL (``appointments.dialog``) and worded back (``agent.visit_texts``):
+"""A lead's answer carried out in PostgreSQL (``appointments.dialog``) and worded back (``appointments.texts``):
 the wall-clock time the lead read is the one booked across a daylight-saving change, a time nobody has is
 answered with what there is, a broker never acts on another's lead. "Now" is always passed."""
 
@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from leadflow.agent.visit_texts import render
 from leadflow.agent.voice import Voice
 from leadflow.appointments import store
 from leadflow.appointments.choice import Chose, Wants, parse
 from leadflow.appointments.dialog import Move, carry_out
 from leadflow.appointments.slots import Preference
+from leadflow.appointments.texts import render
 from leadflow.db.connection import transaction
 from tests.conftest import BrokerFactory
 from tests.test_appointments_store import _leads

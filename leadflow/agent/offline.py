@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from leadflow.agent import knowledge, visit_texts, words
+from leadflow.agent import knowledge, words
 from leadflow.agent.decision import Conversation, Decision, Slot, VisitStep
 from leadflow.agent.voice import Voice, conversation_seed, describe, voice_of
+from leadflow.appointments import texts as visit_texts
 from leadflow.appointments.choice import Cancels, Chose, Reschedules, Unrelated, Wants, parse
 from leadflow.appointments.dialog import Move
 from leadflow.leads.stages import accepts_visit

@@ -38,7 +38,7 @@ import psycopg2.extensions
 import psycopg2.pool
 from confluent_kafka import Consumer, KafkaException, Producer
 
-from leadflow.agent import history, replies, visit_texts
+from leadflow.agent import history, replies
 from leadflow.agent.config import AgentConfig
 from leadflow.agent.decision import Action, Conversation, Decision, Policy, Visits, silence
 from leadflow.agent.notify import Notifier
@@ -48,6 +48,7 @@ from leadflow.agent.store import agent_configs
 from leadflow.agent.voice import voice_of
 from leadflow.appointments import dialog
 from leadflow.appointments import store as appointments
+from leadflow.appointments import texts as visit_texts
 from leadflow.appointments.rules import RulesError
 from leadflow.config import Settings
 from leadflow.db.connection import connect

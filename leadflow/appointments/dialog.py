@@ -3,7 +3,7 @@
 The lead agent (``leadflow.agent.stream``) and the batch that reads the answers of leads without the bot
 (``assets/appointment_answers.py``) both read a message with ``choice.parse`` and hand the result here, with
 the caller's cursor, so the write commits with the reply that tells the lead about it. The ``Outcome`` says
-what happened; the words are the caller's (``leadflow.agent.visit_texts``).
+what happened; the words are the caller's (``leadflow.appointments.texts``).
 
 A choice is booked on the offer the lead was shown (re-read here, under the transaction): a slot taken by
 another lead meanwhile is answered with the next free ones (``note`` "taken"); a time asked for that nobody

@@ -1,19 +1,20 @@
-"""How the bot words visits: the slots offered, the booking confirmed back, a cancellation, a question again.
+"""How visits are worded to a lead: the slots offered, the booking confirmed back, a cancellation, a question.
 
 Times are written in the broker's timezone, as the lead will live them ("martes 8 de diciembre a las
-17:00"; "Tuesday, December 8 at 5:00 PM"), in the voice the rest of the conversation uses (language,
-market and register: ``voice.Voice``). Used by the agent's stream and by the batch that answers leads of
-brokers without the bot. Pure.
+17:00"; "Tuesday, December 8 at 5:00 PM"). ``Wording`` is the language and the register's words: the agent
+passes its conversation's (``agent.voice.Voice``: usted, vos, vosotros…); a campaign or the batch that
+answers leads of brokers without the bot uses the broker's language with tú (``Wording.of``). Pure.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from leadflow.agent.voice import Voice
 from leadflow.appointments.dialog import Outcome
 from leadflow.appointments.slots import Slot
 from leadflow.appointments.store import Appointment
@@ -78,6 +79,33 @@ ENGLISH: dict[str, str] = {
     "at": "{day} at {clock}",
 }
 
+
+# The tú form of the words the phrases below take from a register (``agent.voice.CONJUGATION``).
+TU: dict[str, str] = {"te": "te", "tu": "tu", "contigo": "contigo", "quieres": "quieres", "dices": "dices",
+                      "prefieres": "prefieres"}
+
+
+@dataclass(frozen=True)
+class Wording:
+    spanish: bool = True
+    register: dict[str, str] = field(default_factory=lambda: dict(TU))
+
+    @classmethod
+    def of(cls, language: str) -> Wording:
+        """A broker's language ("es-CL", "en-US"), tú in Spanish."""
+        return cls(spanish=not language.startswith("en"))
+
+    def words(self) -> dict[str, str]:
+        return {**TU, **self.register}
+
+
+class Voice(Protocol):
+    """What the phrases need of a voice (``Wording``, or the agent's ``Voice``)."""
+
+    @property
+    def spanish(self) -> bool: ...
+
+    def words(self) -> dict[str, str]: ...
 
 _SENTENCE_START = re.compile(r"(^|[.!?]\s+)([¿¡]?)(\w)")
 
