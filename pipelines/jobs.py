@@ -23,10 +23,11 @@ analytics_job = define_asset_job(
 
 campaign_job = define_asset_job(
     "campaign_job",
-    selection=AssetSelection.assets("lead_consent", "segment_memberships", "campaign_sends", "outbound_dispatch",
-                                    "campaign_results"),
-    description="The campaign batch: consent, segments, targeting of every active campaign, and dispatch of the "
-                "sends it decided (launched hourly by campaign_batch_schedule; quiet hours follow each broker's "
+    selection=AssetSelection.assets("lead_consent", "segment_memberships", "campaign_sends", "appointment_answers",
+                                    "outbound_dispatch", "campaign_results"),
+    description="The campaign batch: consent, segments, targeting of every active campaign, leads' answers about "
+                "the visits offered, and dispatch of the sends it decided (launched hourly by "
+                "campaign_batch_schedule; quiet hours follow each broker's "
                 "timezone).",
 )
 
