@@ -95,3 +95,33 @@ def test_a_broker_never_offers_or_books_for_another_broker_s_lead(database_url: 
                       channel="telegram")
         cur.execute("SELECT count(*) FROM leadflow.appointments WHERE lead_id = %s", (lead,))
         assert cur.fetchone() == (0,)
+
+
+def test_answers_to_a_reminder_confirm_a_proposed_visit_then_cancel_it_and_offer_others(
+        database_url: str, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    (lead,) = _leads(database_url, broker.broker_id, 1)
+    now = datetime(2027, 3, 1, 8, 0, tzinfo=ZoneInfo("America/Santiago"))
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        slot = store.available(cur, broker.broker_id, now)[4]
+        proposed = store.book(cur, broker.broker_id, lead, slot, now, source="person", actor="person",
+                              status="proposed")
+        assert isinstance(proposed, store.Appointment)
+        confirms = parse("confirmo, ahí estaré", appointment_start=proposed.starts_at, now=now,
+                         timezone="America/Santiago")
+        confirmed = carry_out(cur, broker.broker_id, lead, Move(confirms, None, proposed.appointment_id), now,
+                              source="agent", channel="whatsapp")
+        assert confirmed.kind == "confirmed" and confirmed.appointment is not None
+        assert confirmed.appointment.status == "confirmed"
+        cancels = parse("no voy a poder", appointment_start=proposed.starts_at, now=now, timezone="America/Santiago")
+        cancelled = carry_out(cur, broker.broker_id, lead, Move(cancels, None, proposed.appointment_id), now,
+                              source="agent", channel="whatsapp")
+        assert cancelled.kind == "cancelled" and cancelled.offer is not None
+        assert slot.start not in {s.start for s in cancelled.offer.slots}
+        assert store.get(cur, broker.broker_id, proposed.appointment_id).status == "cancelled"  # type: ignore[union-attr]
+        cur.execute("SELECT from_status, to_status, actor FROM leadflow.appointment_events WHERE appointment_id = %s "
+                    "ORDER BY event_id", (proposed.appointment_id,))
+        assert cur.fetchall() == [(None, "proposed", "person"), ("proposed", "confirmed", "lead"),
+                                  ("confirmed", "cancelled", "lead")]
+    said = render(cancelled, Voice("es", "CL"))
+    assert said.startswith("Listo, cancelé la visita del") and "Si quieres reagendarla" in said
