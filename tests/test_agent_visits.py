@@ -189,3 +189,20 @@ def test_an_answer_that_fits_two_offered_slots_is_asked_about_and_nothing_is_boo
     lead.say("la segunda")
     assert "agendada" in lead.next_reply()
     assert [(v[0], v[1]) for v in _visits(world, lead_id)] == [("confirmed", week_later.start)]
+
+
+def test_nobody_free_hands_the_lead_to_a_person(world: AgentWorld, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    world.enable(broker)
+    _visiting_rules(world, broker.broker_id, hours={})  # nobody takes visits on any day
+    lead = world.lead(broker)
+    lead_id = _make_lead(world, broker.broker_id, lead.user)
+    world.start_agent()
+    lead.say(READY)
+    assert "le paso tu caso a un ejecutivo" in lead.next_reply()
+    with transaction(world.settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT handler, reason FROM leadflow.lead_handlers WHERE lead_id = %s", (lead_id,))
+        [(handler, reason)] = cur.fetchall()
+        assert handler == "person" and "visit_nobody_free" in reason
+        cur.execute("SELECT count(*) FROM leadflow.appointment_offers WHERE lead_id = %s", (lead_id,))
+        assert cur.fetchone() == (0,)
