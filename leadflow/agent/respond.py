@@ -27,6 +27,9 @@ class WithVisits:
         if (decision.action == "propose_visit" and decision.visit is None and visits is not None
                 and visits.offer is None and visits.appointment is None):
             return dataclasses.replace(decision, visit=VisitStep(Move(Wants())))
+        if decision.action == "close" and visits is not None:
+            # A booked lead may still write to cancel or move the visit: the bot does not step back.
+            return dataclasses.replace(decision, action="answer")
         return decision
 
 
