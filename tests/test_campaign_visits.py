@@ -64,6 +64,9 @@ def test_a_visit_step_offers_free_slots_and_the_answer_books_one_through_the_bat
 
     send(settings, fresh_topics, broker, ("whatsapp", "wamid.v2", CAMILA, "la segunda porfa", 190),
          ("telegram", "9102", TOMAS, "no gracias", 191))
+    # The same person writing to another broker: never read against this broker's offer.
+    other = make_broker()
+    send(settings, fresh_topics, other, ("whatsapp", "wamid.o1", CAMILA, "la primera", 192))
     run(settings, fresh_topics)
     later = NOON + timedelta(hours=1)
     producer = make_producer(settings.kafka_bootstrap_servers)
