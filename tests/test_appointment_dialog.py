@@ -125,3 +125,28 @@ def test_answers_to_a_reminder_confirm_a_proposed_visit_then_cancel_it_and_offer
                                   ("confirmed", "cancelled", "lead")]
     said = render(cancelled, Voice("es", "CL"))
     assert said.startswith("Listo, cancelé la visita del") and "Si quieres reagendarla" in said
+
+
+def test_moving_a_visit_offers_times_for_it_and_the_choice_moves_it(database_url: str,
+                                                                   make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    (lead,) = _leads(database_url, broker.broker_id, 1)
+    now = datetime(2027, 3, 1, 8, 0, tzinfo=ZoneInfo("America/Santiago"))  # a Monday
+    with transaction(database_url) as conn, conn.cursor() as cur:
+        slot = store.available(cur, broker.broker_id, now)[0]
+        booked = store.book(cur, broker.broker_id, lead, slot, now, source="agent", actor="lead")
+        assert isinstance(booked, store.Appointment)
+        wish = parse("¿podemos cambiarla al jueves en la tarde?", appointment_start=booked.starts_at, now=now,
+                     timezone="America/Santiago")
+        offered = carry_out(cur, broker.broker_id, lead, Move(wish, None, booked.appointment_id), now,
+                            source="agent", channel="telegram")
+        assert offered.kind == "offered" and offered.note == "reschedule" and offered.offer is not None
+        assert offered.offer.reschedules == booked.appointment_id
+        assert {s.start.astimezone(ZoneInfo("America/Santiago")).weekday() for s in offered.offer.slots} == {3}
+        moved = carry_out(cur, broker.broker_id, lead, Move(Chose(1), offered.offer.offer_id, booked.appointment_id),
+                          now, source="agent", channel="telegram")
+        assert moved.kind == "rescheduled" and moved.appointment is not None
+        assert moved.appointment.starts_at == offered.offer.slots[1].start
+        assert moved.appointment.rescheduled_from == booked.appointment_id
+        assert store.get(cur, broker.broker_id, booked.appointment_id).status == "rescheduled"  # type: ignore[union-attr]
+    assert render(moved, Voice("es", "CL")).startswith("¡Listo! Cambié la visita al jueves")

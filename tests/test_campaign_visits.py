@@ -116,3 +116,24 @@ def test_a_broker_with_the_bot_on_leaves_the_answers_to_the_agent(
     answered = answer_replies(settings.database_url, NOON + timedelta(hours=1), lambda commands: None)
     assert answered.read == 0
     assert rows(settings, "SELECT count(*) FROM leadflow.appointments WHERE broker_id = %s", broker.broker_id) == [(0,)]
+
+
+def test_a_visit_step_nobody_can_take_is_skipped_with_the_reason_and_not_sent(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory, fake: FakeChannels,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = make_broker()
+    credentials(monkeypatch, broker)
+    with transaction(settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO leadflow.broker_settings (broker_id, appointments) VALUES (%s, '{"hours": {}}')
+                       ON CONFLICT (broker_id) DO UPDATE SET appointments = EXCLUDED.appointments""",
+                    (broker.broker_id,))
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.n1", CAMILA, "Hola, soy Camila, busco depto en Ñuñoa", 0))
+    run(settings, fresh_topics)
+    save_campaign(settings.database_url, broker.slug, "visita", {
+        "trigger": {"type": "score_threshold", "score_min": 0},
+        "steps": [{"action": "visit", "template": "{{first_name}}: {{visit_options}}"}]}, status="active")
+    targeted, dispatched = batch(settings, fresh_topics, fake, NOON)
+    assert targeted.sent == 0 and targeted.skipped == {"nobody free to take a visit over the booking horizon": 1}
+    assert dispatched.sent == 0 and fake.sent("whatsapp") == []
+    assert rows(settings, "SELECT status FROM leadflow.outbound_sends WHERE broker_id = %s",
+                broker.broker_id) == [("skipped",)]
