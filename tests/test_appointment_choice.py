@@ -64,7 +64,10 @@ VISIT = datetime(2026, 12, 10, 11, 0, tzinfo=ZONE)
     ("after 7pm", Wants(Preference(after=time(19)))),
     ("el 12 a las 11", Wants(Preference(day=date(2026, 12, 12), after=time(11), before=time(12)))),
     ("none of those work, next week?", Wants(Preference(not_before=date(2026, 12, 14)))),
-    # No, and nothing else.
+    ("el martes no puedo, mejor el jueves a las 5", Wants(Preference(weekday=3, after=time(17), before=time(18)))),
+    ("no puedo el martes, ¿el viernes?", Wants(Preference(weekday=4))),
+    # No, and nothing else (a time the lead cannot make is no wish for it).
+    ("el martes no puedo", Declined()), ("el viernes no me sirve", Declined()),
     ("no gracias", Declined()), ("ninguno me sirve", Declined()), ("no thanks", Declined()), ("no", Declined()),
     ("por ahora no", Declined()),
     # Unclear: asked again.
@@ -106,6 +109,7 @@ def test_an_hour_that_fits_two_ways_is_taken_as_the_offer_reads_it() -> None:
     ("¿la podemos mover para la próxima semana?", Reschedules(Preference(not_before=date(2026, 12, 14)))),
     ("can we move it to friday afternoon?", Reschedules(Preference(weekday=4, after=time(13)))),
     ("quiero reagendar", Reschedules(Preference())),
+    ("el jueves no puedo", Cancels()),
     ("gracias", Unrelated()), ("¿cuál es la dirección?", Unrelated()),
 ])
 def test_an_answer_about_the_coming_visit(text: str, expected: Choice) -> None:

@@ -179,10 +179,11 @@ class _When:
     clock: tuple[time, ...] = ()  # candidates: "a las 5" is 05:00 or 17:00
     after: time | None = None
     before: time | None = None
+    named: int = 0  # how many days the message names ("el martes no, el jueves": two)
 
     @property
     def empty(self) -> bool:
-        return self == _When()
+        return dataclasses.replace(self, named=0) == _When()
 
     def fits(self, local: datetime) -> bool:
         if self.day is not None and local.date() != self.day:
@@ -333,9 +334,13 @@ def _when(text: str, today: date, language: str) -> _When:
         not_before = today + timedelta(days=7 - today.weekday())
     if _WEEKEND.search(rest_days):
         weekdays = (5, 6)
-    m = _WEEKDAY.search(rest_days)
-    if m and day is None:
-        weekday = WEEKDAYS[m.group(1)]
+    named = [m for m in _WEEKDAY.finditer(rest_days)]
+    if named and day is None:
+        # Two days named with a no between them ("el martes no puedo, mejor el jueves"): the one away from the no.
+        negation = _NEGATION.search(rest_days)
+        at = negation.start() if negation is not None else None
+        pick = max(named, key=lambda m: abs(m.start() - at)) if at is not None else named[-1]
+        weekday = WEEKDAYS[pick.group(1)]
     m_dm, m_md, m_num = _DAY_MONTH.search(rest), _MONTH_DAY.search(rest), _NUMERIC_DATE.search(rest)
     if m_dm or m_md:
         d, month = (int(m_dm.group(1)), MONTHS[m_dm.group(2)]) if m_dm else (int(m_md.group(2)), MONTHS[m_md.group(1)])  # type: ignore[union-attr]
@@ -348,7 +353,8 @@ def _when(text: str, today: date, language: str) -> _When:
         m = _DAY_OF_MONTH.search(rest)
         if m and 1 <= int(m.group(1)) <= 31:
             day_of_month = int(m.group(1))
-    return _When(day, weekday, weekdays, day_of_month, not_before, clock, after, before)
+    days_named = len(named) + (day is not None) + (day_of_month is not None) + (not_before is not None)
+    return _When(day, weekday, weekdays, day_of_month, not_before, clock, after, before, days_named)
 
 
 def _date_in_year(today: date, month: int, day: int) -> date | None:
@@ -406,6 +412,10 @@ def parse(text: str, *, slots: Sequence[Slot] = (), appointment_start: datetime 
     today = now.astimezone(zone).date()
     when = _when(plain, today, language)
     negated = bool(_NEGATION.search(plain))
+    if negated and not when.empty and "?" not in text and when.named < 2:
+        # A time the lead says it cannot make ("el martes no puedo") is no wish for that time; one asked for
+        # after a no ("no puedo, ¿el sábado?") or set against another ("no puedo el martes, el jueves sí") is.
+        when = _When()
     if slots:
         # "a las 5 y cuarto" names no fourth option.
         place = _ordinal(re.sub(r"\b(?:y|menos) cuarto\b", " ", plain), len(slots))
