@@ -39,7 +39,7 @@ SPANISH: dict[str, str] = {
     "confirmed": "¡Gracias por confirmar! {te} esperamos el {when}{where}.",
     "cancelled": "Listo, cancelé la visita del {when}.",
     "cancelled.offer": "Si {quieres} reagendarla, tengo estos horarios:",
-    "cancelled.none": "Cuando {quieres} agendar otra, me {dices}.",
+    "cancelled.none": "Si {quieres} agendar otra, me {dices}.",
     "declined": "Sin problema. Si más adelante {quieres} agendar una visita, me {dices} qué día {te} acomoda.",
     "nobody_free": "No me quedan horarios libres en los próximos días, así que le paso {tu} caso a un ejecutivo "
                    "para coordinar la visita {contigo}.",
