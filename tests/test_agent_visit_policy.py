@@ -72,6 +72,8 @@ def test_an_answer_about_the_coming_visit_confirms_cancels_or_moves_it(text: str
     turns = (lead(READY), bot("¡Listo! Visita agendada…", action="answer"), lead(text))
     decision = OfflinePolicy().decide(_conversation(*turns, visit=_visit("proposed")))
     assert decision.visit is not None and decision.visit.move == Move(choice, None, 9)  # type: ignore[arg-type]
+    # A question about the visit is the visit's to answer: no "I'll check with a person" before it.
+    assert decision.visit.preface == ""
 
 
 def test_an_unrelated_message_with_an_offer_open_recalls_it_and_writes_nothing() -> None:

@@ -160,7 +160,8 @@ class OfflinePolicy:
             # An answer about the visit is not a fact to thank for ("no voy a poder" read as a name).
             acknowledgement = None
         answers, answer_reasons = self._answer_facts(conversation, voice, seed, text,
-                                                     learned=bool(reasons) or acknowledgement is not None)
+                                                     learned=bool(reasons) or acknowledgement is not None
+                                                     or step is not None)
         parts += ([acknowledgement] if acknowledgement else []) + answers
         move = self._visit(conversation, q, voice, seed, step) if step is not None \
             else self._next_move(conversation, q, voice, seed)
