@@ -50,7 +50,9 @@ def test_a_visit_step_offers_free_slots_and_the_answer_books_one_through_the_bat
     save_campaign(settings.database_url, broker.slug, "visita", {
         "trigger": {"type": "score_threshold", "score_min": 0},
         "steps": [{"action": "visit", "template": "{{first_name}}, ¿visitamos un depto? Tengo estos horarios:\n"
-                                                  "{{visit_options}}\nResponde con el número o el día."}]},
+                                                  "{{visit_options}}\nResponde con el número o el día.",
+                   "whatsapp_template": {"name": "visita", "language": "es",
+                                         "parameters": ["{{first_name}}", "{{visit_options}}"]}}]},
         status="active")
     batch(settings, fresh_topics, fake, NOON)
     camila, tomas = _lead(settings, CAMILA.channel_user_id), _lead(settings, TOMAS.channel_user_id)
@@ -61,6 +63,10 @@ def test_a_visit_step_offers_free_slots_and_the_answer_books_one_through_the_bat
     listed = "\n".join(f"{i}) {when(s.start, 'America/Santiago', SPANISH)}" for i, s in enumerate(offer.slots, 1))
     assert proposal["text"]["body"] == (f"Camila, ¿visitamos un depto? Tengo estos horarios:\n{listed}\n"
                                         "Responde con el número o el día.")
+    # Outside the 24-hour window the template would go instead: its parameters on one line (WhatsApp's rule).
+    [(parameters,)] = rows(settings, """SELECT payload -> 'template' -> 'parameters' FROM leadflow.outbound_sends
+                                       WHERE lead_id = %s AND action = 'visit'""", camila)
+    assert parameters == ["Camila", listed.replace("\n", "; ")]
 
     send(settings, fresh_topics, broker, ("whatsapp", "wamid.v2", CAMILA, "la segunda porfa", 190),
          ("telegram", "9102", TOMAS, "no gracias", 191))

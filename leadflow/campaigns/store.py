@@ -536,7 +536,13 @@ def offer_visits(cur: psycopg2.extensions.cursor, sends: pl.DataFrame, now: date
             payload["visit"] = {**(payload.get("visit") or {}), "offer_id": offer.offer_id}
             if VISIT_OPTIONS_MARK not in row["payload"] and "text" in payload:
                 payload["text"] = f"{payload['text']}\n{VISIT_OPTIONS_MARK}"
-        filled = json.dumps(_fill(payload, {VISIT_OPTIONS_MARK: options, VISIT_TIME_MARK: first}), ensure_ascii=False)
+        marks = {VISIT_OPTIONS_MARK: options, VISIT_TIME_MARK: first}
+        filled_payload = _fill(payload, marks)
+        if isinstance(payload.get("template"), dict):
+            # WhatsApp refuses line breaks in a template's parameters: the options on one line there.
+            filled_payload["template"] = _fill(payload["template"], {**marks, VISIT_OPTIONS_MARK: "; ".join(
+                options.splitlines())})
+        filled = json.dumps(filled_payload, ensure_ascii=False)
         payloads[row["send_id"]] = filled
         cur.execute("UPDATE leadflow.outbound_sends SET payload = %s WHERE send_id = %s", (filled, row["send_id"]))
     if not payloads and not dropped:
