@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from ingest_api.app import create_app
+from leadflow.agent.broker_llms import BrokerLLMs
 from leadflow.agent.voice import Voice
 from leadflow.appointments import store
 from leadflow.appointments.slots import Slot
@@ -29,6 +30,7 @@ from leadflow.demo.run import BackgroundServer
 from tests.agent_world import AgentWorld, Lead, world_settings
 from tests.conftest import BrokerFactory
 from tests.fake_channels import FakeChannels
+from tests.fake_llm import FakeLLM, ok
 from tests.test_agent_stream import _make_lead
 
 pytestmark = pytest.mark.services
@@ -206,3 +208,30 @@ def test_nobody_free_hands_the_lead_to_a_person(world: AgentWorld, make_broker: 
         assert handler == "person" and "visit_nobody_free" in reason
         cur.execute("SELECT count(*) FROM leadflow.appointment_offers WHERE lead_id = %s", (lead_id,))
         assert cur.fetchone() == (0,)
+
+
+def test_an_llm_broker_s_proposal_is_a_real_offer_and_the_choice_is_booked_by_the_rules(
+        world: AgentWorld, make_broker: BrokerFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    llm = FakeLLM().start()
+    try:
+        monkeypatch.setenv("LEADFLOW_OPENAI_API_KEY", "test-key-not-a-secret")
+        monkeypatch.setenv("LEADFLOW_OPENAI_BASE_URL", llm.url + "/v1")
+        lead, lead_id = _ready_lead(world, make_broker)
+        broker_id = lead.broker.broker_id
+        world.enable(lead.broker, policy="llm", persona_name="Vale")
+        with transaction(world.settings.database_url) as conn, conn.cursor() as cur:
+            cur.execute("""UPDATE leadflow.broker_settings SET llm = '{"provider": "openai", "model": "gpt-4o-mini"}'
+                           WHERE broker_id = %s""", (broker_id,))
+        # The model proposes a time of its own: the lead is shown the free slots instead.
+        llm.script("openai", ok(reply="¿Te parece visitar el sábado a las 11?", action="propose_visit", asks=None))
+        world.start_agent(llm=BrokerLLMs(deadline_s=2.0))
+        lead.say(READY)
+        offered = lead.next_reply()
+        offer = _offer(world, broker_id, lead_id)
+        assert "sábado a las 11" not in offered and f"2) {when(offer.slots[1].start, 'America/Santiago', SPANISH)}" \
+            in offered
+        lead.say("la segunda")
+        assert "agendada" in lead.next_reply()
+        assert [(v[0], v[1]) for v in _visits(world, lead_id)] == [("confirmed", offer.slots[1].start)]
+    finally:
+        llm.stop()
