@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -20,6 +20,8 @@ import pytest
 
 from ingest_api.app import create_app
 from leadflow.agent.broker_llms import BrokerLLMs
+from leadflow.agent.replies import Burst, Inbound
+from leadflow.agent.stream import Database, Directory, LeadAgent
 from leadflow.agent.voice import Voice
 from leadflow.appointments import store
 from leadflow.appointments.slots import Slot
@@ -27,6 +29,8 @@ from leadflow.appointments.texts import when
 from leadflow.config import Settings
 from leadflow.db.connection import transaction
 from leadflow.demo.run import BackgroundServer
+from leadflow.kafka import make_producer
+from leadflow.outbound.senders import RateLimiter, TelegramSender
 from tests.agent_world import AgentWorld, Lead, world_settings
 from tests.conftest import BrokerFactory
 from tests.fake_channels import FakeChannels
@@ -235,3 +239,44 @@ def test_an_llm_broker_s_proposal_is_a_real_offer_and_the_choice_is_booked_by_th
         assert [(v[0], v[1]) for v in _visits(world, lead_id)] == [("confirmed", offer.slots[1].start)]
     finally:
         llm.stop()
+
+
+def test_a_burst_read_again_before_its_reply_was_sent_writes_nothing_again(world: AgentWorld,
+                                                                          make_broker: BrokerFactory) -> None:
+    """A crash between the claim and the send leaves the claim; the burst read again decides the same move,
+    whose write is undone with the claim's savepoint: the offer the lead is sent is the one first recorded."""
+    lead, lead_id = _ready_lead(world, make_broker)
+    broker = lead.broker
+    now = datetime.now(UTC)
+    with transaction(world.settings.database_url) as conn, conn.cursor() as cur:
+        assert store.make_offer(cur, broker.broker_id, lead_id, now, source="agent", channel="telegram") is not None
+    agent = LeadAgent(world.settings, {"telegram": TelegramSender(world.fake.url, 2, RateLimiter(1000, 0))},
+                      workers=1)
+    agent.db = Database(world.settings.database_url, 2)
+    agent.directory = Directory(agent.db)
+    agent.producer = make_producer(world.settings.kafka_bootstrap_servers)
+    said = Inbound("tg-wish-1", "no puedo, ¿el sábado?", "text", now, now, 0, 0)
+
+    def answer() -> None:
+        agent._answer(Burst(broker.broker_id, broker.slug, "telegram", lead.user, lead.user, None, "Camila",
+                            {"channel_user_id": lead.user}, [said]))
+
+    def offers() -> list[tuple[int, str]]:
+        with transaction(world.settings.database_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT offer_id, status FROM leadflow.appointment_offers WHERE lead_id = %s "
+                        "ORDER BY offer_id", (lead_id,))
+            return list(cur.fetchall())
+
+    try:
+        answer()
+        first = offers()
+        assert [status for _, status in first] == ["superseded", "open"]
+        with transaction(world.settings.database_url) as conn, conn.cursor() as cur:
+            cur.execute("UPDATE leadflow.agent_replies SET status = 'claimed' WHERE broker_id = %s",
+                        (broker.broker_id,))  # as if the process died before the provider answered
+        answer()
+    finally:
+        agent.db.close()
+    assert offers() == first
+    sent = lead.replies()
+    assert len(sent) == 2 and sent[0] == sent[1] and "sábado" in sent[0]
