@@ -12,6 +12,11 @@ answered again. A sent reply is produced back onto the messages topic as an outb
 same key as the lead's, so the same partition), so the landing stores it like any other message:
 the qualification reads it as an agent turn and the funnel counts its response time.
 
+Visits: for a contact already resolved into a lead, the conversation carries the lead's open offer and next
+visit; a decision that asks for a visit write (book, offer, confirm, cancel, move: ``Decision.visit``) has it
+made in the same transaction as the reply's claim, and the reply says what came of it. A burst read again
+finds its claim and the write is rolled back to before it, so a visit is never booked twice.
+
 Scale-out: agents started alike share the partitions (``offsets.Shares``): each takes a fair share,
 gives some up when another starts (after answering what it holds on them) and takes a dead one's
 within seconds. Or, set by hand, process ``member`` of ``members`` owns the partitions
