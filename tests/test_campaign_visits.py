@@ -5,20 +5,24 @@ which the dispatcher sends. Real PostgreSQL and Kafka; WhatsApp and Telegram are
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import psycopg2
 import pytest
 
 from leadflow.appointments import store
 from leadflow.appointments.answers import answer_replies
 from leadflow.appointments.texts import Wording, when
 from leadflow.campaigns.store import save_campaign
-from leadflow.config import Settings, Topics
+from leadflow.config import Settings, Topics, with_database
 from leadflow.db.connection import transaction
+from leadflow.db.migrate import downgrade, upgrade
 from leadflow.kafka import make_producer, produce_all
 from leadflow.outbound.dispatcher import dispatch
 from leadflow.outbound.senders import RateLimiter, Sender, TelegramSender, WhatsAppSender
+from leadflow.services import postgres as embedded_postgres
 from tests.conftest import BrokerFactory
 from tests.fake_channels import FakeChannels
 from tests.test_campaigns import CAMILA, NOON, TOMAS, batch, credentials, fake  # noqa: F401  (the fake fixture)
@@ -143,3 +147,20 @@ def test_a_visit_step_nobody_can_take_is_skipped_with_the_reason_and_not_sent(
     assert dispatched.sent == 0 and fake.sent("whatsapp") == []
     assert rows(settings, "SELECT status FROM leadflow.outbound_sends WHERE broker_id = %s",
                 broker.broker_id) == [("skipped",)]
+
+
+def test_the_answers_migration_goes_down_and_up_again(pg_admin_url: str) -> None:
+    name = f"leadflow_aa_{uuid.uuid4().hex[:8]}"
+    embedded_postgres.create_database(pg_admin_url, name)
+    url = with_database(pg_admin_url, name)
+    try:
+        upgrade(url, "0030_appointment_conversation")
+        downgrade(url, "0028_appointments")
+        conn = psycopg2.connect(url)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('leadflow.appointment_answers'), to_regclass('leadflow.appointments')")
+            assert cur.fetchone() == (None, "leadflow.appointments")
+        conn.close()
+        upgrade(url)
+    finally:
+        embedded_postgres.drop_database(pg_admin_url, name)
