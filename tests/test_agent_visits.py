@@ -30,12 +30,13 @@ from leadflow.config import Settings
 from leadflow.db.connection import transaction
 from leadflow.demo.run import BackgroundServer
 from leadflow.kafka import make_producer
+from leadflow.landing import land
 from leadflow.outbound.senders import RateLimiter, TelegramSender
 from tests.agent_world import AgentWorld, Lead, world_settings
 from tests.conftest import BrokerFactory
 from tests.fake_channels import FakeChannels
 from tests.fake_llm import FakeLLM, ok
-from tests.test_agent_stream import _make_lead
+from tests.lead_rows import lead_with_a_message
 
 pytestmark = pytest.mark.services
 SANTIAGO = ZoneInfo("America/Santiago")
@@ -56,6 +57,9 @@ def world(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Agent
         finally:
             w.stop_agents()
             fake.stop()
+            # The agents' replies landed, as the landing would: an agent started by a later test produces again
+            # every sent reply it finds unlanded (``LeadAgent._republish_unlanded``), into its own topics.
+            land(ws.database_url, ws.kafka_bootstrap_servers, ws.topics)
 
 
 def _visiting_rules(world: AgentWorld, broker_id: int, **rules: object) -> None:
@@ -85,6 +89,10 @@ def _in_words(slot: Slot) -> str:
     hour = local.hour - 12 if local.hour > 12 else local.hour
     minutes = " y media" if local.minute == 30 else ""
     return f"el {DAYS[local.weekday()]} {local.day} a las {hour}{minutes}"
+
+
+def _make_lead(world: AgentWorld, broker_id: int, contact: str) -> int:
+    return lead_with_a_message(world.settings.database_url, broker_id, "telegram", contact)
 
 
 def _ready_lead(world: AgentWorld, make_broker: BrokerFactory, name: str = "Camila") -> tuple[Lead, int]:

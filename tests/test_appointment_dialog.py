@@ -17,7 +17,7 @@ from leadflow.appointments.slots import Preference
 from leadflow.appointments.texts import render
 from leadflow.db.connection import transaction
 from tests.conftest import BrokerFactory
-from tests.test_appointments_store import _leads
+from tests.lead_rows import leads_with_a_message as _leads
 
 pytestmark = pytest.mark.services
 
