@@ -4,7 +4,8 @@ answered with what there is, a broker never acts on another's lead. "Now" is alw
 
 from __future__ import annotations
 
-from datetime import datetime, time
+import threading
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +14,7 @@ from leadflow.agent.voice import Voice
 from leadflow.appointments import store
 from leadflow.appointments.choice import Chose, Wants, parse
 from leadflow.appointments.dialog import Move, carry_out
-from leadflow.appointments.slots import Preference
+from leadflow.appointments.slots import Preference, Slot
 from leadflow.appointments.texts import render
 from leadflow.db.connection import transaction
 from tests.conftest import BrokerFactory
@@ -150,3 +151,36 @@ def test_moving_a_visit_offers_times_for_it_and_the_choice_moves_it(database_url
         assert moved.appointment.rescheduled_from == booked.appointment_id
         assert store.get(cur, broker.broker_id, booked.appointment_id).status == "rescheduled"  # type: ignore[union-attr]
     assert render(moved, Voice("es", "CL")).startswith("¡Listo! Cambié la visita al jueves")
+
+
+def test_two_bookings_of_one_slot_at_the_same_instant_never_fail_one_is_taken(database_url: str,
+                                                                             make_broker: BrokerFactory) -> None:
+    """PostgreSQL can break the two exclusion checks waiting on each other with a deadlock error: that loser is
+    answered ``Taken`` like any other (seen about one time in three without the handling)."""
+    zone = ZoneInfo("America/Santiago")
+    now = datetime(2027, 3, 1, 8, 0, tzinfo=zone)
+    for attempt in range(10):
+        broker = make_broker()
+        leads = _leads(database_url, broker.broker_id, 2)
+        start = datetime(2027, 3, 2, 11, tzinfo=zone)
+        slot = Slot(start, start + timedelta(hours=1), (None,))
+        gate = threading.Barrier(2)
+        results: list[str] = []
+
+        def choose(lead_id: int) -> None:
+            try:
+                with transaction(database_url) as conn, conn.cursor() as cur:
+                    store.broker_rules(cur, broker.broker_id)  # noqa: B023  (joined before the next attempt)
+                    gate.wait()  # noqa: B023
+                    booked = store.book(cur, broker.broker_id, lead_id, slot, now,  # noqa: B023
+                                        source="agent", actor="lead")
+                    results.append(type(booked).__name__)  # noqa: B023
+            except Exception as exc:  # the assertion below names it
+                results.append(repr(exc))  # noqa: B023
+
+        threads = [threading.Thread(target=choose, args=(lead,)) for lead in leads]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results) == ["Appointment", "Taken"], (attempt, results)

@@ -14,6 +14,7 @@ from leadflow.appointments.slots import Preference, Slot
 from leadflow.db.connection import transaction
 from leadflow.users import add_user
 from tests.conftest import BrokerFactory
+from tests.lead_rows import leads_with_a_message
 
 pytestmark = pytest.mark.services
 SANTIAGO = ZoneInfo("America/Santiago")
@@ -22,10 +23,8 @@ NOW = datetime(2027, 3, 1, 8, 0, tzinfo=SANTIAGO)
 
 
 def _leads(database_url: str, broker_id: int, count: int) -> list[int]:
-    with transaction(database_url) as conn, conn.cursor() as cur:
-        cur.execute("""INSERT INTO leadflow.leads (lead_id, broker_id) SELECT nextval('leadflow.lead_id_seq'), %s
-                       FROM generate_series(1, %s) RETURNING lead_id""", (broker_id, count))
-        return [row[0] for row in cur.fetchall()]
+    # Each with a landed message: a lead no channel brought fails the dbt tests later tests build.
+    return leads_with_a_message(database_url, broker_id, count)
 
 
 def _slot(hour: int, day: int = 2, minutes: int = 60) -> Slot:

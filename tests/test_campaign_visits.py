@@ -33,8 +33,9 @@ ADDRESS = "Av. Irarrázaval 2401, Ñuñoa"
 SPANISH = Wording.of("es-CL")
 
 
-def _lead(settings: Settings, contact: str | None) -> int:
-    [(lead_id,)] = rows(settings, "SELECT lead_id FROM leadflow.lead_identities WHERE identity_value = %s", contact)
+def _lead(settings: Settings, broker_id: int, contact: str | None) -> int:
+    [(lead_id,)] = rows(settings, "SELECT lead_id FROM leadflow.lead_identities WHERE broker_id = %s "
+                                  "AND identity_value = %s", broker_id, contact)
     return int(lead_id)
 
 
@@ -59,7 +60,8 @@ def test_a_visit_step_offers_free_slots_and_the_answer_books_one_through_the_bat
                                          "parameters": ["{{first_name}}", "{{visit_options}}"]}}]},
         status="active")
     batch(settings, fresh_topics, fake, NOON)
-    camila, tomas = _lead(settings, CAMILA.channel_user_id), _lead(settings, TOMAS.channel_user_id)
+    camila = _lead(settings, broker.broker_id, CAMILA.channel_user_id)
+    tomas = _lead(settings, broker.broker_id, TOMAS.channel_user_id)
     with transaction(settings.database_url) as conn, conn.cursor() as cur:
         offer = store.open_offer(cur, broker.broker_id, camila)
         assert offer is not None and store.open_offer(cur, broker.broker_id, tomas) is not None

@@ -237,7 +237,9 @@ def book(cur: Cursor, broker_id: int, lead_id: int, slot: Slot, now: datetime, *
                         (broker_id, lead_id, candidate, kind or rules.default_kind,
                          address if address is not None else rules.address, slot.start, slot.end, held_until,
                          timezone, status, source, channel, offer_id, rescheduled_from, now, now))
-        except psycopg2.errors.ExclusionViolation:
+        except (psycopg2.errors.ExclusionViolation, psycopg2.errors.DeadlockDetected):
+            # Two inserts of overlapping visits at the same instant each wait for the other's exclusion check:
+            # PostgreSQL breaks that deadlock by failing one of them, which has lost the slot like any other.
             cur.execute("ROLLBACK TO SAVEPOINT booking")
             continue
         appointment = _appointment(cur.fetchone())  # type: ignore[arg-type]
