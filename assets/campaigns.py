@@ -2,13 +2,12 @@
 
 from datetime import UTC, datetime
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 
 from assets.as_of import AsOf
 from assets.leads import lead_stages
 from leadflow.campaigns.outcomes import campaign_stats, close_the_loop
 from leadflow.campaigns.store import record_opt_outs, refresh_segments, target_campaigns
-from leadflow.campaigns.visits import schedule_accepted_visits
 from leadflow.kafka import make_producer, produce_all
 from leadflow.outbound.dispatcher import dispatch
 from pipelines.resources import ChannelSendersResource, KafkaResource, PostgresResource
@@ -49,7 +48,8 @@ def campaign_sends(context: AssetExecutionContext, config: AsOf, postgres: Postg
         "already_decided": result.already_decided})
 
 
-@asset(group_name="campaigns", kinds={"kafka", "postgres"}, deps=[campaign_sends],
+# After the answers about visits too (assets/appointment_answers.py): their replies go out in the same run.
+@asset(group_name="campaigns", kinds={"kafka", "postgres"}, deps=[campaign_sends, AssetKey("appointment_answers")],
        description="The dispatcher: outbound commands sent through Telegram and WhatsApp, each send's fate recorded "
                    "(sent, pending for a retry, failed, skipped); provider outages are retried, nothing is lost.")
 def outbound_dispatch(config: AsOf, postgres: PostgresResource, kafka: KafkaResource,
@@ -65,18 +65,16 @@ def outbound_dispatch(config: AsOf, postgres: PostgresResource, kafka: KafkaReso
 
 @asset(group_name="campaigns", kinds={"postgres"}, deps=[outbound_dispatch],
        description="Closing the loop: WhatsApp receipts and replies update each send (delivered, read, replied); "
-                   "accepted visits go into the broker's Google Calendar (and the lead to 'agendado'); "
                    "per campaign: sent, delivered, read, replied, failed, success and reply rates, and the leads "
                    "that advanced a stage after a touch.")
-def campaign_results(config: AsOf, postgres: PostgresResource,
-                     channels: ChannelSendersResource) -> MaterializeResult:
+def campaign_results(postgres: PostgresResource) -> MaterializeResult:
+    # Visits are booked from the lead's answer (appointment_answers, or the agent) and put in the calendar by
+    # the appointments' calendar sync; the old accept-a-fixed-slot flow is retired (its table kept for history).
     loop = close_the_loop(postgres.url)
-    visits = schedule_accepted_visits(postgres.url, channels.calendar(), config.moment())
     stats = campaign_stats(postgres.url)
     return MaterializeResult(metadata={
         "newly_delivered": loop.delivered, "newly_read": loop.read, "newly_replied": loop.replied,
-        "newly_failed": loop.failed, "visits_accepted": visits.accepted, "visits_in_calendar": visits.scheduled,
-        "visit_calendar_failures": MetadataValue.json(visits.failed),
+        "newly_failed": loop.failed,
         "campaigns": MetadataValue.json({f"{s['broker_id']}/{s['campaign']}": {k: v for k, v in s.items()
                                                                                if k not in ("broker_id", "campaign")}
                                          for s in stats})})

@@ -6,6 +6,7 @@ from dagster import Definitions, EnvVar
 from dagster_dbt import DbtCliResource
 
 from assets.analytics import dbt_docs, dbt_project, leadflow_dbt_models
+from assets.appointment_answers import appointment_answers
 from assets.appointment_calendar import appointment_calendar
 from assets.appointment_reminders import appointment_reminders
 from assets.campaigns import (
@@ -50,8 +51,8 @@ _settings = Settings.from_environment()
 defs = Definitions(
     assets=[landed_messages, leads, lead_qualifications, lead_scores, lead_stages, lead_assignments,
             lead_consent, segment_memberships,
-            campaign_sends, outbound_dispatch, campaign_results, appointment_reminders, leadflow_dbt_models, dbt_docs,
-            appointment_calendar],
+            campaign_sends, appointment_answers, outbound_dispatch, campaign_results, appointment_reminders,
+            leadflow_dbt_models, dbt_docs, appointment_calendar],
     asset_checks=[landed_rows_have_a_broker, no_duplicate_provider_message_ids, leads_never_cross_brokers,
                   scores_in_range, no_stage_regression, assignments_stay_in_their_broker],
     jobs=[landing_job, analytics_job, campaign_job, appointment_reminders_job, appointment_calendar_job],

@@ -23,11 +23,11 @@ analytics_job = define_asset_job(
 
 campaign_job = define_asset_job(
     "campaign_job",
-    selection=AssetSelection.assets("lead_consent", "segment_memberships", "campaign_sends", "outbound_dispatch",
-                                    "campaign_results", "appointment_reminders"),
-    description="The campaign batch: consent, segments, targeting of every active campaign, dispatch of the "
-                "sends it decided, and visit reminders (launched hourly by campaign_batch_schedule; quiet hours "
-                "follow each broker's timezone).",
+    selection=AssetSelection.assets("lead_consent", "segment_memberships", "campaign_sends", "appointment_answers",
+                                    "outbound_dispatch", "campaign_results", "appointment_reminders"),
+    description="The campaign batch: consent, segments, targeting of every active campaign, leads' answers about "
+                "the visits offered, dispatch of the sends it decided, and visit reminders (launched hourly by "
+                "campaign_batch_schedule; quiet hours follow each broker's timezone).",
 )
 
 # Hourly: each run acts only where a broker's local time allows (quiet hours are per broker timezone),

@@ -21,8 +21,8 @@ from leadflow.demo.run import BackgroundServer
 from leadflow.users import add_user
 from reports_api.app import create_app
 from reports_api.security import LoginLimiter, TokenSettings
-from tests.bare_leads import give_first_messages
 from tests.browser import require_chromium
+from tests.lead_rows import give_first_messages
 from tests.test_admin_browser import log_in
 
 CHROMIUM = require_chromium()

@@ -27,7 +27,7 @@ from reports_api.dashboard import COOKIE
 from reports_api.routes.appointments_pages import person_hours_parsed, rules_parsed, rules_shown
 from reports_api.security import TokenSettings, issue_token
 from reports_api.workspace import appointments, csrf
-from tests.bare_leads import give_first_messages
+from tests.lead_rows import give_first_messages
 
 SANTIAGO = ZoneInfo("America/Santiago")
 # A Monday in March 2027, weeks from Chile's change in April; "now" for the app.

@@ -13,8 +13,8 @@ from leadflow.appointments import store
 from leadflow.appointments.slots import Preference, Slot
 from leadflow.db.connection import transaction
 from leadflow.users import add_user
-from tests.bare_leads import give_first_messages
 from tests.conftest import BrokerFactory
+from tests.lead_rows import give_first_messages
 
 pytestmark = pytest.mark.services
 SANTIAGO = ZoneInfo("America/Santiago")

@@ -167,7 +167,7 @@ def test_opt_out_words_as_leads_write_them() -> None:
 
 
 def test_templates_fill_what_is_known_and_name_unknown_variables() -> None:
-    known = profiles({}).with_columns(visit_time=pl.lit("mañana"), broker_name=pl.lit("Acme"),
+    known = profiles({}).with_columns(visit_time=pl.lit("mañana"), visit_options=pl.lit(""), broker_name=pl.lit("Acme"),
                                       budget_min=pl.lit(None, pl.Float64), property_type=pl.lit(None, pl.String))
     unknown = known.with_columns(name=pl.lit(None, pl.String), locations=pl.lit([], pl.List(pl.String)),
                                  budget_max=pl.lit(None, pl.Float64))

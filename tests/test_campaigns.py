@@ -282,46 +282,6 @@ def test_a_call_step_places_calls_through_vapi_and_bland_with_the_leads_facts(
     assert [channel for channel, _ in ids] == ["bland", "vapi"] and all(i for _, i in ids)
 
 
-def test_an_accepted_visit_goes_into_the_brokers_calendar_and_the_lead_is_scheduled(
-        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory, fake: FakeChannels,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from leadflow.campaigns.outcomes import close_the_loop
-    from leadflow.campaigns.visits import schedule_accepted_visits
-    from leadflow.outbound.senders import GoogleCalendar
-
-    broker = make_broker()
-    credentials(monkeypatch, broker)
-    monkeypatch.setenv(default_secret_env(broker.slug, "google_calendar_token"), "gcal-token-not-a-secret")
-    send(settings, fresh_topics, broker,
-         ("whatsapp", "wamid.v1", CAMILA, "Hola, soy Camila, busco depto en Ñuñoa", 0),
-         ("telegram", "9101", TOMAS, "Hola, busco casa en Macul", 1))
-    run(settings, fresh_topics)
-    save_campaign(settings.database_url, broker.slug, "visita", {
-        "trigger": {"type": "score_threshold", "score_min": 0},
-        "steps": [{"action": "visit", "template": "{{first_name}}, ¿te acomoda visitar un depto {{visit_time}}?",
-                   "visit_minutes": 45}]}, status="active")
-    batch(settings, fresh_topics, fake, NOON)
-    [proposal] = fake.sent("whatsapp")
-    assert proposal["text"]["body"] == "Camila, ¿te acomoda visitar un depto el martes 03/11 a las 11:00?"
-    send(settings, fresh_topics, broker, ("whatsapp", "wamid.v2", CAMILA, "Sí, me acomoda, nos vemos", 190),
-         ("telegram", "9102", TOMAS, "No puedo esa semana, gracias", 191))
-    run(settings, fresh_topics)
-    close_the_loop(settings.database_url, broker.broker_id)
-    result = schedule_accepted_visits(settings.database_url, GoogleCalendar(fake.url, 2), NOON + timedelta(hours=1))
-    assert (result.accepted, result.scheduled) == (1, 1)  # Tomás declined
-    [event] = fake.sent("calendar")
-    assert event["summary"] == "Visita: Camila" and event["start"]["timeZone"] == "America/Santiago"
-    assert event["start"]["dateTime"].endswith("11:00:00-03:00")
-    visits = rows(settings, "SELECT status, calendar_event_id IS NOT NULL, ends_at - starts_at FROM leadflow.visits "
-                            "WHERE broker_id = %s", broker.broker_id)
-    assert visits == [("scheduled", True, timedelta(minutes=45))]
-    assert rows(settings, """SELECT st.stage FROM leadflow.lead_stages st JOIN leadflow.visits v USING (lead_id)
-                             WHERE v.broker_id = %s""", broker.broker_id) == [("agendado",)]
-    # A second pass schedules nothing twice.
-    again = schedule_accepted_visits(settings.database_url, GoogleCalendar(fake.url, 2), NOON + timedelta(hours=2))
-    assert (again.accepted, again.scheduled, len(fake.sent("calendar"))) == (0, 0, 1)
-
-
 def test_the_trigger_sensor_asks_for_a_batch_once_per_new_stage_move_or_score(
         settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
     from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context

@@ -23,9 +23,9 @@ from leadflow.config import Settings
 from leadflow.credentials import MasterKeys
 from leadflow.db.connection import transaction
 from leadflow.users import add_user
-from tests.bare_leads import give_first_messages
 from tests.conftest import BrokerFactory
 from tests.fake_google import CLIENT_ID, CLIENT_SECRET, FakeGoogle, Scripted
+from tests.lead_rows import give_first_messages
 
 pytestmark = pytest.mark.services
 SANTIAGO = ZoneInfo("America/Santiago")

@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from leadflow.agent.config import AgentConfig
+from leadflow.appointments.dialog import Move
+from leadflow.appointments.store import Appointment, Offer
 from leadflow.qualification.schema import Qualification
 
 Action = Literal["ask", "answer", "propose_visit", "handoff", "close", "confirm_opt_out", "silence"]
@@ -26,11 +28,24 @@ MessageType = Literal["text", "audio", "image", "sticker", "video", "document"]
 
 
 @dataclass(frozen=True)
+class VisitStep:
+    """A write the policy asks the caller (the stream) to make before replying: book, offer, confirm, cancel.
+    The stream makes it in the reply's transaction and writes the outcome after ``preface``; without a lead
+    to write for, the decision's own ``reply`` is sent as it is."""
+
+    move: Move
+    preface: str = ""  # the reply's words before the outcome (greeting, acknowledgement, answers)
+    follow_up: str | None = None  # after a booking: the question for what the booking still needs
+    follow_up_asks: Slot | None = None
+
+
+@dataclass(frozen=True)
 class Decision:
     action: Action
     reply: str | None = None
     asks: Slot | None = None
     reasons: tuple[str, ...] = ()
+    visit: VisitStep | None = None
 
     def __post_init__(self) -> None:
         if (self.reply is None) != (self.action == "silence"):
@@ -40,7 +55,7 @@ class Decision:
 
     def with_reasons(self, *reasons: str) -> Decision:
         return Decision(self.action, self.reply, self.asks, (*self.reasons, *(r for r in reasons
-                                                                           if r not in self.reasons)))
+                                                                           if r not in self.reasons)), self.visit)
 
 
 def silence(*reasons: str) -> Decision:
@@ -67,6 +82,17 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Visits:
+    """The lead's visit as the stream read it: the open offer (the slots in the order shown), the next visit,
+    the instant and the broker's timezone "mañana" and "el martes" are read in."""
+
+    now: datetime
+    timezone: str
+    offer: Offer | None = None
+    appointment: Appointment | None = None
+
+
+@dataclass(frozen=True)
 class Conversation:
     turns: Sequence[Message]
     config: AgentConfig
@@ -81,6 +107,9 @@ class Conversation:
     notice: str | None = None
     # The broker's own opt-out words (``broker_settings.campaigns.opt_out_words``), on top of the built-in ones.
     opt_out_words: tuple[str, ...] = ()
+    # The lead's offer and visit, when the caller knows the lead (None: not resolved into a lead yet, or a
+    # caller without a database; the bot then proposes a visit in words and a person books it).
+    visits: Visits | None = None
     lead_messages: tuple[Message, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -96,8 +96,8 @@ def review(conversation: Conversation, decision: Decision) -> Decision:
     if words.PROMPT_LEAK.search(words.folded(reply)) or _foreign_contacts(conversation, reply):
         return Decision("answer", voice.say("refuse.data", seed), reasons=(*decision.reasons, "leak_blocked"))
     if words.APPROVAL_CLAIM.search(words.folded(reply)):
-        decision = Decision(decision.action, _without_claims(reply, voice.say("approval_fix", seed)), decision.asks,
-                            (*decision.reasons, "approval_claim"))
+        decision = dataclasses.replace(decision, reply=_without_claims(reply, voice.say("approval_fix", seed)),
+                                       reasons=(*decision.reasons, "approval_claim"))
     if decision.action in ("ask", "answer", "propose_visit", "close"):
         decision = _credit_record(conversation, decision, voice, seed)
     return decision

@@ -190,7 +190,12 @@ def system_prompt(conversation: Conversation) -> str:
                                              if voice.spanish else "")
     register = f", addressing the lead as {_REGISTERS[voice.register]}" if voice.spanish else ""
     facts = config.facts.model_dump(exclude_none=True)
-    visit = {k: v for k, v in (("proposal", config.visit_proposal), ("times", list(config.visit_slots))) if v}
+    visit: dict[str, Any] = {k: v for k, v in (("proposal", config.visit_proposal),
+                                                ("times", list(config.visit_slots))) if v}
+    if conversation.visits is not None:
+        # The free slots are listed by the system after a "propose_visit": a time the model names would be made up.
+        visit = {**{k: v for k, v in visit.items() if k != "times"},
+                 "times": "listed by the system after your propose_visit; never name days or times yourself"}
     return "\n\n".join([
         f"You are {persona}, the virtual assistant of a real-estate brokerage's team, chatting with a lead"
         f"{' on ' + conversation.channel if conversation.channel else ''}. Tone: {_TONES[config.tone]}. "
@@ -201,6 +206,16 @@ def system_prompt(conversation: Conversation) -> str:
         + ("\nVisits (JSON): " + json.dumps(visit, ensure_ascii=False) if visit else ""),
         ANSWER_FORMAT % ", ".join(f'"{s}"' for s in get_args(Slot)),
     ])
+
+
+def _visit_state(conversation: Conversation) -> str:
+    """How far the visit is: the lead's real offer and booking when the stream knows them."""
+    visits = conversation.visits
+    if visits is not None and visits.appointment is not None:
+        return "booked"
+    if visits is not None and visits.offer is not None:
+        return "slots_offered"
+    return offline.visit_state(conversation)
 
 
 def user_message(conversation: Conversation) -> str:
@@ -226,7 +241,7 @@ def user_message(conversation: Conversation) -> str:
         "missing": missing,
         "already_asked": sorted(asked),
         "ready_for_visit": offline.ready(q),
-        "visit": offline.visit_state(conversation),
+        "visit": _visit_state(conversation),
         "first_reply": not conversation.bot_messages,
     }
     if not data["known"].get("locations"):

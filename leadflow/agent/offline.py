@@ -9,9 +9,14 @@ the bot moves on rather than nag.
 
 from __future__ import annotations
 
+import dataclasses
+
 from leadflow.agent import knowledge, words
-from leadflow.agent.decision import Conversation, Decision, Slot
+from leadflow.agent.decision import Conversation, Decision, Slot, VisitStep
 from leadflow.agent.voice import Voice, conversation_seed, describe, voice_of
+from leadflow.appointments import texts as visit_texts
+from leadflow.appointments.choice import Cancels, Chose, Reschedules, Unrelated, Wants, parse
+from leadflow.appointments.dialog import Move
 from leadflow.leads.stages import accepts_visit
 from leadflow.qualification.schema import Qualification
 
@@ -100,6 +105,42 @@ def visit_state(conversation: Conversation) -> str:
     return state
 
 
+def _since_bot(conversation: Conversation) -> str:
+    """What the lead wrote since the bot's last message (a burst: "perfecto" + "el martes a las 5")."""
+    said: list[str] = []
+    for message in reversed(conversation.turns):
+        if message.role != "lead":
+            break
+        if message.type == "text" and message.text.strip():
+            said.append(message.text.strip())
+    return " ".join(reversed(said))
+
+
+def visit_move(conversation: Conversation) -> Move | None:
+    """The visit write the lead's latest words ask for: a slot of the open offer, another time, a yes to the
+    proposal, a confirmation, cancellation or move of the coming visit. None: nothing about a visit, or a
+    conversation whose caller does not know the lead's visits."""
+    visits = conversation.visits
+    last = conversation.last
+    if visits is None or last is None or last.role != "lead":
+        return None
+    offer, appointment = visits.offer, visits.appointment
+    bot = conversation.bot_messages[-1] if conversation.bot_messages else None
+    proposed = bot is not None and (bot.action == "propose_visit" or bot.asks == "visit_time")
+    if offer is None and appointment is None and not proposed:
+        return None
+    text = _since_bot(conversation)
+    if not text:
+        return None
+    choice = parse(text, slots=offer.slots if offer is not None else (),
+                   appointment_start=appointment.starts_at if appointment is not None else None,
+                   now=visits.now, timezone=visits.timezone, language=conversation.config.language)
+    if isinstance(choice, Unrelated):
+        return None
+    return Move(choice, offer.offer_id if offer is not None else None,
+                appointment.appointment_id if appointment is not None else None)
+
+
 class OfflinePolicy:
     def decide(self, conversation: Conversation) -> Decision:
         voice, seed = voice_of(conversation), conversation_seed(conversation)
@@ -113,14 +154,37 @@ class OfflinePolicy:
                          else voice.say("greeting", seed, kind="anonymous"))
         if conversation.notice:
             parts.append(conversation.notice)
+        step = visit_move(conversation)
         acknowledgement, reasons = self._acknowledge(conversation, q, voice, seed, text)
+        if step is not None:
+            # An answer about the visit is not a fact to thank for ("no voy a poder" read as a name).
+            acknowledgement = None
         answers, answer_reasons = self._answer_facts(conversation, voice, seed, text,
-                                                     learned=bool(reasons) or acknowledgement is not None)
+                                                     learned=bool(reasons) or acknowledgement is not None
+                                                     or step is not None)
         parts += ([acknowledgement] if acknowledgement else []) + answers
-        move = self._next_move(conversation, q, voice, seed)
+        move = self._visit(conversation, q, voice, seed, step) if step is not None \
+            else self._next_move(conversation, q, voice, seed)
         reply = " ".join([*parts, move.reply or ""]).strip()
         action = "answer" if answers and move.action == "ask" else move.action
-        return Decision(action, reply, move.asks, (*reasons, *answer_reasons, *move.reasons))
+        # The stream writes the visit's outcome after what was said before it (greeting, acknowledgement, answers).
+        visit = dataclasses.replace(move.visit, preface=" ".join(parts)) if move.visit is not None else None
+        return Decision(action, reply, move.asks, (*reasons, *answer_reasons, *move.reasons), visit)
+
+    def _visit(self, conversation: Conversation, q: Qualification, voice: Voice, seed: str, step: Move) -> Decision:
+        """A visit write for the stream to make; the reply here is what is said if it cannot be made."""
+        offers = isinstance(step.choice, Wants | Reschedules | Cancels)
+        follow_up, asks = None, None
+        if isinstance(step.choice, Chose):
+            asked = knowledge.asked(conversation)
+            wanted = next((w for w in _BOOKING if applies(w, q, conversation) and not is_known(w, q)
+                           and w not in asked), None)
+            if wanted is not None:
+                follow_up, asks = voice.say(f"ask.{wanted}", seed), wanted
+        fallback = voice.say("close", seed, name="")
+        return Decision("propose_visit" if offers else "answer", fallback,
+                        reasons=(f"visit:{type(step.choice).__name__.lower()}",),
+                        visit=VisitStep(step, follow_up=follow_up, follow_up_asks=asks))
 
     def _acknowledge(self, conversation: Conversation, q: Qualification, voice: Voice, seed: str,
                      text: str) -> tuple[str | None, tuple[str, ...]]:
@@ -168,6 +232,10 @@ class OfflinePolicy:
 
     def _next_move(self, conversation: Conversation, q: Qualification, voice: Voice, seed: str) -> Decision:
         kind = "sell" if q.operation == "sell" else "rent" if q.operation == "rent" else None
+        if conversation.visits is not None:
+            booked = self._with_visits(conversation, q, voice, seed, kind)
+            if booked is not None:
+                return booked
         state = visit_state(conversation)
         asked = knowledge.asked(conversation)
         if state == "accepted":
@@ -186,6 +254,31 @@ class OfflinePolicy:
             return Decision("ask", voice.say(f"ask.{slot}", seed, kind=kind), slot)
         # Nothing left the bot can ask and no visit to book: a person takes it from here.
         return Decision("handoff", voice.say("needs_person", seed), reasons=("needs_person",))
+
+    def _with_visits(self, conversation: Conversation, q: Qualification, voice: Voice, seed: str,
+                     kind: str | None) -> Decision | None:
+        """The move when the lead's visits are known: a real offer once the lead is ready, the visit named
+        back once it is booked, the offer recalled while it is open. None: go on qualifying."""
+        visits = conversation.visits
+        assert visits is not None
+        asked = knowledge.asked(conversation)
+        if visits.appointment is not None:
+            for wanted in _BOOKING:
+                if applies(wanted, q, conversation) and not is_known(wanted, q) and wanted not in asked:
+                    return Decision("ask", voice.say(f"ask.{wanted}", seed), wanted)
+            return Decision("answer", visit_texts.about(visits.appointment, "coming", voice), reasons=("visit_booked",))
+        if visits.offer is not None:
+            return Decision("answer", visit_texts.still_open(voice), reasons=("offer_open",))
+        shaped = all(is_known(s, q) or s in asked or not applies(s, q, conversation) for s in _SHAPE)
+        proposed = any(m.action == "propose_visit" for m in conversation.bot_messages)
+        if ready(q) and shaped and not proposed:
+            text = _since_bot(conversation)
+            said = parse(text, now=visits.now, timezone=visits.timezone, language=conversation.config.language) \
+                if text else Unrelated()
+            wants = said if isinstance(said, Wants) else Wants()
+            return Decision("propose_visit", self._proposal(conversation, voice, seed, kind), reasons=("ready",),
+                            visit=VisitStep(Move(wants)))
+        return None
 
     def _proposal(self, conversation: Conversation, voice: Voice, seed: str, kind: str | None) -> str:
         config = conversation.config

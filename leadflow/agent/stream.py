@@ -12,6 +12,11 @@ answered again. A sent reply is produced back onto the messages topic as an outb
 same key as the lead's, so the same partition), so the landing stores it like any other message:
 the qualification reads it as an agent turn and the funnel counts its response time.
 
+Visits: for a contact already resolved into a lead, the conversation carries the lead's open offer and next
+visit; a decision that asks for a visit write (book, offer, confirm, cancel, move: ``Decision.visit``) has it
+made in the same transaction as the reply's claim, and the reply says what came of it. A burst read again
+finds its claim and the write is rolled back to before it, so a visit is never booked twice.
+
 Scale-out: agents started alike share the partitions (``offsets.Shares``): each takes a fair share,
 gives some up when another starts (after answering what it holds on them) and takes a dead one's
 within seconds. Or, set by hand, process ``member`` of ``members`` owns the partitions
@@ -21,6 +26,7 @@ within seconds. Or, set by hand, process ``member`` of ``members`` owns the part
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -39,11 +45,16 @@ from confluent_kafka import Consumer, KafkaException, Producer
 
 from leadflow.agent import history, replies
 from leadflow.agent.config import AgentConfig
-from leadflow.agent.decision import Conversation, Decision, Policy, silence
+from leadflow.agent.decision import Action, Conversation, Decision, Policy, Visits, silence
 from leadflow.agent.notify import Notifier
 from leadflow.agent.replies import Burst, Inbound
 from leadflow.agent.respond import respond
 from leadflow.agent.store import agent_configs
+from leadflow.agent.voice import voice_of
+from leadflow.appointments import dialog
+from leadflow.appointments import store as appointments
+from leadflow.appointments import texts as visit_texts
+from leadflow.appointments.rules import RulesError
 from leadflow.config import Settings
 from leadflow.db.connection import connect
 from leadflow.events import ChannelMessage, Contact, OutboundCommand
@@ -427,18 +438,28 @@ class LeadAgent:
             handler = replies.handler_now(cur, burst, lead_id)
             turns = history.merge(replies.landed(cur, burst, lead_id), replies.remembered(cur, burst),
                                   burst.pending())
+            visits = self._visits(cur, burst.broker_id, lead_id)
+        conversation: Conversation | None = None
         if handler is not None and handler.handler == "person" and handler.by_person:
             decision = silence("taken_over")
         else:
             released = handler.switched_at if handler is not None and handler.handler == "bot" else None
             conversation = Conversation(history.since_release(turns, released), broker.config, broker.country,
-                                        burst.channel, opt_out_words=broker.opt_out_words)
+                                        burst.channel, opt_out_words=broker.opt_out_words, visits=visits)
             decision = self._decide(broker, conversation)
-        policy = _policy_name(broker.config, decision)
-        self.stats.decisions[decision.action] += 1
         notice = None
         with self.db.cursor() as cur:
+            visited = False
+            if decision.visit is not None and lead_id is not None and visits is not None and conversation is not None:
+                # The visit is written in the reply's transaction: a burst answered before (its claim found below)
+                # undoes it, so a re-read never books twice.
+                cur.execute("SAVEPOINT visit")
+                decision, visited = self._visit(cur, burst, lead_id, decision, conversation), True
+            policy = _policy_name(broker.config, decision)
+            self.stats.decisions[decision.action] += 1
             claim = replies.claim(cur, burst, lead_id, decision, policy, _destination(burst))
+            if visited and not claim.new:
+                cur.execute("ROLLBACK TO SAVEPOINT visit")
             if claim.new and decision.action == "handoff" and "holding" not in decision.reasons:
                 reason = ", ".join(decision.reasons) or "handoff"
                 replies.hand_off(cur, burst, lead_id, f"bot: {reason}")
@@ -451,6 +472,44 @@ class LeadAgent:
                        claim.meta(burst.last.provider_id))
         if notice is not None and self.notifier is not None:
             self.notifier.deliver(self.db.cursor, notice)
+
+    def _visits(self, cur: psycopg2.extensions.cursor, broker_id: int, lead_id: int | None) -> Visits | None:
+        """The lead's open offer and next visit; None before the lead exists (the bot then proposes in words)."""
+        if lead_id is None:
+            return None
+        try:
+            _rules, timezone = appointments.broker_rules(cur, broker_id)
+        except (appointments.AppointmentError, RulesError) as exc:
+            log.warning("broker %s: visits not offered by the agent: %s", broker_id, exc)
+            return None
+        now = self.clock()
+        return Visits(now, timezone, appointments.open_offer(cur, broker_id, lead_id),
+                      appointments.upcoming(cur, broker_id, lead_id, now))
+
+    def _visit(self, cur: psycopg2.extensions.cursor, burst: Burst, lead_id: int, decision: Decision,
+               conversation: Conversation) -> Decision:
+        """Make the visit write the decision asks for and say what came of it (after the policy's own words)."""
+        step = decision.visit
+        assert step is not None
+        try:
+            outcome = dialog.carry_out(cur, burst.broker_id, lead_id, step.move, self.clock(), source="agent",
+                                       channel=burst.channel)
+        except (appointments.AppointmentError, RulesError) as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT visit")
+            log.warning("broker %s lead %s: visit not written (%s); the policy's words are sent", burst.broker_id,
+                        lead_id, exc)
+            return dataclasses.replace(decision, visit=None, reasons=(*decision.reasons, "visit_failed"))
+        text = visit_texts.render(outcome, voice_of(conversation))
+        if not text:  # nothing to confirm or cancel: the policy's own words
+            return dataclasses.replace(decision, reasons=(*decision.reasons, f"visit_{outcome.kind}"))
+        asks = None
+        if outcome.kind in ("booked", "rescheduled") and step.follow_up:
+            text, asks = f"{text} {step.follow_up}", step.follow_up_asks
+        action: Action = "handoff" if outcome.kind == "nobody_free" else "propose_visit" \
+            if outcome.offer is not None and outcome.kind in ("offered", "cancelled") else "answer"
+        reasons = (*decision.reasons, f"visit_{outcome.kind}" + (f":{outcome.note}" if outcome.note else ""),
+                   *(("needs_person",) if outcome.kind == "nobody_free" else ()))
+        return Decision(action, " ".join(p for p in (step.preface, text) if p), asks, reasons, step)
 
     def _remember_asked(self, key: ContactKey, asks: str | None) -> None:
         with self._lock:

@@ -17,11 +17,15 @@ from typing import Any
 import polars as pl
 import psycopg2.extensions
 
+from leadflow.appointments import store as appointments
+from leadflow.appointments import texts
+from leadflow.appointments.rules import RulesError
+from leadflow.appointments.texts import Wording
 from leadflow.campaigns.definitions import CampaignDefinition, CampaignStatus
 from leadflow.campaigns.eligibility import ContactRules, opt_out_words_pattern, opts_out
 from leadflow.campaigns.segments import SegmentRules, members, membership_changes
 from leadflow.campaigns.targeting import Broker, Campaign, decide, enroll, manual_outcomes
-from leadflow.campaigns.templates import unknown_variables
+from leadflow.campaigns.templates import VISIT_OPTIONS_MARK, VISIT_TIME_MARK, unknown_variables
 from leadflow.db.connection import transaction
 from leadflow.db.copy import copy_frame, read_frame
 from leadflow.events import SCHEMA_VERSION, event_id_for
@@ -487,7 +491,82 @@ def _write_decisions(cur: psycopg2.extensions.cursor, decisions: pl.DataFrame, e
             result.skipped[reason] = result.skipped.get(reason, 0) + count
         else:
             result.stopped += count
-    return _commands(written.filter((pl.col("decision") == "send") & pl.col("send_id").is_not_null()), now)
+    sends = written.filter((pl.col("decision") == "send") & pl.col("send_id").is_not_null())
+    return _commands(offer_visits(cur, sends, now, result), now)
+
+
+def offer_visits(cur: psycopg2.extensions.cursor, sends: pl.DataFrame, now: datetime,
+                 result: TargetResult) -> pl.DataFrame:
+    """Each new visit send offers the lead the free slots of now (an offer tied to the send, source
+    "campaign"), listed where the template says ``{{visit_options}}`` (or after its text) and the first named
+    by ``{{visit_time}}``. A visit send nobody can take (no free slot over the horizon, or the broker's visiting
+    rules unreadable) is skipped with the reason, and not sent. Other sends get the neutral words."""
+    marked = pl.col("payload").str.contains(VISIT_TIME_MARK, literal=True) \
+        | pl.col("payload").str.contains(VISIT_OPTIONS_MARK, literal=True) | (pl.col("action") == "visit")
+    touched = sends.filter(marked)
+    if touched.is_empty():
+        return sends
+    cur.execute("""SELECT b.broker_id, b.timezone, coalesce(s.agent ->> 'language', CASE b.country WHEN 'US' THEN
+                              'en-US' ELSE 'es' END) FROM leadflow.brokers b
+                   LEFT JOIN leadflow.broker_settings s USING (broker_id) WHERE b.broker_id = ANY(%s)""",
+                (touched["broker_id"].unique().to_list(),))
+    brokers = {int(b): (tz, Wording.of(language)) for b, tz, language in cur.fetchall()}
+    payloads: dict[int, str] = {}
+    dropped: list[int] = []
+    for row in touched.iter_rows(named=True):
+        payload = json.loads(row["payload"])
+        timezone, wording = brokers[row["broker_id"]]
+        options, first = "", _FALLBACK_VISIT_TIME
+        if row["action"] == "visit":
+            try:
+                offer = appointments.make_offer(cur, row["broker_id"], row["lead_id"], now, source="campaign",
+                                                channel=row["channel"], send_id=row["send_id"])
+                reason = None if offer is not None else "nobody free to take a visit over the booking horizon"
+            except (appointments.AppointmentError, RulesError) as exc:
+                offer, reason = None, f"visits cannot be offered: {exc}"
+            if offer is None:
+                cur.execute("""UPDATE leadflow.outbound_sends SET status = 'skipped', reason = %s,
+                                   next_attempt_at = NULL WHERE send_id = %s""", (reason, row["send_id"]))
+                result.sent -= 1
+                result.skipped[str(reason)] = result.skipped.get(str(reason), 0) + 1
+                dropped.append(row["send_id"])
+                continue
+            options = texts.listing(list(enumerate(offer.slots)), timezone, wording)
+            first = texts.when(offer.slots[0].start, timezone, wording)
+            payload["visit"] = {**(payload.get("visit") or {}), "offer_id": offer.offer_id}
+            if VISIT_OPTIONS_MARK not in row["payload"] and "text" in payload:
+                payload["text"] = f"{payload['text']}\n{VISIT_OPTIONS_MARK}"
+        marks = {VISIT_OPTIONS_MARK: options, VISIT_TIME_MARK: first}
+        filled_payload = _fill(payload, marks)
+        if isinstance(payload.get("template"), dict):
+            # WhatsApp refuses line breaks in a template's parameters: the options on one line there.
+            filled_payload["template"] = _fill(payload["template"], {**marks, VISIT_OPTIONS_MARK: "; ".join(
+                options.splitlines())})
+        filled = json.dumps(filled_payload, ensure_ascii=False)
+        payloads[row["send_id"]] = filled
+        cur.execute("UPDATE leadflow.outbound_sends SET payload = %s WHERE send_id = %s", (filled, row["send_id"]))
+    if not payloads and not dropped:
+        return sends
+    ids = pl.Series("send_id", list(payloads), dtype=pl.Int64)
+    replaced = pl.DataFrame({"send_id": ids, "_filled": pl.Series(list(payloads.values()), dtype=pl.String)})
+    return (sends.filter(~pl.col("send_id").is_in(dropped)).join(replaced, on="send_id", how="left")
+            .with_columns(payload=pl.coalesce("_filled", "payload")).drop("_filled"))
+
+
+_FALLBACK_VISIT_TIME = "pronto"
+
+
+def _fill(value: Any, marks: dict[str, str]) -> Any:
+    """``value`` (a payload) with each mark replaced in every string it holds (text, template parameters)."""
+    if isinstance(value, str):
+        for mark, words in marks.items():
+            value = value.replace(mark, words)
+        return value
+    if isinstance(value, dict):
+        return {k: _fill(v, marks) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, marks) for v in value]
+    return value
 
 
 def _commands(sends: pl.DataFrame, now: datetime) -> list[tuple[bytes, bytes]]:

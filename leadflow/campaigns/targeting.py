@@ -25,8 +25,7 @@ import polars as pl
 
 from leadflow.campaigns.definitions import CampaignDefinition
 from leadflow.campaigns.eligibility import WHATSAPP_WINDOW, ContactRules, quiet_until
-from leadflow.campaigns.templates import render_expr, template_columns
-from leadflow.campaigns.visits import describe_slot, proposed_slot
+from leadflow.campaigns.templates import VISIT_OPTIONS_MARK, VISIT_TIME_MARK, render_expr, template_columns
 
 # What the voice agent is asked to do when a call step has no template of its own.
 DEFAULT_CALL_TASK = ("Llama a {{name}} de parte de {{broker}} para retomar su búsqueda: {{operation}} "
@@ -204,10 +203,9 @@ def decide(due: pl.DataFrame, profiles: pl.DataFrame, campaigns: dict[int, Campa
     utc = pl.Datetime("us", "UTC")
     broker_rows = []
     for b in brokers.values():
-        slot = proposed_slot(now, b.timezone)
         broker_rows.append({"broker_id": b.broker_id, "quiet_until": quiet_until(now, b.timezone, b.rules),
-                            "cap": b.rules.cap_messages, "visit_start": slot.isoformat(),
-                            "visit_time": describe_slot(slot)})
+                            "cap": b.rules.cap_messages, "visit_time": VISIT_TIME_MARK,
+                            "visit_options": VISIT_OPTIONS_MARK})
     broker_frame = pl.DataFrame(broker_rows, schema_overrides={"quiet_until": utc})
     profiles = profiles.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in _PROFILE_COLUMNS.items()
                                      if name not in profiles.columns)
@@ -278,7 +276,8 @@ def _with_payloads(sends: pl.DataFrame, now: datetime) -> pl.DataFrame:
         parts.append(group.with_columns(text=render_expr(str(template)), wa_rendered=pl.concat_list(rendered)
                                         if rendered else lit([], pl.List(pl.String))))
     sends = pl.concat(parts, how="diagonal_relaxed")
-    visit = pl.when(col("action") == "visit").then(pl.struct(start=col("visit_start"), minutes=col("visit_minutes")))
+    # The offer's id is added when the send is written (``store.offer_visits``).
+    visit = pl.when(col("action") == "visit").then(pl.struct(minutes=col("visit_minutes")))
     template = pl.when(col("wa_name").is_not_null()).then(pl.struct(
         name=col("wa_name"), language=col("wa_language"), parameters=col("wa_rendered")))
     last_inbound = col("last_whatsapp_at").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00")

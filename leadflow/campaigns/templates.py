@@ -16,7 +16,11 @@ _VARIABLE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _WORDS = {"operation": PHRASES["es"]["operation"], "type": PHRASES["es"]["type"]}
 _FALLBACKS = {"name": "", "first_name": "", "location": "la zona que buscas", "locations": "la zona que buscas",
               "budget": "tu presupuesto", "property_type": "propiedad", "bedrooms": "", "operation": "",
-              "broker": "", "stage": "", "visit_time": "pronto"}
+              "broker": "", "stage": "", "visit_time": "pronto", "visit_options": ""}
+# A visit step's slots are chosen when its send is written (``store``: one offer per lead, from the free slots
+# then): targeting leaves these marks, the store puts the offer's words in their place.
+VISIT_TIME_MARK = "\u27e6visit_time\u27e7"
+VISIT_OPTIONS_MARK = "\u27e6visit_options\u27e7"
 VARIABLES = tuple(sorted(_FALLBACKS))  # what a template may name, for the editors' hints and refusals
 
 
@@ -34,7 +38,7 @@ def template_columns() -> dict[str, pl.Expr]:
         "operation": col("operation").replace_strict(_WORDS["operation"], default=None, return_dtype=pl.String),
         "property_type": col("property_type").replace_strict(_WORDS["type"], default=None, return_dtype=pl.String),
         "bedrooms": col("bedrooms_min").cast(pl.String), "broker": col("broker_name"), "stage": col("stage"),
-        "visit_time": col("visit_time"),
+        "visit_time": col("visit_time"), "visit_options": col("visit_options"),
     }
     return {f"_v_{key}": pl.when(value.is_null() | (value == "")).then(pl.lit(_FALLBACKS[key])).otherwise(value)
             for key, value in values.items()}

@@ -493,7 +493,9 @@ def preview(cur: psycopg2.extensions.cursor, who: Principal, broker_id: int, def
     profile = profile.filter(pl.col("lead_id") == lead_id) if not profile.is_empty() else profile
     if profile.is_empty():
         raise Invalid(f"lead_id: no live lead {lead_id} of this broker", "lead_id")
-    row = profile.with_columns(visit_time=pl.lit(describe_slot(proposed_slot(now, found["timezone"]))))
+    # The slots a visit step offers are chosen when the batch writes its send: the preview shows a sample one.
+    sample = describe_slot(proposed_slot(now, found["timezone"]))
+    row = profile.with_columns(visit_time=pl.lit(sample), visit_options=pl.lit(f"1) {sample}"))
     row = row.with_columns(**template_columns())
     steps = []
     for i, step in enumerate(parsed.steps):
