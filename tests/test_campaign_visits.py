@@ -14,6 +14,7 @@ import pytest
 
 from leadflow.appointments import store
 from leadflow.appointments.answers import answer_replies
+from leadflow.appointments.slots import Slot
 from leadflow.appointments.texts import Wording, when
 from leadflow.campaigns.store import save_campaign
 from leadflow.config import Settings, Topics, with_database
@@ -166,3 +167,33 @@ def test_the_answers_migration_goes_down_and_up_again(pg_admin_url: str) -> None
         upgrade(url)
     finally:
         embedded_postgres.drop_database(pg_admin_url, name)
+
+
+def test_with_the_bot_off_a_hand_booked_visit_is_confirmed_or_cancelled_by_the_leads_words_and_left_to_people(
+        settings: Settings, fresh_topics: Topics, make_broker: BrokerFactory) -> None:
+    broker = make_broker()
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.h1", CAMILA, "Hola, busco depto en Ñuñoa", 0))
+    run(settings, fresh_topics)
+    camila = _lead(settings, broker.broker_id, CAMILA.channel_user_id)
+    start = (NOON + timedelta(days=2)).replace(minute=0)
+    with transaction(settings.database_url) as conn, conn.cursor() as cur:
+        booked = store.book(cur, broker.broker_id, camila, Slot(start, start + timedelta(hours=1), (None,)), NOON,
+                            source="person", actor="person", status="proposed", check_free=False)
+    assert isinstance(booked, store.Appointment)
+    # The reminder asked for a CONFIRMO; the lead answers, then changes their mind.
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.h2", CAMILA, "Confirmo, ahí estaré", 200))
+    run(settings, fresh_topics)
+    nothing_sent: list[tuple[bytes, bytes]] = []
+    first = answer_replies(settings.database_url, NOON + timedelta(hours=1), nothing_sent.extend)
+    assert (first.read, first.queued, first.outcomes) == (1, 0, {"confirmed": 1})
+    send(settings, fresh_topics, broker, ("whatsapp", "wamid.h3", CAMILA, "Perdón, al final no voy a poder ir", 260))
+    run(settings, fresh_topics)
+    second = answer_replies(settings.database_url, NOON + timedelta(hours=2), nothing_sent.extend)
+    assert (second.read, second.queued, second.outcomes) == (1, 0, {"cancelled": 1})
+    assert nothing_sent == []  # no campaign to answer from: the broker's people answer in the workspace
+    assert rows(settings, """SELECT from_status, to_status, actor FROM leadflow.appointment_events
+                             WHERE appointment_id = %s ORDER BY event_id""", booked.appointment_id) == [
+        (None, "proposed", "person"), ("proposed", "confirmed", "lead"), ("confirmed", "cancelled", "lead")]
+    assert rows(settings, "SELECT outcome, appointment_id FROM leadflow.appointment_answers WHERE lead_id = %s "
+                          "ORDER BY answered_at", camila) == [("confirmed", booked.appointment_id),
+                                                              ("cancelled", booked.appointment_id)]

@@ -7,6 +7,10 @@ landed answer once (``appointment_answers``, keyed by the message), with the sam
 ("Visita agendada para el martes…", the others when the slot was taken, "¿Cuál de estas?") as an outbound
 send of the campaign that offered the visit, for the dispatcher to send. Messages are read per lead in the
 order they were written; one that says nothing about a visit is recorded and left to people.
+
+A visit no campaign offered (booked by a person, or by the bot before it was turned off) has no campaign to reply
+from: a "confirmo" or "no voy a poder" answering its reminder still confirms or cancels it, signed by the lead, and
+the conversation is left to the broker's people, who see the new status on the lead page.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 import psycopg2.extensions
 
 from leadflow.appointments import store, texts
-from leadflow.appointments.choice import Unrelated, parse
+from leadflow.appointments.choice import Cancels, Choice, Confirms, Unrelated, parse
 from leadflow.appointments.dialog import Move, Outcome, carry_out
 from leadflow.appointments.rules import RulesError
 from leadflow.db.connection import transaction
@@ -57,6 +61,11 @@ _PENDING = """
         FROM leadflow.appointments a JOIN leadflow.appointment_offers o ON o.offer_id = a.offer_id
         JOIN leadflow.outbound_sends snd ON snd.send_id = o.send_id
         WHERE a.status IN ('proposed', 'confirmed') AND a.ends_at > %(now)s
+        UNION ALL
+        -- A visit a person booked (or the bot, before it was turned off): its reminders ask for a CONFIRMO.
+        SELECT a.broker_id, a.lead_id, a.created_at, NULL::bigint
+        FROM leadflow.appointments a LEFT JOIN leadflow.appointment_offers o ON o.offer_id = a.offer_id
+        WHERE a.status IN ('proposed', 'confirmed') AND a.ends_at > %(now)s AND o.send_id IS NULL
     ), leads AS (
         SELECT w.broker_id, w.lead_id, min(w.since) AS since, max(w.campaign_id) AS campaign_id
         FROM waiting w JOIN bot_off USING (broker_id) GROUP BY w.broker_id, w.lead_id
@@ -119,6 +128,9 @@ def _answer(cur: psycopg2.extensions.cursor, row: tuple[Any, ...], now: datetime
     if isinstance(choice, Unrelated):
         record("unrelated")
         return None
+    if campaign_id is None:
+        _status_only(cur, message_id, broker_id, lead_id, choice, upcoming, now, record)
+        return None
     cur.execute("SAVEPOINT answer")
     try:
         outcome = carry_out(cur, broker_id, lead_id, Move(choice, offer.offer_id if offer is not None else None,
@@ -152,3 +164,26 @@ def _answer(cur: psycopg2.extensions.cursor, row: tuple[Any, ...], now: datetime
                                     lead_id=lead_id, step=step, action="message", channel=channel, payload=payload,
                                     created_at=now)
     return f"{broker_id}:{lead_id}".encode(), command.model_dump_json().encode()
+
+
+def _status_only(cur: psycopg2.extensions.cursor, message_id: int, broker_id: int, lead_id: int, choice: Choice,
+                 upcoming: store.Appointment | None, now: datetime, record: Callable[..., None]) -> None:
+    """A visit no campaign offered, the bot off: "confirmo" confirms it and "no voy a poder" cancels it, signed by
+    the lead, and the conversation is left to the broker's people (no campaign to send a reply from, and a
+    person booked it: they answer, seeing the visit's new status on the lead page)."""
+    if upcoming is None or not isinstance(choice, Confirms | Cancels):
+        record("unrelated", "left to people: no campaign offered this visit")
+        return
+    target: store.Status = "confirmed" if isinstance(choice, Confirms) else "cancelled"
+    cur.execute("SAVEPOINT answer")
+    try:
+        changed = store.change_status(cur, broker_id, upcoming.appointment_id, target, now, actor="lead",
+                                      note="the lead's message, read with the bot off")
+    except store.AppointmentError as exc:
+        cur.execute("ROLLBACK TO SAVEPOINT answer")
+        record("failed", str(exc))
+        return
+    cur.execute("RELEASE SAVEPOINT answer")
+    record(target, "status only: the reply is left to people")
+    cur.execute("UPDATE leadflow.appointment_answers SET appointment_id = %s WHERE message_id = %s",
+                (changed.appointment_id, message_id))
