@@ -16,13 +16,17 @@ import threading
 import time
 from collections import Counter
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
 from leadflow import credentials
 from leadflow.analytics import funnel_totals
+from leadflow.appointments import store as appointments
+from leadflow.appointments.slots import Slot
 from leadflow.brokers import SECRET_KINDS, Broker, add_broker
 from leadflow.config import Settings, secret
 from leadflow.db.connection import connect, transaction
@@ -151,28 +155,64 @@ def lead_summary(url: str) -> list[tuple[Any, ...]]:
 # gets a visit, of those this share is followed up, and so on down to a signed deal.
 SALES_STEPS = (("agendado", 0.6), ("seguimiento", 0.7), ("ganado", 0.5))
 HAND_MOVE = "demo: moved by the agent"
+# Of the visits not followed up, this share is still to come (the rest were missed).
+UPCOMING_SHARE = 0.5
 
 
 def simulate_sales(url: str, brokers: list[Broker], seed: int) -> int:
-    """Move some ready leads forward by hand, as agents would, so the demo funnel reaches ganado.
+    """Book and hold visits for some ready leads, as the brokers' agents would, so the demo's calendar, appointment
+    rates and funnel (down to ganado) have something in them.
 
-    Each lead's luck is its own (a generator seeded by the lead), drawn once: a lead the demo already
-    moved, or left where it was, is not drawn again, so a rerun moves nobody."""
+    A lead that gets a visit has it booked through the appointments core (so the stage moves are the visit's):
+    followed up → a visit in the past days, held (completed → seguimiento); not followed up → either a visit still
+    to come in the broker's free slots, or a past one missed (no-show). A deal is a move by hand. Each lead's luck
+    is its own (a generator seeded by the lead), drawn once: only leads still in potencial are drawn, so a rerun
+    moves nobody. Returns the stage steps made."""
     moved = 0
+    now = datetime.now(UTC)
     with transaction(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_LEADS,))
         cur.execute("""SELECT s.broker_id, s.lead_id FROM leadflow.lead_stages s WHERE s.broker_id = ANY(%s)
                        AND s.stage = 'potencial'
                        AND NOT EXISTS (SELECT 1 FROM leadflow.stage_events e WHERE e.lead_id = s.lead_id
                                        AND e.reason = %s)
+                       AND NOT EXISTS (SELECT 1 FROM leadflow.appointments a WHERE a.lead_id = s.lead_id)
                        ORDER BY s.lead_id""", ([b.broker_id for b in brokers], HAND_MOVE))
-        now = datetime.now(UTC)
+        past: Counter[int] = Counter()  # visits placed in the past per broker: each gets an hour of its own
         for broker_id, lead_id in cur.fetchall():
             rng = random.Random(f"{seed}:{lead_id}")
-            for stage, share in SALES_STEPS:
+            reached: list[str] = []
+            for stage, share in SALES_STEPS:  # each step only for a lead that took the one before
                 if rng.random() >= share:
                     break
-                move_lead_forward(cur, broker_id, lead_id, stage, DEFAULT_PIPELINE, now, HAND_MOVE, automatic=False)
+                reached.append(stage)
+            if not reached:
+                continue
+            held = "seguimiento" in reached
+            if not held and rng.random() < UPCOMING_SHARE:
+                slots = appointments.available(cur, broker_id, now)
+                if not slots:
+                    continue
+                slot = slots[rng.randrange(min(len(slots), 40))]
+                booked = appointments.book(cur, broker_id, lead_id, slot, now, source="person", actor="system")
+                moved += isinstance(booked, appointments.Appointment)
+                continue
+            # A visit some days ago at 10:00–17:00 in the broker's timezone, one hour apart from the others.
+            _, timezone = appointments.broker_rules(cur, broker_id)
+            n = past[broker_id]
+            past[broker_id] += 1
+            day = (now.astimezone(ZoneInfo(timezone)) - timedelta(days=2 + n // 8)).date()
+            start = datetime.combine(day, clock_time(10 + n % 8), ZoneInfo(timezone))
+            visit = appointments.book(cur, broker_id, lead_id, Slot(start, start + timedelta(hours=1), (None,)),
+                                      start - timedelta(days=2), source="person", actor="system", check_free=False)
+            if not isinstance(visit, appointments.Appointment):
+                continue
+            moved += 1
+            appointments.change_status(cur, broker_id, visit.appointment_id, "completed" if held else "no_show", now,
+                                       actor="system", note="demo")
+            moved += held
+            if "ganado" in reached:
+                move_lead_forward(cur, broker_id, lead_id, "ganado", DEFAULT_PIPELINE, now, HAND_MOVE, automatic=False)
                 moved += 1
     return moved
 
@@ -218,8 +258,17 @@ def run_demo(settings: Settings, contacts_per_broker: int = 300, seed: int = 7) 
     if failed:
         raise RuntimeError(f"landing runs failed: {failed}; see the Dagster run logs (dagster dev -w workspace.yaml)")
 
-    print(f"agents moved {simulate_sales(settings.database_url, brokers, seed)} stage steps by hand "
-          "(visits, follow-ups, deals)")
+    print(f"agents booked and held visits and closed deals: {simulate_sales(settings.database_url, brokers, seed)} "
+          "stage steps (see the Calendario page under `make up`)")
+    with transaction(settings.database_url) as conn, conn.cursor() as cur:
+        cur.execute("""SELECT b.slug, a.status, count(*) FROM leadflow.appointments a JOIN leadflow.brokers b
+                       USING (broker_id) WHERE a.broker_id = ANY(%s) GROUP BY 1, 2 ORDER BY 1, 2""",
+                    ([b.broker_id for b in brokers],))
+        visits: dict[str, dict[str, int]] = {}
+        for slug, status, count in cur.fetchall():
+            visits.setdefault(slug, {})[status] = count
+    for slug, statuses in visits.items():
+        print(f"  visits of {slug}: " + ", ".join(f"{count} {status}" for status, count in statuses.items()))
     started = time.perf_counter()
     analytics = defs.resolve_job_def("analytics_job").execute_in_process(instance=instance, run_config=QUIET,
                                                                            raise_on_error=False)
