@@ -97,10 +97,6 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("bland_api_key", "bland", "API key (Bland)"),
     Kind("form_api_key", "form", "API key del formulario web", pattern=r"^\S{16,}$",
          shape="16 or more characters without spaces", generated=True),
-    Kind("google_calendar_token", "google_calendar", "Access token (OAuth)", pattern=r"^\S{16,}$",
-         shape="16 or more characters without spaces"),
-    Kind("google_calendar_id", "google_calendar", "Calendar ID", secret=False, pattern=r"^[^\s/]{1,254}$",
-         shape="the calendar's ID (an email address, or primary)"),
     # The broker's own OAuth client for connecting calendars (page Google Calendar); else LEADFLOW_GOOGLE_OAUTH_*.
     Kind("google_oauth_client_id", "google_calendar", "OAuth client ID (Google Cloud)", secret=False,
          pattern=r"^[A-Za-z0-9._-]{8,200}$", shape="the client ID Google Cloud gives (…apps.googleusercontent.com)"),

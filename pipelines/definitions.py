@@ -68,7 +68,6 @@ defs = Definitions(
         "channels": ChannelSendersResource(
             telegram_api_url=_settings.telegram_api_url, whatsapp_api_url=_settings.whatsapp_api_url,
             vapi_api_url=_settings.vapi_api_url, bland_api_url=_settings.bland_api_url,
-            google_calendar_api_url=_settings.google_calendar_api_url,
             database_url=EnvVar("LEADFLOW_DATABASE_URL"),
         ),
         "google_calendar": GoogleCalendarResource(api_url=_settings.google_calendar_api_url,

@@ -12,7 +12,6 @@ from leadflow.config import ConfigurationError, Settings, Topics
 from leadflow.credentials import CredentialSource, EnvironmentCredentials, MasterKeys, StoredCredentials
 from leadflow.outbound.senders import (
     BlandCaller,
-    GoogleCalendar,
     Sender,
     TelegramSender,
     VapiCaller,
@@ -46,7 +45,6 @@ class ChannelSendersResource(ConfigurableResource):
     whatsapp_api_url: str = ""
     vapi_api_url: str = ""
     bland_api_url: str = ""
-    google_calendar_api_url: str = ""
     timeout_s: float = 10.0
     database_url: str = ""
 
@@ -66,9 +64,6 @@ class ChannelSendersResource(ConfigurableResource):
                 "whatsapp": whatsapp,
                 "vapi": VapiCaller(self.vapi_api_url or None, self.timeout_s, credentials=source),
                 "bland": BlandCaller(self.bland_api_url or None, self.timeout_s, credentials=source)}
-
-    def calendar(self) -> GoogleCalendar:
-        return GoogleCalendar(self.google_calendar_api_url or None, self.timeout_s, credentials=self.credentials())
 
 
 class GoogleCalendarResource(ConfigurableResource):

@@ -82,7 +82,7 @@ def test_a_sealed_value_opens_only_on_its_own_row_and_under_a_configured_key() -
     ("form_api_key", "x" * 5000, "form_api_key: longer than 4096"),
     ("smtp_password", "whatever-long-enough", "smtp_password: not a credential Leadflow knows"),
     ("vapi_api_key", "abcdefgh\x00ijkl", "vapi_api_key: control characters"),
-    ("google_calendar_id", "agenda\x7f@example.cl", "google_calendar_id: control characters"),
+    ("google_oauth_client_id", "client\x7f.apps.googleusercontent.com", "google_oauth_client_id: control characters"),
     ("vapi_api_key", "abcdefghij\ud800", "vapi_api_key: control characters"),
 ])
 def test_a_value_of_the_wrong_shape_is_refused_naming_its_field(kind: str, value: str, message: str) -> None:

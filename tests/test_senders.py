@@ -14,7 +14,6 @@ from leadflow.events import OutboundCommand
 from leadflow.outbound.errors import Rejected, RetryLater
 from leadflow.outbound.senders import (
     BlandCaller,
-    GoogleCalendar,
     RateLimiter,
     TelegramSender,
     VapiCaller,
@@ -30,7 +29,7 @@ SLUG = "acme-test"
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeChannels]:
     for kind, value in (("telegram_bot_token", "1:tg"), ("whatsapp_access_token", "wa-token-not-a-secret"),
                         ("whatsapp_phone_number_id", "1098765"), ("vapi_api_key", "k"), ("vapi_assistant_id", "a"),
-                        ("vapi_phone_number_id", "p"), ("bland_api_key", "b"), ("google_calendar_token", "g")):
+                        ("vapi_phone_number_id", "p"), ("bland_api_key", "b")):
         monkeypatch.setenv(default_secret_env(SLUG, kind), value)
     server = FakeChannels().start()
     yield server
@@ -52,11 +51,10 @@ def senders(url: str) -> dict[str, Callable[[], str]]:
             "to": "56911112222", "text": "Hola", "last_inbound_at": NOW.isoformat()})),
         "vapi": lambda: VapiCaller(url, 0.5).send(command("vapi", call)),
         "bland": lambda: BlandCaller(url, 0.5).send(command("bland", call)),
-        "calendar": lambda: GoogleCalendar(url, 0.5).insert(SLUG, {"summary": "Visita: Camila"}),
     }
 
 
-@pytest.mark.parametrize("provider", ["telegram", "whatsapp", "vapi", "bland", "calendar"])
+@pytest.mark.parametrize("provider", ["telegram", "whatsapp", "vapi", "bland"])
 def test_each_provider_success_and_failures_give_the_right_verdict(provider: str, fake: FakeChannels) -> None:
     send = senders(fake.url)[provider]
     assert send()  # the provider's id for the message, call or event

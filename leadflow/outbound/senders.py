@@ -11,7 +11,7 @@ Credentials per broker come from a ``leadflow.credentials.CredentialSource``: in
 broker's admin stored (``StoredCredentials``, refreshed within seconds of a change) and otherwise the
 environment (``LEADFLOW_<SLUG>_TELEGRAM_BOT_TOKEN``, ``_WHATSAPP_ACCESS_TOKEN`` and
 ``_WHATSAPP_PHONE_NUMBER_ID``, ``_VAPI_API_KEY``, ``_VAPI_ASSISTANT_ID`` and ``_VAPI_PHONE_NUMBER_ID``,
-``_BLAND_API_KEY``, ``_GOOGLE_CALENDAR_TOKEN`` and ``_GOOGLE_CALENDAR_ID``), which is all a sender built
+``_BLAND_API_KEY``), which is all a sender built
 without a source reads. Provider URLs: ``LEADFLOW_<PROVIDER>_API_URL`` (defaults in
 ``leadflow.config.PROVIDER_URLS``).
 """
@@ -213,27 +213,6 @@ class BlandCaller:
         if answer.get("status") != "success" or not answer.get("call_id"):
             raise Rejected(f"Bland did not place the call: {answer.get('message') or answer.get('status')}")
         return str(answer["call_id"])
-
-
-class GoogleCalendar:
-    """Google Calendar ``events.insert`` on the broker's calendar (``LEADFLOW_<SLUG>_GOOGLE_CALENDAR_TOKEN``,
-    an OAuth access token, and ``LEADFLOW_<SLUG>_GOOGLE_CALENDAR_ID``, default "primary")."""
-
-    def __init__(self, base_url: str | None = None, timeout_s: float = 10.0,
-                 credentials: CredentialSource | None = None) -> None:
-        self.base_url = (base_url or provider_url("LEADFLOW_GOOGLE_CALENDAR_API_URL")).rstrip("/")
-        self.credentials = credentials or EnvironmentCredentials()
-        self.client = httpx.Client(timeout=timeout_s)
-
-    def insert(self, broker_slug: str, event: dict[str, Any]) -> str:
-        token = credential(self.credentials, broker_slug, "google_calendar_token")
-        calendar = self.credentials.get(broker_slug, "google_calendar_id") or "primary"
-        response = _post(self.client, f"{self.base_url}/calendars/{calendar}/events", event,
-                         headers={"Authorization": f"Bearer {token}"})
-        answer = _verdict("Google Calendar", response)
-        if not answer.get("id"):
-            raise Rejected("Google Calendar answered without an event id")
-        return str(answer["id"])
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
