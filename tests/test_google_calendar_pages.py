@@ -4,6 +4,7 @@ nothing; another broker's admin can neither see nor touch a connection; no token
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -150,10 +151,19 @@ def test_a_forged_or_borrowed_state_is_refused_and_nothing_is_stored(world: Worl
     callback = consent(world, started.headers["location"])
     # Another broker's admin (or anyone without the session that began it) cannot use it...
     assert admin_b.get(callback).status_code == 400
-    assert TestClient(world.app, follow_redirects=False).get(callback).status_code == 400  # type: ignore[arg-type]
+    # A browser coming back from Google leaves the SameSite=Strict session cookie off: it gets a page of ours that
+    # sends it on to the same address (a same-site request, which carries the cookie), never a half-done exchange.
+    cross_site = TestClient(world.app, follow_redirects=False)  # type: ignore[arg-type]
+    hop = cross_site.get(callback)
+    assert hop.status_code == 200 and hop.headers["referrer-policy"] == "no-referrer"
+    found = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', hop.text)
+    assert found is not None
+    onward = html.unescape(found.group(1))
+    assert onward.startswith("/dashboard/google-calendar/callback?") and "hop=1" in onward
+    assert cross_site.get(onward).status_code == 400  # still no session: refused
     assert len(world.fake.token_calls()) == tokens_before and connections(world, world.a) == rows_before
-    # ...and it is still the agent's to finish: their own calendar, connected.
-    done = agent.get(callback)
+    # ...and it is still the agent's to finish, through the hop with their cookie: their own calendar, connected.
+    done = agent.get(onward)
     assert done.status_code == 303
     agent_id = world.users["agent_a"].user_id
     assert (agent_id, "connected", world.fake.email, agent_id) in connections(world, world.a)

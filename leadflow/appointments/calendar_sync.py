@@ -279,7 +279,7 @@ class _Broker:
                 answer = self.patch(session, ours, None, body, visit, meet)
         else:
             answer = self.patch(session, visit.event_id, visit.etag, body, visit, meet)
-        link = answer.get("hangoutLink") or _video_link(answer) or visit.meet_link
+        link = _meet(answer.get("hangoutLink") or _video_link(answer)) or visit.meet_link
         self.write(visit, "synced", error=None, event=(str(answer.get("id") or visit.event_id), answer.get("etag")),
                    owner=owner, meet_link=link)
 
@@ -408,3 +408,9 @@ def _video_link(event: dict[str, Any]) -> str | None:
         if isinstance(entry, dict) and entry.get("entryPointType") == "video" and entry.get("uri"):
             return str(entry["uri"])
     return None
+
+
+def _meet(link: object) -> str | None:
+    """Only a Google Meet address is kept: the link goes to leads, and whoever edits the event in Google could
+    otherwise point them anywhere."""
+    return link if isinstance(link, str) and link.startswith("https://meet.google.com/") else None

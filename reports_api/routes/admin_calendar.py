@@ -14,12 +14,14 @@ the session's person and role against the broker in the path, and against the st
 
 # No `from __future__ import annotations`: FastAPI must see the Annotated aliases as objects.
 
+import html
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from leadflow.appointments import google
@@ -191,8 +193,13 @@ async def disconnect_form(request: Request, tokens: Tokens, session: SessionDep,
 
 @callback.get(CALLBACK_PATH, name="google_calendar_callback")
 def google_callback(request: Request, tokens: Tokens, session: SessionDep, state: str = "", code: str = "",
-                    error: str = "") -> Response:
+                    error: str = "", hop: str = "") -> Response:
     """Google's redirect after consent: the state taken (this person's only), the code exchanged, tokens stored."""
+    if session is None and not hop:
+        # The session cookie is SameSite=Strict, so a browser leaves it off this navigation, which comes from
+        # accounts.google.com. A page of ours sends the browser on to the same address: that second request is
+        # same-site and carries the cookie, and the state stays bound to the person who began.
+        return _hop(state, code, error)
     if session is None:
         # The state is bound to a person: without the session that began it, it cannot be used.
         return page("error.html", status.HTTP_400_BAD_REQUEST, who=None, message=STATE_REFUSED)
@@ -229,6 +236,15 @@ def google_callback(request: Request, tokens: Tokens, session: SessionDep, state
                        error=f"Google no entregó los permisos: {exc}. Nada se guardó; vuelve a intentarlo.")
     return RedirectResponse(f"/dashboard/brokers/{pending.broker_id}/admin/calendar-connections?done=connected",
                             status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _hop(state: str, code: str, error: str) -> Response:
+    query = urlencode({"state": state[:512], "code": code[:2048], "error": error[:60], "hop": "1"})
+    target = html.escape(f"{CALLBACK_PATH}?{query}", quote=True)
+    body = (f'<!doctype html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={target}">'
+            f'<title>Google Calendar</title><p><a href="{target}">Continuar</a></p>')
+    # No referrer: the code must not travel to anything the page could load (it loads nothing, but keep it so).
+    return HTMLResponse(body, headers={"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"})
 
 
 router = APIRouter()

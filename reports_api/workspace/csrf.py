@@ -21,4 +21,5 @@ def token_for(secret: str, session: str) -> str:
 
 
 def valid(secret: str, session: str, offered: str | None) -> bool:
-    return bool(offered) and hmac.compare_digest(token_for(secret, session), str(offered))
+    # As bytes: compare_digest refuses a str with non-ASCII characters (a forged "é" was a 500, not a 403).
+    return bool(offered) and hmac.compare_digest(token_for(secret, session).encode(), str(offered).encode())
