@@ -11,10 +11,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg2
+import psycopg2.errors
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,8 +27,9 @@ from leadflow.users import User, add_user, assign_leads
 from reports_api.app import create_app
 from reports_api.dashboard import COOKIE
 from reports_api.routes.appointments_pages import person_hours_parsed, rules_parsed, rules_shown
-from reports_api.security import TokenSettings, issue_token
+from reports_api.security import Principal, TokenSettings, issue_token
 from reports_api.workspace import appointments, csrf
+from reports_api.workspace.db import write_cursor
 from tests.lead_rows import give_first_messages
 
 SANTIAGO = ZoneInfo("America/Santiago")
@@ -433,3 +436,50 @@ def test_a_visit_is_rescheduled_from_its_page_and_a_taken_time_comes_back_with_t
         assert tenant.app.client.get(f"/dashboard/brokers/{a}/admin/appointments").status_code == 403
     finally:
         tenant.app.client.cookies.clear()
+
+
+def test_the_reports_role_cannot_write_a_visit_pointing_outside_its_broker_or_lead(tenant: Tenant) -> None:
+    """Row security, below the routes: what a bug in the reports service's SQL could not do (foreign keys ignore
+    row security, so these checks are the policies')."""
+    admin = tenant.users["admin_a"]
+    who = Principal(admin.user_id, admin.email, admin.role, admin.broker_id)
+    pool = tenant.app.client.app.state.pool  # type: ignore[attr-defined]
+    a, lead, other_lead = tenant.a.broker_id, tenant.leads[1], tenant.leads[2]
+    start = datetime(2027, 3, 2, 11, tzinfo=SANTIAGO)
+    booked = tenant.book("admin_a", lead, start, status="confirmed")
+    assert booked.status_code == 201, booked.text
+    visit = booked.json()["appointment_id"]
+    columns = ("broker_id, lead_id, agent_id, kind, starts_at, ends_at, held_until, timezone, status, source, "
+               "rescheduled_from, created_at, updated_at")
+    base = {"agent_id": None, "source": "person", "rescheduled_from": None, "day": 9}
+
+    def insert(**change: Any) -> None:
+        row = {**base, **change}
+        at = datetime(2027, 3, row["day"], 15, tzinfo=SANTIAGO)
+        with write_cursor(pool, who, a) as cur:
+            cur.execute(f"""INSERT INTO leadflow.appointments ({columns}) VALUES (%s, %s, %s, 'in_person', %s, %s, %s,
+                            'America/Santiago', 'proposed', %s, %s, now(), now())""",
+                        (a, row.get("lead", lead), row["agent_id"], at, at + timedelta(hours=1),
+                         at + timedelta(hours=1), row["source"], row["rescheduled_from"]))
+
+    insert()  # a person's booking: allowed
+    refused = {
+        "another broker's person takes it": {"agent_id": tenant.users["admin_b"].user_id, "day": 10},
+        "it replaces another lead's visit": {"lead": other_lead, "rescheduled_from": visit, "day": 11},
+        "it claims to be the bot's": {"source": "agent", "day": 12},
+    }
+    for what, change in refused.items():
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            insert(**change)
+        assert what
+    for sql, error in (("UPDATE leadflow.appointments SET agent_id = NULL WHERE appointment_id = %s",
+                        psycopg2.errors.InsufficientPrivilege),
+                       ("UPDATE leadflow.appointments SET calendar_state = 'synced' WHERE appointment_id = %s",
+                        psycopg2.errors.InsufficientPrivilege)):
+        with pytest.raises(error), write_cursor(pool, who, a) as cur:
+            cur.execute(sql, (visit,))
+    # An event about a visit of another lead than the one it names: refused.
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege), write_cursor(pool, who, a) as cur:
+        cur.execute("""INSERT INTO leadflow.appointment_events (appointment_id, broker_id, lead_id, to_status, actor,
+                                                                user_id, at)
+                       VALUES (%s, %s, %s, 'cancelled', 'person', %s, now())""", (visit, a, other_lead, admin.user_id))
