@@ -483,3 +483,18 @@ def test_the_reports_role_cannot_write_a_visit_pointing_outside_its_broker_or_le
         cur.execute("""INSERT INTO leadflow.appointment_events (appointment_id, broker_id, lead_id, to_status, actor,
                                                                 user_id, at)
                        VALUES (%s, %s, %s, 'cancelled', 'person', %s, now())""", (visit, a, other_lead, admin.user_id))
+
+
+def test_an_agent_is_not_offered_a_time_a_colleague_s_lead_already_has(tenant: Tenant) -> None:
+    """An AGENT's row security hides the visits of leads it does not work; their times still count as busy."""
+    a = tenant.a.broker_id
+    start = datetime(2027, 3, 2, 11, tzinfo=SANTIAGO)
+    assert tenant.book("admin_a", tenant.leads[1], start, status="confirmed").status_code == 201
+    seen = tenant.get("agent_a", f"/brokers/{a}/appointments", **{"from": "2027-03-02", "to": "2027-03-03"}).json()
+    assert seen == [] or all(v["lead_id"] != tenant.leads[1] for v in seen)  # not its lead: not listed
+    starts = {datetime.fromisoformat(s["start"]) for s in tenant.get("agent_a", f"/brokers/{a}/availability",
+                                                                     days=2).json()}
+    assert start not in starts and start + timedelta(minutes=30) not in starts
+    assert start - timedelta(hours=2) in starts  # 09:00 still free
+    refused = tenant.book("agent_a", tenant.leads[0], start, status="proposed")
+    assert refused.status_code == 409

@@ -136,9 +136,14 @@ def busy_times(cur: Cursor, broker_id: int, start: datetime, end: datetime,
     busy: dict[AgentKey, list[Interval]] = defaultdict(list)
     # The visit itself, not its held_until: ``free_slots`` pads every busy interval by the buffer on both sides,
     # which is what the exclusion constraint asks (the end plus the buffer free before the next start).
+    # The second part is for the reports role, whose row security may hide visits of leads it cannot see (an
+    # AGENT's colleagues'): the function gives their times only. The owner sees everything in the first.
     cur.execute("""SELECT agent_key, starts_at, ends_at FROM leadflow.appointments
-                   WHERE broker_id = %s AND status IN ('proposed', 'confirmed') AND starts_at < %s AND held_until > %s
-                     AND appointment_id IS DISTINCT FROM %s""", (broker_id, end, start, ignore))
+                   WHERE broker_id = %(b)s AND status IN ('proposed', 'confirmed') AND starts_at < %(e)s
+                     AND held_until > %(s)s AND appointment_id IS DISTINCT FROM %(i)s
+                   UNION
+                   SELECT agent_key, starts_at, ends_at FROM leadflow.appointment_busy(%(b)s, %(s)s, %(e)s, %(i)s)""",
+                {"b": broker_id, "e": end, "s": start, "i": ignore})
     for key, s, e in cur.fetchall():
         busy[key].append((s, e))
     cur.execute("""SELECT agent_key, starts_at, ends_at FROM leadflow.calendar_busy

@@ -40,6 +40,21 @@ def upgrade() -> None:
         REVOKE ALL ON FUNCTION leadflow.appointment_of(bigint, bigint, bigint) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION leadflow.appointment_of(bigint, bigint, bigint) TO leadflow_reports;
 
+        -- When each person of the broker is busy, whoever the visit's lead: an AGENT's row security hides its
+        -- colleagues' leads' visits, and the slots it offers a lead must not land on them. Times only, no lead.
+        CREATE FUNCTION leadflow.appointment_busy(p_broker bigint, p_from timestamptz, p_to timestamptz,
+                                                  p_ignore bigint)
+            RETURNS TABLE (agent_key bigint, starts_at timestamptz, ends_at timestamptz)
+            LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+            SELECT a.agent_key, a.starts_at, a.ends_at FROM leadflow.appointments a
+            WHERE leadflow.visible_broker(p_broker) AND a.broker_id = p_broker
+              AND a.status IN ('proposed', 'confirmed') AND a.starts_at < p_to AND a.held_until > p_from
+              AND a.appointment_id IS DISTINCT FROM p_ignore
+        $$;
+        REVOKE ALL ON FUNCTION leadflow.appointment_busy(bigint, timestamptz, timestamptz, bigint) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION leadflow.appointment_busy(bigint, timestamptz, timestamptz, bigint)
+            TO leadflow_reports;
+
         REVOKE UPDATE (agent_id, address, kind) ON leadflow.appointments FROM leadflow_reports;
         REVOKE INSERT (calendar_state) ON leadflow.appointments FROM leadflow_reports;
 
@@ -77,5 +92,6 @@ def downgrade() -> None:
             WITH CHECK ({_APPOINTMENTS} AND created_by = {_ACTOR});
         GRANT UPDATE (agent_id, address, kind), INSERT (calendar_state) ON leadflow.appointments TO leadflow_reports;
         DROP FUNCTION leadflow.appointment_of(bigint, bigint, bigint);
+        DROP FUNCTION leadflow.appointment_busy(bigint, timestamptz, timestamptz, bigint);
         """
     )
