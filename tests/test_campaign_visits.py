@@ -87,7 +87,7 @@ def test_a_visit_step_offers_free_slots_and_the_answer_books_one_through_the_bat
     def publish(commands: list[tuple[bytes, bytes]]) -> None:
         produce_all(producer, fresh_topics.outbound, commands)
 
-    answered = answer_replies(settings.database_url, later, publish)
+    answered = answer_replies(settings.database_url, later, publish, [broker.broker_id, other.broker_id])
     assert (answered.read, answered.queued, answered.outcomes) == (2, 2, {"booked": 1, "declined": 1})
     senders: dict[str, Sender] = {
         "telegram": TelegramSender(fake.url, timeout_s=2, limiter=RateLimiter(per_second=1000, key_interval_s=0)),
@@ -104,7 +104,8 @@ def test_a_visit_step_offers_free_slots_and_the_answer_books_one_through_the_bat
     assert fake.sent("telegram")[-1]["text"].startswith("Sin problema")
     assert rows(settings, "SELECT status FROM leadflow.appointment_offers WHERE lead_id = %s", tomas) == [("declined",)]
     # Read once: a second batch answers nothing again.
-    again = answer_replies(settings.database_url, later + timedelta(minutes=5), publish)
+    again = answer_replies(settings.database_url, later + timedelta(minutes=5), publish,
+                           [broker.broker_id, other.broker_id])
     assert (again.read, again.queued) == (0, 0)
 
 
@@ -126,7 +127,8 @@ def test_a_broker_with_the_bot_on_leaves_the_answers_to_the_agent(
                        ON CONFLICT (broker_id) DO UPDATE SET agent = EXCLUDED.agent""", (broker.broker_id,))
     send(settings, fresh_topics, broker, ("whatsapp", "wamid.b2", CAMILA, "la segunda", 190))
     run(settings, fresh_topics)
-    answered = answer_replies(settings.database_url, NOON + timedelta(hours=1), lambda commands: None)
+    answered = answer_replies(settings.database_url, NOON + timedelta(hours=1), lambda commands: None,
+                              [broker.broker_id])
     assert answered.read == 0
     assert rows(settings, "SELECT count(*) FROM leadflow.appointments WHERE broker_id = %s", broker.broker_id) == [(0,)]
 
@@ -184,11 +186,11 @@ def test_with_the_bot_off_a_hand_booked_visit_is_confirmed_or_cancelled_by_the_l
     send(settings, fresh_topics, broker, ("whatsapp", "wamid.h2", CAMILA, "Confirmo, ahí estaré", 200))
     run(settings, fresh_topics)
     nothing_sent: list[tuple[bytes, bytes]] = []
-    first = answer_replies(settings.database_url, NOON + timedelta(hours=1), nothing_sent.extend)
+    first = answer_replies(settings.database_url, NOON + timedelta(hours=1), nothing_sent.extend, [broker.broker_id])
     assert (first.read, first.queued, first.outcomes) == (1, 0, {"confirmed": 1})
     send(settings, fresh_topics, broker, ("whatsapp", "wamid.h3", CAMILA, "Perdón, al final no voy a poder ir", 260))
     run(settings, fresh_topics)
-    second = answer_replies(settings.database_url, NOON + timedelta(hours=2), nothing_sent.extend)
+    second = answer_replies(settings.database_url, NOON + timedelta(hours=2), nothing_sent.extend, [broker.broker_id])
     assert (second.read, second.queued, second.outcomes) == (1, 0, {"cancelled": 1})
     assert nothing_sent == []  # no campaign to answer from: the broker's people answer in the workspace
     assert rows(settings, """SELECT from_status, to_status, actor FROM leadflow.appointment_events

@@ -16,7 +16,7 @@ the conversation is left to the broker's people, who see the new status on the l
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,18 +77,20 @@ _PENDING = """
     JOIN leadflow.raw_messages m ON m.message_id = ml.message_id
     WHERE m.direction = 'inbound' AND m.message_type = 'text' AND m.broker_id = l.broker_id
       AND m.sent_at >= l.since AND m.channel IN ('whatsapp', 'telegram')
+      AND (%(brokers)s::bigint[] IS NULL OR l.broker_id = ANY(%(brokers)s::bigint[]))
       AND NOT EXISTS (SELECT 1 FROM leadflow.appointment_answers a WHERE a.message_id = m.message_id)
     ORDER BY l.lead_id, m.sent_at, m.message_id"""
 
 
-def answer_replies(url: str, now: datetime, publish: Publish) -> AnswerResult:
-    """Read every pending answer, book or update, queue each reply; ``publish`` gets the replies' outbound
-    commands and must return once Kafka acknowledged them (before the commit: a failure redoes the batch)."""
+def answer_replies(url: str, now: datetime, publish: Publish, brokers: Sequence[int] | None = None) -> AnswerResult:
+    """Read every pending answer (of ``brokers`` only, when given), book or update, queue each reply; ``publish``
+    gets the replies' outbound commands and must return once Kafka acknowledged them (before the commit: a failure
+    redoes the batch)."""
     result = AnswerResult()
     commands: list[tuple[bytes, bytes]] = []
     with transaction(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-        cur.execute(_PENDING, {"now": now})
+        cur.execute(_PENDING, {"now": now, "brokers": list(brokers) if brokers is not None else None})
         for row in cur.fetchall():
             command = _answer(cur, row, now, result)
             if command is not None:
