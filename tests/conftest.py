@@ -35,14 +35,15 @@ from leadflow.services import kafka as embedded_kafka  # noqa: E402
 from leadflow.services import postgres as embedded_postgres  # noqa: E402
 from leadflow.services.ports import free_port  # noqa: E402
 
-# The service tests whose code reads the clock the most (quiet hours, delays, the WhatsApp window, reminders,
-# visits across daylight-saving changes): CI runs them, with every test that needs no service, a year ahead
-# and a year back (`make test-clock-quick`). `make test-clock` runs everything so.
-CLOCK_FILES = frozenset({"test_campaigns.py", "test_appointments_store.py", "test_appointment_reminders.py"})
-# Slow tests that read no date (the embedded services' start and stop, the labelled conversations' provenance):
-# left out of that run.
-CLOCKLESS_FILES = frozenset({"test_services.py", "test_qualification_provenance.py"})
-
+# The tests whose code reads the clock the most: CI runs them a year ahead and a year back (`make test-clock-quick`;
+# `make test-clock` runs everything so). Without services: slots across daylight-saving changes, what a lead's
+# "mañana a las 5" means, stages and stalls, timelines ("en marzo"), quiet hours and the WhatsApp window, the bot's
+# visits; with them: campaigns, bookings, answers to visits, reminders.
+CLOCK_FILES = frozenset({
+    "test_appointment_slots.py", "test_appointment_choice.py", "test_agent_visit_policy.py", "test_agent_policy.py",
+    "test_agent_guardrails.py", "test_stages.py", "test_qualification_rules.py", "test_scoring.py",
+    "test_campaign_targeting.py",
+    "test_campaigns.py", "test_appointments_store.py", "test_appointment_dialog.py", "test_appointment_reminders.py"})
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests that use the real services are marked so `make test-fast` can leave them out.
@@ -51,8 +52,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.services)
         if item.path.name in CLOCK_FILES:
             item.add_marker(pytest.mark.clock)
-        if item.path.name in CLOCKLESS_FILES:
-            item.add_marker(pytest.mark.clockless)
 
 
 @pytest.fixture(scope="session")
