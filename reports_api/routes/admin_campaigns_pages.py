@@ -27,10 +27,11 @@ from reports_api.admin.access import AdminError, Invalid
 from reports_api.deps import Id, Tokens
 from reports_api.routes.admin import Owner
 from reports_api.routes.admin_forms import EXPIRED_FORM
+from reports_api.routes.admin_forms import checked_form as _form
+from reports_api.routes.admin_forms import first as _one
 from reports_api.routes.admin_forms import owner_run as _owner_run
 from reports_api.routes.admin_forms import to_login as _to_login
 from reports_api.routes.workspace_pages import Session, SessionDep
-from reports_api.routes.workspace_settings import form_lists
 from reports_api.sessions import OwnerConnections
 from reports_api.workspace import csrf
 from reports_api.workspace.render import page
@@ -63,16 +64,6 @@ TOP_LABELS = {"name": "Nombre", "trigger_type": "Disparador", "trigger_score_min
               "all": "Condiciones", "any": "Condiciones"}
 
 
-
-
-async def _form(request: Request, tokens: Tokens, session: Session) -> dict[str, list[str]] | None:
-    """The form's fields, or None when its CSRF token is not this session's."""
-    form = await form_lists(request)
-    return form if csrf.valid(tokens.secret, session.token, (form.get(csrf.FIELD) or [""])[0]) else None
-
-
-def _one(form: dict[str, list[str]], name: str) -> str:
-    return (form.get(name) or [""])[0].strip()
 
 
 def _error(who: Any, exc: AdminError) -> Response:

@@ -33,11 +33,12 @@ from reports_api.admin.access import AdminError
 from reports_api.deps import MAX_ID, Id, Pool, Tokens, broker_cursor
 from reports_api.routes.admin import Owner
 from reports_api.routes.admin_forms import EXPIRED_FORM
+from reports_api.routes.admin_forms import checked_form as _checked_form
+from reports_api.routes.admin_forms import first as _form_one
 from reports_api.routes.admin_forms import owner_run as _owner_run
 from reports_api.routes.admin_forms import to_login as _to_login
 from reports_api.routes.appointments import local_range, now_of
 from reports_api.routes.workspace_pages import ERRORS, Session, SessionDep
-from reports_api.routes.workspace_settings import form_lists
 from reports_api.security import Principal
 from reports_api.workspace import appointments, csrf, db, reads
 from reports_api.workspace.render import page
@@ -62,15 +63,6 @@ def _local_day(value: str | None) -> date | None:
     if found.year not in appointments.YEARS:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "elige una fecha entre 2000 y 2100")
     return found
-
-
-def _form_one(form: dict[str, list[str]], name: str) -> str:
-    return (form.get(name) or [""])[0].strip()
-
-
-async def _checked_form(request: Request, tokens: Any, session: Session) -> dict[str, list[str]] | None:
-    form = await form_lists(request)
-    return form if csrf.valid(tokens.secret, session.token, _form_one(form, csrf.FIELD)) else None
 
 
 def _refusal(exc: Exception) -> str:
