@@ -498,3 +498,29 @@ def test_an_agent_is_not_offered_a_time_a_colleague_s_lead_already_has(tenant: T
     assert start - timedelta(hours=2) in starts  # 09:00 still free
     refused = tenant.book("agent_a", tenant.leads[0], start, status="proposed")
     assert refused.status_code == 409
+
+
+def test_digits_that_are_not_ascii_and_a_non_ascii_csrf_token_are_refused_not_a_server_error(
+        tenant: Tenant) -> None:
+    """"²" passes str.isdigit but not int(); hmac.compare_digest refuses a str with "é": both were 500s."""
+    a = tenant.a.broker_id
+    lead_path = f"/dashboard/brokers/{a}/leads/{tenant.leads[1]}"
+    token = logged_in(tenant, "admin_a")
+    try:
+        assert tenant.app.client.get(f"/dashboard/brokers/{a}/calendar?agent=²").status_code == 422
+        form = {"slot": at(1, 11).isoformat(), "status": "confirmed", "kind": "in_person", "csrf": "é" * 64}
+        assert tenant.app.client.post(f"{lead_path}/appointments", data=form,
+                                      follow_redirects=False).status_code == 403
+        booked = tenant.app.client.post(f"{lead_path}/appointments", follow_redirects=False,
+                                        data={**form, "csrf": token, "agent_id": "²"})
+        # Back to the lead page saying why, as every refused booking form is.
+        assert booked.status_code == 303 and "error=not_person" in booked.headers["location"]
+        assert rows_of(tenant, a) == 0  # nothing booked by either
+    finally:
+        tenant.app.client.cookies.clear()
+
+
+def rows_of(tenant: Tenant, broker_id: int) -> int:
+    with transaction(tenant.app.client.app.state.database_url) as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
+        cur.execute("SELECT count(*) FROM leadflow.appointments WHERE broker_id = %s", (broker_id,))
+        return int(cur.fetchone()[0])  # type: ignore[index]
