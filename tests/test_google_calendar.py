@@ -470,3 +470,13 @@ def test_a_visit_moves_to_its_persons_calendar_once_they_connect_it(rig: Rig, ma
     # Cancelled: deleted from where it is, Ana's.
     change(rig, broker, visit.appointment_id, "cancelled")
     assert rig.sync(broker).deleted == 1 and ident not in anas
+
+
+def test_only_a_google_meet_link_is_kept_for_leads() -> None:
+    # Whoever edits the event in Google could point the link that reminders send to leads anywhere.
+    from leadflow.appointments.calendar_sync import _meet
+
+    assert _meet("https://meet.google.com/abc-defg-hij") == "https://meet.google.com/abc-defg-hij"
+    for link in ("https://evil.example/meet.google.com/x", "http://meet.google.com/abc", "javascript:alert(1)",
+                 None, 7):
+        assert _meet(link) is None
